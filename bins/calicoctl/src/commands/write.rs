@@ -1,0 +1,127 @@
+//! `create`, `apply` and `replace`: validate every document of the input,
+//! then write them all (in as few transactions as the datastore allows).
+
+use anyhow::{anyhow, Result};
+use calico_client::client::{prepare, ClientError, WriteMode};
+
+use crate::input::{read_resources, InputError, Sourced};
+use crate::{FileArgs, Global};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Create { skip_exists: bool },
+    Apply,
+    Replace,
+}
+
+impl Mode {
+    fn verb(self) -> &'static str {
+        match self {
+            Mode::Create { .. } => "created",
+            Mode::Apply => "applied",
+            Mode::Replace => "replaced",
+        }
+    }
+    fn write_mode(self) -> WriteMode {
+        match self {
+            Mode::Create { .. } => WriteMode::Create,
+            Mode::Apply => WriteMode::Apply,
+            Mode::Replace => WriteMode::Replace,
+        }
+    }
+}
+
+/// Formats input errors, one per line, and says nothing was written.
+pub fn input_failure(errors: &[InputError]) -> anyhow::Error {
+    let mut s = String::new();
+    for e in errors {
+        s.push_str(&format!("error: {e}\n"));
+    }
+    let n = errors.len();
+    s.push_str(&format!(
+        "{n} error{} found; nothing was written",
+        if n == 1 { "" } else { "s" }
+    ));
+    anyhow!(s)
+}
+
+/// Decodes, defaults and validates every document; returns all errors.
+pub fn load_valid(files: &FileArgs) -> Result<Vec<Sourced>> {
+    let mut docs = read_resources(&files.filename, files.recursive).map_err(|e| input_failure(&e))?;
+    let mut errors = Vec::new();
+    for d in docs.iter_mut() {
+        prepare(&mut d.resource);
+        if let Err(errs) = d.resource.validate() {
+            for fe in errs.0 {
+                errors.push(InputError::at(d, Some(fe.field), fe.message));
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(input_failure(&errors));
+    }
+    if docs.is_empty() {
+        return Err(anyhow!("{}: no resources found", files.filename));
+    }
+    Ok(docs)
+}
+
+/// Maps a client error back to the document it concerns.
+pub fn client_failure(e: ClientError, docs: &[Sourced]) -> anyhow::Error {
+    let id = match &e {
+        ClientError::Invalid { id, .. }
+        | ClientError::AlreadyExists { id }
+        | ClientError::NotFound { id }
+        | ClientError::Conflict { id, .. } => Some(id.clone()),
+        _ => None,
+    };
+    let doc = id.and_then(|id| docs.iter().find(|d| d.resource.display_id() == id));
+    match (doc, e) {
+        (Some(d), ClientError::Invalid { errors, .. }) => {
+            let errs: Vec<InputError> = errors
+                .0
+                .into_iter()
+                .map(|fe| InputError::at(d, Some(fe.field), fe.message))
+                .collect();
+            input_failure(&errs)
+        }
+        (Some(d), other) => input_failure(&[InputError::at(d, None, other.to_string())]),
+        (None, other) => anyhow!("{other}"),
+    }
+}
+
+pub fn run(global: &Global, files: &FileArgs, mode: Mode) -> Result<()> {
+    let mut docs = load_valid(files)?;
+    let client = super::connect(global)?;
+    let mut skipped = 0;
+    if let Mode::Create { skip_exists: true } = mode {
+        let mut keep = Vec::with_capacity(docs.len());
+        for d in docs {
+            let m = d.resource.metadata();
+            let exists = client
+                .get(d.resource.info(), &m.namespace, &m.name)
+                .map_err(|e| anyhow!("{e}"))?
+                .is_some();
+            if exists {
+                skipped += 1;
+            } else {
+                keep.push(d);
+            }
+        }
+        docs = keep;
+    }
+    let resources = docs.iter().map(|d| d.resource.clone()).collect();
+    let written = if docs.is_empty() {
+        Vec::new()
+    } else {
+        client
+            .write_all(resources, mode.write_mode())
+            .map_err(|e| client_failure(e, &docs))?
+    };
+    let kinds = super::kind_phrase(written.iter().map(|w| w.resource.kind()));
+    println!("Successfully {} {}{} resource(s)", mode.verb(), written.len(), kinds);
+    if skipped > 0 {
+        println!("Skipped {skipped} resource(s) that already exist");
+    }
+    Ok(())
+}

@@ -1,0 +1,299 @@
+//! Endpoint kinds: WorkloadEndpoint, HostEndpoint, NetworkSet and
+//! GlobalNetworkSet.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::meta::ObjectMeta;
+use crate::resource::{resource, Spec};
+use crate::validate::{check_name, is_interface_name, parse_net, FieldErrors};
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IpNat {
+    #[serde(rename = "internalIP")]
+    pub internal_ip: String,
+    #[serde(rename = "externalIP")]
+    pub external_ip: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EndpointPort {
+    pub name: String,
+    pub protocol: crate::numorstring::Protocol,
+    pub port: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_port: Option<u16>,
+    #[serde(default, rename = "hostIP", skip_serializing_if = "String::is_empty")]
+    pub host_ip: String,
+}
+
+fn check_ports(ports: &[EndpointPort], errs: &mut FieldErrors) {
+    for (i, p) in ports.iter().enumerate() {
+        if p.name.is_empty() {
+            errs.add(format!("spec.ports[{i}].name"), "a named port needs a name");
+        }
+        if !p.protocol.supports_ports() {
+            errs.add(
+                format!("spec.ports[{i}].protocol"),
+                "named ports must be TCP, UDP or SCTP",
+            );
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkloadEndpointSpec {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub orchestrator: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub workload: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node: String,
+    #[serde(
+        default,
+        rename = "containerID",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub container_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pod: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub endpoint: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub service_account_name: String,
+    #[serde(default, rename = "ipNetworks", skip_serializing_if = "Vec::is_empty")]
+    pub ip_networks: Vec<String>,
+    #[serde(default, rename = "ipNATs", skip_serializing_if = "Vec::is_empty")]
+    pub ip_nats: Vec<IpNat>,
+    #[serde(
+        default,
+        rename = "ipv4Gateway",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub ipv4_gateway: String,
+    #[serde(
+        default,
+        rename = "ipv6Gateway",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub ipv6_gateway: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub profiles: Vec<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub interface_name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mac: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<EndpointPort>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_spoofed_source_prefixes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qos_controls: Option<serde_json::Value>,
+}
+
+impl WorkloadEndpointSpec {
+    /// The endpoint's addresses (valid entries only).
+    pub fn nets(&self) -> impl Iterator<Item = IpNet> + '_ {
+        self.ip_networks.iter().filter_map(|n| parse_net(n).ok())
+    }
+}
+
+fn check_ip(field: &str, s: &str, errs: &mut FieldErrors) {
+    if !s.is_empty() && s.parse::<IpAddr>().is_err() {
+        errs.add(field, format!("{s:?} is not a valid IP address"));
+    }
+}
+
+impl Spec for WorkloadEndpointSpec {
+    fn validate(&self, _meta: &ObjectMeta, errs: &mut FieldErrors) {
+        for (i, n) in self.ip_networks.iter().enumerate() {
+            match parse_net(n) {
+                Ok(net) if net.prefix_len() != net.max_prefix_len() => errs.add(
+                    format!("spec.ipNetworks[{i}]"),
+                    format!("{n:?}: workload addresses must be /32 (IPv4) or /128 (IPv6)"),
+                ),
+                Ok(_) => {}
+                Err(m) => errs.add(format!("spec.ipNetworks[{i}]"), m),
+            }
+        }
+        for (i, nat) in self.ip_nats.iter().enumerate() {
+            check_ip(
+                &format!("spec.ipNATs[{i}].internalIP"),
+                &nat.internal_ip,
+                errs,
+            );
+            check_ip(
+                &format!("spec.ipNATs[{i}].externalIP"),
+                &nat.external_ip,
+                errs,
+            );
+        }
+        check_ip("spec.ipv4Gateway", &self.ipv4_gateway, errs);
+        check_ip("spec.ipv6Gateway", &self.ipv6_gateway, errs);
+        if !self.interface_name.is_empty() && !is_interface_name(&self.interface_name) {
+            errs.add(
+                "spec.interfaceName",
+                format!("invalid interface name {:?}: 1-15 characters of letters, digits, '_', '.', '-'", self.interface_name),
+            );
+        }
+        if !self.node.is_empty() && !crate::validate::is_dns1123_subdomain(&self.node) {
+            errs.add("spec.node", format!("invalid node name {:?}", self.node));
+        }
+        let mac_ok = self.mac.split(':').count() == 6
+            && self
+                .mac
+                .split(':')
+                .all(|p| p.len() == 2 && u8::from_str_radix(p, 16).is_ok());
+        if !self.mac.is_empty() && !mac_ok {
+            errs.add(
+                "spec.mac",
+                format!("{:?} is not a valid MAC address", self.mac),
+            );
+        }
+        for (i, p) in self.profiles.iter().enumerate() {
+            if p.is_empty() {
+                errs.add(
+                    format!("spec.profiles[{i}]"),
+                    "profile names may not be empty",
+                );
+            }
+        }
+        for (i, n) in self.allow_spoofed_source_prefixes.iter().enumerate() {
+            if let Err(m) = parse_net(n) {
+                errs.add(format!("spec.allowSpoofedSourcePrefixes[{i}]"), m);
+            }
+        }
+        check_ports(&self.ports, errs);
+    }
+}
+
+/// WorkloadEndpoint names are derived from their identifiers upstream, but
+/// any valid name is accepted (operators create them by hand in labs).
+fn check_wep_name(name: &str, errs: &mut FieldErrors) {
+    check_name(name, errs)
+}
+
+resource!(
+    /// A VM's or container's interface on a compute host.
+    WorkloadEndpoint, WorkloadEndpointSpec, kind = "WorkloadEndpoint",
+    plural = "workloadendpoints", namespaced = true, name_rule = check_wep_name
+);
+
+/// Escapes one segment of a derived WorkloadEndpoint name (`-` → `--`).
+fn escape_segment(s: &str) -> String {
+    s.replace('-', "--")
+}
+
+/// Upstream's derived name: `<node>-<orchestrator>-<workload>-<endpoint>`,
+/// each segment's dashes doubled.
+pub fn workload_endpoint_name(
+    node: &str,
+    orchestrator: &str,
+    workload: &str,
+    endpoint: &str,
+) -> String {
+    [node, orchestrator, workload, endpoint]
+        .iter()
+        .map(|s| escape_segment(s))
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostEndpointSpec {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub interface_name: String,
+    #[serde(default, rename = "expectedIPs", skip_serializing_if = "Vec::is_empty")]
+    pub expected_ips: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub profiles: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<EndpointPort>,
+}
+
+impl Spec for HostEndpointSpec {
+    fn validate(&self, _meta: &ObjectMeta, errs: &mut FieldErrors) {
+        if self.node.is_empty() {
+            errs.add("spec.node", "node is required");
+        }
+        if self.interface_name.is_empty() && self.expected_ips.is_empty() {
+            errs.add(
+                "spec.interfaceName",
+                "set interfaceName (\"*\" for all interfaces) or expectedIPs",
+            );
+        }
+        if !self.interface_name.is_empty()
+            && self.interface_name != "*"
+            && !is_interface_name(&self.interface_name)
+        {
+            errs.add(
+                "spec.interfaceName",
+                format!("invalid interface name {:?}", self.interface_name),
+            );
+        }
+        for (i, ip) in self.expected_ips.iter().enumerate() {
+            check_ip(&format!("spec.expectedIPs[{i}]"), ip, errs);
+        }
+        check_ports(&self.ports, errs);
+    }
+}
+
+resource!(
+    /// A host's own interface (or all of them) under policy.
+    HostEndpoint, HostEndpointSpec, kind = "HostEndpoint", plural = "hostendpoints",
+    namespaced = false, name_rule = check_name
+);
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NetworkSetSpec {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nets: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_egress_domains: Vec<String>,
+}
+
+impl Spec for NetworkSetSpec {
+    fn validate(&self, _meta: &ObjectMeta, errs: &mut FieldErrors) {
+        for (i, n) in self.nets.iter().enumerate() {
+            if let Err(m) = parse_net(n) {
+                errs.add(format!("spec.nets[{i}]"), m);
+            }
+        }
+    }
+}
+
+resource!(
+    /// Named, labelled CIDRs in a namespace, for rule selectors.
+    NetworkSet, NetworkSetSpec, kind = "NetworkSet", plural = "networksets",
+    namespaced = true, name_rule = check_name
+);
+resource!(
+    /// Named, labelled CIDRs cluster-wide, for rule selectors.
+    GlobalNetworkSet, NetworkSetSpec, kind = "GlobalNetworkSet", plural = "globalnetworksets",
+    namespaced = false, name_rule = check_name
+);
+
+/// Labels that Calico adds to every endpoint for selectors to match on.
+pub fn implicit_labels(namespace: &str, orchestrator: &str) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    if !namespace.is_empty() {
+        m.insert(crate::LABEL_NAMESPACE.to_string(), namespace.to_string());
+    }
+    if !orchestrator.is_empty() {
+        m.insert(
+            crate::LABEL_ORCHESTRATOR.to_string(),
+            orchestrator.to_string(),
+        );
+    }
+    m
+}

@@ -1,0 +1,219 @@
+//! Validation plumbing: field errors with paths, and the shared syntax rules
+//! (names, CIDRs, selectors) that several resources use.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::selector::Selector;
+
+/// One problem with one field, e.g. `spec.ingress[0].destination.ports`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "field {}: {}", self.field, self.message)
+    }
+}
+
+/// Collects every error of a resource so the user sees them all at once.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FieldErrors(pub Vec<FieldError>);
+
+impl FieldErrors {
+    pub fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn into_result(self) -> Result<(), FieldErrors> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(self)
+        }
+    }
+}
+
+impl fmt::Display for FieldErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for FieldErrors {}
+
+fn is_label_chars(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
+
+/// DNS-1123 label: lower-case alphanumerics and `-`, at most 63 characters.
+pub fn is_dns1123_label(s: &str) -> bool {
+    is_label_chars(s) && !s.bytes().any(|c| c.is_ascii_uppercase())
+}
+
+/// DNS-1123 subdomain: dot-separated labels, at most 253 characters.
+pub fn is_dns1123_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns1123_label)
+}
+
+pub const NAME_RULE: &str =
+    "must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character";
+
+/// Checks a general resource name (DNS-1123 subdomain).
+pub fn check_name(name: &str, errs: &mut FieldErrors) {
+    if name.is_empty() {
+        errs.add("metadata.name", "name is required");
+    } else if !is_dns1123_subdomain(name) {
+        errs.add(
+            "metadata.name",
+            format!("invalid name {name:?}: {NAME_RULE}"),
+        );
+    }
+}
+
+/// Parses a CIDR that must be strictly masked (no host bits), as upstream
+/// requires for pools, reservations and network sets.
+pub fn parse_cidr(s: &str) -> Result<IpNet, String> {
+    let net: IpNet = s.parse().map_err(|_| {
+        format!("{s:?} is not a valid CIDR (expected e.g. 10.0.0.0/16 or fd00::/64)")
+    })?;
+    if net.trunc() != net {
+        return Err(format!(
+            "{s:?} has host bits set; did you mean {}?",
+            net.trunc()
+        ));
+    }
+    Ok(net)
+}
+
+/// Parses an address or CIDR as used in rule `nets` (a bare IP is a /32 or
+/// /128). Host bits are tolerated there, as upstream masks them.
+pub fn parse_net(s: &str) -> Result<IpNet, String> {
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok(IpNet::from(ip));
+    }
+    s.parse::<IpNet>()
+        .map_err(|_| format!("{s:?} is not a valid IP address or CIDR"))
+}
+
+/// Parses a selector field, recording a field error that shows the parser's
+/// column and expectation.
+pub fn check_selector(field: &str, s: &str, errs: &mut FieldErrors) -> Option<Selector> {
+    match Selector::parse(s) {
+        Ok(sel) => Some(sel),
+        Err(e) => {
+            errs.add(field, format!("invalid selector {s:?}: {e}"));
+            None
+        }
+    }
+}
+
+/// Checks a label map: keys are optionally-prefixed names, values at most 63
+/// characters of the Kubernetes label-value alphabet.
+pub fn check_labels(
+    field: &str,
+    labels: &std::collections::BTreeMap<String, String>,
+    errs: &mut FieldErrors,
+) {
+    for (k, v) in labels {
+        if !is_label_key(k) {
+            errs.add(
+                format!("{field}.{k}"),
+                format!("invalid label key {k:?}: must be an optional DNS subdomain prefix and '/', then a name of at most 63 alphanumerics, '-', '_' or '.'"),
+            );
+        }
+        if !is_label_value(v) {
+            errs.add(
+                format!("{field}.{k}"),
+                format!("invalid label value {v:?}: at most 63 alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric"),
+            );
+        }
+    }
+}
+
+fn is_label_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+pub fn is_label_key(k: &str) -> bool {
+    match k.rsplit_once('/') {
+        Some((prefix, name)) => is_dns1123_subdomain(prefix) && is_label_name(name),
+        None => is_label_name(k),
+    }
+}
+
+pub fn is_label_value(v: &str) -> bool {
+    v.is_empty() || is_label_name(v)
+}
+
+/// Interface names as Linux accepts them.
+pub fn is_interface_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 15
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(is_dns1123_subdomain("default-ipv4-pool"));
+        assert!(is_dns1123_subdomain("ossg.default.abc-123"));
+        assert!(!is_dns1123_subdomain("Default"));
+        assert!(!is_dns1123_subdomain("-a"));
+        assert!(!is_dns1123_subdomain("a..b"));
+        assert!(is_dns1123_label("web-db-policy"));
+        assert!(!is_dns1123_label("a.b"));
+    }
+
+    #[test]
+    fn cidrs() {
+        assert!(parse_cidr("10.10.0.0/16").is_ok());
+        assert!(parse_cidr("10.10.0.1/16")
+            .unwrap_err()
+            .contains("10.10.0.0/16"));
+        assert!(parse_cidr("10.10.0.0").is_err());
+        assert!(parse_net("10.1.2.3").is_ok());
+    }
+
+    #[test]
+    fn label_keys() {
+        assert!(is_label_key("app"));
+        assert!(is_label_key("projectcalico.org/namespace"));
+        assert!(is_label_key("sg.projectcalico.org/openstack-1234"));
+        assert!(!is_label_key("bad key"));
+        assert!(is_label_value(""));
+        assert!(!is_label_value("-x"));
+    }
+}

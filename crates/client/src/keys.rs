@@ -1,0 +1,45 @@
+//! Upstream's etcd key layout for v3 resources.
+
+use calico_api::{KindInfo, API_GROUP_PREFIX};
+
+/// `/calico/resources/v3/projectcalico.org/<plural>/[<namespace>/]<name>`.
+pub fn resource_key(info: &KindInfo, namespace: &str, name: &str) -> String {
+    if info.namespaced {
+        format!("{API_GROUP_PREFIX}/{}/{namespace}/{name}", info.plural)
+    } else {
+        format!("{API_GROUP_PREFIX}/{}/{name}", info.plural)
+    }
+}
+
+/// Prefix under which all resources of a kind (optionally of one namespace)
+/// live. Ends in `/` so that `ippools` does not also match `ippoolsx`.
+pub fn kind_prefix(info: &KindInfo, namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) if info.namespaced => format!("{API_GROUP_PREFIX}/{}/{ns}/", info.plural),
+        _ => format!("{API_GROUP_PREFIX}/{}/", info.plural),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use calico_api::lookup_kind;
+
+    #[test]
+    fn keys_follow_upstream() {
+        let pool = lookup_kind("ippool").unwrap();
+        assert_eq!(
+            resource_key(pool, "", "default-pool"),
+            "/calico/resources/v3/projectcalico.org/ippools/default-pool"
+        );
+        let np = lookup_kind("networkpolicy").unwrap();
+        assert_eq!(
+            resource_key(np, "production", "web-db-policy"),
+            "/calico/resources/v3/projectcalico.org/networkpolicies/production/web-db-policy"
+        );
+        assert_eq!(
+            kind_prefix(np, Some("staging")),
+            "/calico/resources/v3/projectcalico.org/networkpolicies/staging/"
+        );
+    }
+}
