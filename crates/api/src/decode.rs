@@ -60,9 +60,70 @@ pub fn typed<R: Resource>(value: serde_json::Value) -> Result<R, FieldDecodeErro
         let field = if field == "." { String::new() } else { field };
         FieldDecodeError {
             field,
-            message: e.into_inner().to_string(),
+            message: with_suggestion(&e.into_inner().to_string()),
         }
     })
+}
+
+/// v1 fields kept in the types only so that their errors can explain the
+/// replacement; never suggest them.
+const NEVER_SUGGEST: [&str; 2] = ["ipip", "nat-outgoing"];
+
+/// Adds "did you mean `x`?" to serde's unknown field / unknown variant
+/// messages when one of the accepted names is close to what was written
+/// (`peerIp` → `peerIP`, `always` → `Always`, `port` → `ports`).
+pub fn with_suggestion(message: &str) -> String {
+    for prefix in ["unknown field `", "unknown variant `"] {
+        let Some(rest) = message.strip_prefix(prefix) else {
+            continue;
+        };
+        let Some(end) = rest.find('`') else {
+            break;
+        };
+        let (bad, tail) = (&rest[..end], &rest[end + 1..]);
+        // The accepted names are the back-quoted words after the bad one.
+        let candidates: Vec<&str> = tail
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|c| !NEVER_SUGGEST.contains(c))
+            .collect();
+        if let Some(s) = closest(bad, &candidates) {
+            return format!("{prefix}{bad}` (did you mean `{s}`?){tail}");
+        }
+    }
+    message.to_string()
+}
+
+/// The candidate equal to `word` ignoring case, else the one within a small
+/// edit distance (about a third of the word's length, at most 3).
+fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let w = word.to_ascii_lowercase();
+    if let Some(c) = candidates.iter().find(|c| c.to_ascii_lowercase() == w) {
+        return Some(c);
+    }
+    let limit = (w.chars().count() / 3).clamp(1, 3);
+    candidates
+        .iter()
+        .map(|c| (edit_distance(&w, &c.to_ascii_lowercase()), *c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Levenshtein distance, counted in characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let subst = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = subst.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 /// Decodes every document of a YAML or JSON text. Returns all resources, or
@@ -128,15 +189,17 @@ fn decode_value(
         };
     let obj = match value.as_object() {
         Some(o) => o,
-        None => return Err(err(
-            None,
-            None,
-            "",
-            format!(
+        None => {
+            return Err(err(
+                None,
+                None,
+                "",
+                format!(
                 "expected a resource (a mapping with apiVersion, kind, metadata, spec), found {}",
                 type_name(&value)
             ),
-        )),
+            ))
+        }
     };
     let kind_raw = obj
         .get("kind")
@@ -336,6 +399,45 @@ mod tests {
         let text = "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\nname: bgp-peer-1\nspec:\npeerIP: 192.168.10.254\nasNumber: 64512\n";
         let e = decode_documents(text).unwrap_err();
         assert!(e[0].message.contains("lost its indentation"), "{}", e[0]);
+    }
+
+    #[test]
+    fn unknown_names_get_a_suggestion() {
+        let text = "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: p\nspec:\n  peerIp: 10.0.0.1\n";
+        let e = decode_documents(text).unwrap_err();
+        assert_eq!(e[0].field.as_deref(), Some("spec.peerIp"));
+        assert!(
+            e[0].message
+                .starts_with("unknown field `peerIp` (did you mean `peerIP`?), expected one of"),
+            "{}",
+            e[0].message
+        );
+        let text = "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: a\nspec:\n  cidr: 10.0.0.0/16\n  ipipMode: always\n";
+        let e = decode_documents(text).unwrap_err();
+        assert!(
+            e[0].message
+                .contains("unknown variant `always` (did you mean `Always`?)"),
+            "{}",
+            e[0].message
+        );
+        assert!(
+            with_suggestion("unknown field `port`, expected `ports` or `nets`")
+                .contains("(did you mean `ports`?)")
+        );
+        assert!(with_suggestion(
+            "unknown field `natOutgoin`, expected one of `cidr`, `natOutgoing`"
+        )
+        .contains("did you mean `natOutgoing`"));
+        // Nothing close: the message is unchanged.
+        let m = "unknown variant `Accept`, expected one of `Allow`, `Deny`, `Log`, `Pass`";
+        assert_eq!(with_suggestion(m), m);
+        // Deprecated v1 fields are never suggested.
+        assert_eq!(
+            with_suggestion("unknown field `ipop`, expected `cidr` or `ipip`"),
+            "unknown field `ipop`, expected `cidr` or `ipip`"
+        );
+        assert_eq!(edit_distance("ordr", "order"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
     }
 
     #[test]

@@ -36,6 +36,15 @@ fn check_ports(ports: &[EndpointPort], errs: &mut FieldErrors) {
     for (i, p) in ports.iter().enumerate() {
         if p.name.is_empty() {
             errs.add(format!("spec.ports[{i}].name"), "a named port needs a name");
+        } else if !crate::numorstring::is_port_name(&p.name) {
+            errs.add(
+                format!("spec.ports[{i}].name"),
+                format!(
+                    "invalid port name {:?}: {}",
+                    p.name,
+                    crate::numorstring::PORT_NAME_RULE
+                ),
+            );
         }
         if !p.protocol.supports_ports() {
             errs.add(
@@ -110,6 +119,19 @@ fn check_ip(field: &str, s: &str, errs: &mut FieldErrors) {
     }
 }
 
+fn check_gateway(field: &str, s: &str, version: u8, errs: &mut FieldErrors) {
+    if s.is_empty() {
+        return;
+    }
+    match s.parse::<IpAddr>() {
+        Err(_) => errs.add(field, format!("{s:?} is not a valid IP address")),
+        Ok(ip) if ip.is_ipv4() != (version == 4) => {
+            errs.add(field, format!("{s:?} is not an IPv{version} address"))
+        }
+        Ok(_) => {}
+    }
+}
+
 impl Spec for WorkloadEndpointSpec {
     fn validate(&self, _meta: &ObjectMeta, errs: &mut FieldErrors) {
         for (i, n) in self.ip_networks.iter().enumerate() {
@@ -123,19 +145,39 @@ impl Spec for WorkloadEndpointSpec {
             }
         }
         for (i, nat) in self.ip_nats.iter().enumerate() {
-            check_ip(
-                &format!("spec.ipNATs[{i}].internalIP"),
-                &nat.internal_ip,
-                errs,
-            );
-            check_ip(
-                &format!("spec.ipNATs[{i}].externalIP"),
-                &nat.external_ip,
-                errs,
-            );
+            let internal = nat.internal_ip.parse::<IpAddr>();
+            let external = nat.external_ip.parse::<IpAddr>();
+            if internal.is_err() {
+                errs.add(
+                    format!("spec.ipNATs[{i}].internalIP"),
+                    format!("{:?} is not a valid IP address", nat.internal_ip),
+                );
+            }
+            if external.is_err() {
+                errs.add(
+                    format!("spec.ipNATs[{i}].externalIP"),
+                    format!("{:?} is not a valid IP address", nat.external_ip),
+                );
+            }
+            if let (Ok(int), Ok(ext)) = (internal, external) {
+                if int.is_ipv4() != ext.is_ipv4() {
+                    errs.add(
+                        format!("spec.ipNATs[{i}].externalIP"),
+                        format!(
+                            "{ext} and internalIP {int} are of different IP versions: a NAT maps IPv4 to IPv4 or IPv6 to IPv6"
+                        ),
+                    );
+                }
+                if !self.nets().any(|n| n.contains(&int)) {
+                    errs.add(
+                        format!("spec.ipNATs[{i}].internalIP"),
+                        format!("{int} is not one of the endpoint's ipNetworks: a NAT's internalIP must be an address of the endpoint"),
+                    );
+                }
+            }
         }
-        check_ip("spec.ipv4Gateway", &self.ipv4_gateway, errs);
-        check_ip("spec.ipv6Gateway", &self.ipv6_gateway, errs);
+        check_gateway("spec.ipv4Gateway", &self.ipv4_gateway, 4, errs);
+        check_gateway("spec.ipv6Gateway", &self.ipv6_gateway, 6, errs);
         if !self.interface_name.is_empty() && !is_interface_name(&self.interface_name) {
             errs.add(
                 "spec.interfaceName",
@@ -263,7 +305,16 @@ pub struct NetworkSetSpec {
 }
 
 impl Spec for NetworkSetSpec {
-    fn validate(&self, _meta: &ObjectMeta, errs: &mut FieldErrors) {
+    fn validate(&self, meta: &ObjectMeta, errs: &mut FieldErrors) {
+        if meta.labels.contains_key(crate::LABEL_NAMESPACE) {
+            errs.add(
+                format!("metadata.labels.{}", crate::LABEL_NAMESPACE),
+                format!(
+                    "{} is set by Calico from the namespace and may not be used as a label of a network set",
+                    crate::LABEL_NAMESPACE
+                ),
+            );
+        }
         for (i, n) in self.nets.iter().enumerate() {
             if let Err(m) = parse_net(n) {
                 errs.add(format!("spec.nets[{i}]"), m);
@@ -296,4 +347,113 @@ pub fn implicit_labels(namespace: &str, orchestrator: &str) -> BTreeMap<String, 
         );
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resource::Resource;
+
+    fn errors(r: &impl Resource) -> Vec<(String, String)> {
+        match r.validate() {
+            Ok(()) => vec![],
+            Err(e) => e.0.into_iter().map(|e| (e.field, e.message)).collect(),
+        }
+    }
+
+    fn has(errs: &[(String, String)], field: &str, msg: &str) -> bool {
+        errs.iter().any(|(f, m)| f == field && m.contains(msg))
+    }
+
+    fn wep(spec: WorkloadEndpointSpec) -> WorkloadEndpoint {
+        let mut w = WorkloadEndpoint::new("node1-openstack-vm1-tap1", spec);
+        w.metadata.namespace = "openstack".into();
+        w
+    }
+
+    #[test]
+    fn nats_belong_to_the_endpoint() {
+        let spec = WorkloadEndpointSpec {
+            ip_networks: vec!["10.65.0.5/32".into()],
+            ip_nats: vec![
+                IpNat {
+                    internal_ip: "10.65.0.5".into(),
+                    external_ip: "172.24.4.10".into(),
+                },
+                IpNat {
+                    internal_ip: "10.65.0.6".into(),
+                    external_ip: "2001:db8::1".into(),
+                },
+            ],
+            ..Default::default()
+        };
+        let e = errors(&wep(spec));
+        assert!(
+            has(
+                &e,
+                "spec.ipNATs[1].internalIP",
+                "not one of the endpoint's ipNetworks"
+            ),
+            "{e:?}"
+        );
+        assert!(
+            has(&e, "spec.ipNATs[1].externalIP", "different IP versions"),
+            "{e:?}"
+        );
+        assert_eq!(e.len(), 2, "{e:?}");
+    }
+
+    #[test]
+    fn gateways_have_the_right_family() {
+        let spec = WorkloadEndpointSpec {
+            ipv4_gateway: "fe80::1".into(),
+            ipv6_gateway: "10.0.0.1".into(),
+            ..Default::default()
+        };
+        let e = errors(&wep(spec));
+        assert!(has(&e, "spec.ipv4Gateway", "not an IPv4 address"), "{e:?}");
+        assert!(has(&e, "spec.ipv6Gateway", "not an IPv6 address"), "{e:?}");
+    }
+
+    #[test]
+    fn endpoint_port_names() {
+        let spec = HostEndpointSpec {
+            node: "node1".into(),
+            interface_name: "eth0".into(),
+            ports: vec![EndpointPort {
+                name: "Web_UI".into(),
+                protocol: Default::default(),
+                port: 8080,
+                host_port: None,
+                host_ip: String::new(),
+            }],
+            ..Default::default()
+        };
+        let e = errors(&HostEndpoint::new("h", spec));
+        assert!(
+            has(&e, "spec.ports[0].name", "invalid port name \"Web_UI\""),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn network_sets_may_not_carry_the_namespace_label() {
+        let mut ns = NetworkSet::new("n", NetworkSetSpec::default());
+        ns.metadata.namespace = "default".into();
+        ns.metadata
+            .labels
+            .insert(crate::LABEL_NAMESPACE.into(), "other".into());
+        let e = errors(&ns);
+        assert!(
+            has(
+                &e,
+                "metadata.labels.projectcalico.org/namespace",
+                "may not be used"
+            ),
+            "{e:?}"
+        );
+        let mut gns = GlobalNetworkSet::new("g", NetworkSetSpec::default());
+        gns.metadata.labels = ns.metadata.labels.clone();
+        assert!(!errors(&gns).is_empty());
+    }
 }

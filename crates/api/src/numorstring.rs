@@ -24,7 +24,7 @@ impl Port {
         let num = |t: &str| -> Result<u16, String> {
             t.trim()
                 .parse::<u16>()
-                .map_err(|_| format!("invalid port {s:?}: port numbers are 0-65535"))
+                .map_err(|_| format!("invalid port {s:?}: port numbers are 1-65535"))
         };
         if let Some((a, b)) = s.split_once(':') {
             let (min, max) = (num(a)?, num(b)?);
@@ -42,7 +42,7 @@ impl Port {
             Ok(Port::Named(s.to_string()))
         } else {
             Err(format!(
-                "invalid port {s:?}: expected a number, a range \"min:max\" or a port name"
+                "invalid port {s:?}: expected a number, a range \"min:max\" or a port name ({PORT_NAME_RULE})"
             ))
         }
     }
@@ -55,13 +55,19 @@ impl Port {
     }
 }
 
-/// IANA service name rules, as Kubernetes applies them to named ports.
-fn is_port_name(s: &str) -> bool {
+/// What a port name may look like, for messages.
+pub const PORT_NAME_RULE: &str =
+    "1-15 lower-case letters, digits and '-', with at least one letter, no '--' and no '-' at either end";
+
+/// IANA service name rules, as Kubernetes applies them to named ports
+/// (upstream validates rule and endpoint port names with them).
+pub fn is_port_name(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 15
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
-        && b.iter().any(|c| c.is_ascii_alphabetic())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter().any(|c| c.is_ascii_lowercase())
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
         && !s.contains("--")
@@ -97,12 +103,12 @@ impl<'de> Deserialize<'de> for Port {
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Port, E> {
                 u16::try_from(v)
                     .map(Port::single)
-                    .map_err(|_| E::custom(format!("invalid port {v}: port numbers are 0-65535")))
+                    .map_err(|_| E::custom(format!("invalid port {v}: port numbers are 1-65535")))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Port, E> {
                 u16::try_from(v)
                     .map(Port::single)
-                    .map_err(|_| E::custom(format!("invalid port {v}: port numbers are 0-65535")))
+                    .map_err(|_| E::custom(format!("invalid port {v}: port numbers are 1-65535")))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Port, E> {
                 Port::parse_str(v).map_err(E::custom)
@@ -249,6 +255,29 @@ mod tests {
         assert!(serde_json::from_str::<Port>(r#""2000:1000""#).is_err());
         assert!(serde_json::from_str::<Port>("70000").is_err());
         assert!(serde_json::from_str::<Port>(r#""bad name!""#).is_err());
+    }
+
+    #[test]
+    fn port_names_follow_iana_rules() {
+        for ok in ["http", "http-alt", "h2", "x-1-y"] {
+            assert!(is_port_name(ok), "{ok}");
+        }
+        for bad in [
+            "HTTP",
+            "http_alt",
+            "-http",
+            "http-",
+            "a--b",
+            "123",
+            "",
+            "abcdefghijklmnop",
+        ] {
+            assert!(!is_port_name(bad), "{bad}");
+        }
+        let e = serde_json::from_str::<Port>(r#""http_alt""#).unwrap_err();
+        assert!(e.to_string().contains("lower-case letters"), "{e}");
+        let e = serde_json::from_str::<Port>("70000").unwrap_err();
+        assert!(e.to_string().contains("port numbers are 1-65535"), "{e}");
     }
 
     #[test]

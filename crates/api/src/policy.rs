@@ -195,6 +195,16 @@ fn check_entity(
     rule_ip_version: Option<i64>,
     errs: &mut FieldErrors,
 ) -> Option<u8> {
+    for (list_name, list) in [("ports", &e.ports), ("notPorts", &e.not_ports)] {
+        for (i, p) in list.iter().enumerate() {
+            if let Port::Range { min: 0, .. } = p {
+                errs.add(
+                    format!("{field}.{list_name}[{i}]"),
+                    format!("invalid port {p}: port numbers are 1-65535"),
+                );
+            }
+        }
+    }
     let mut family: Option<u8> = rule_ip_version.map(|v| v as u8);
     for (list_name, list) in [("nets", &e.nets), ("notNets", &e.not_nets)] {
         for (i, n) in list.iter().enumerate() {
@@ -321,17 +331,19 @@ pub fn check_rule(field: &str, r: &Rule, errs: &mut FieldErrors) {
             check_icmp(&format!("{field}.{name}"), icmp, errs);
         }
     }
-    if let (Some(p), Some(v)) = (&r.protocol, r.ip_version) {
-        match p.number() {
-            1 if v != 4 => errs.add(
-                format!("{field}.ipVersion"),
-                "protocol ICMP requires ipVersion 4",
-            ),
-            58 if v != 6 => errs.add(
-                format!("{field}.ipVersion"),
-                "protocol ICMPv6 requires ipVersion 6",
-            ),
-            _ => {}
+    for (name, proto) in [("protocol", &r.protocol), ("notProtocol", &r.not_protocol)] {
+        if let (Some(p), Some(v)) = (proto, r.ip_version) {
+            match p.number() {
+                1 if v != 4 => errs.add(
+                    format!("{field}.ipVersion"),
+                    format!("{name} ICMP requires ipVersion 4 (use ICMPv6 for IPv6)"),
+                ),
+                58 if v != 6 => errs.add(
+                    format!("{field}.ipVersion"),
+                    format!("{name} ICMPv6 requires ipVersion 6 (use ICMP for IPv4)"),
+                ),
+                _ => {}
+            }
         }
     }
     let src = check_entity(&format!("{field}.source"), &r.source, r.ip_version, errs);
@@ -362,13 +374,70 @@ pub fn check_rule(field: &str, r: &Rule, errs: &mut FieldErrors) {
                 "HTTP match requires protocol TCP (or no protocol)",
             );
         }
-        for (i, p) in http.paths.iter().enumerate() {
-            if p.exact.is_some() == p.prefix.is_some() {
+        for (i, m) in http.methods.iter().enumerate() {
+            if http.methods[..i].contains(m) {
                 errs.add(
-                    format!("{field}.http.paths[{i}]"),
-                    "exactly one of exact or prefix is required",
+                    format!("{field}.http.methods[{i}]"),
+                    format!("HTTP method {m:?} is listed twice"),
                 );
             }
+        }
+        for (i, p) in http.paths.iter().enumerate() {
+            let f = format!("{field}.http.paths[{i}]");
+            match (&p.exact, &p.prefix) {
+                (Some(v), None) | (None, Some(v)) => {
+                    if !v.starts_with('/') || v.contains(['?', ' ', '#']) {
+                        errs.add(
+                            f,
+                            format!("invalid HTTP path {v:?}: it must start with '/' and may not contain '?', '#' or spaces"),
+                        );
+                    }
+                }
+                _ => errs.add(f, "exactly one of exact or prefix is required"),
+            }
+        }
+    }
+    if let Some(m) = &r.metadata {
+        crate::validate::check_annotations(
+            &format!("{field}.metadata.annotations"),
+            &m.annotations,
+            errs,
+        );
+    }
+}
+
+/// Upstream forbids HTTP matches in egress rules (they are enforced by the
+/// destination's sidecar, so only ingress makes sense).
+fn check_no_http_in_egress(egress: &[Rule], errs: &mut FieldErrors) {
+    for (i, r) in egress.iter().enumerate() {
+        if r.http.is_some() {
+            errs.add(
+                format!("spec.egress[{i}].http"),
+                "HTTP match is not allowed in egress rules (only in ingress rules)",
+            );
+        }
+    }
+}
+
+/// A dotted policy name is `<tier>.<name>`: the part before the first dot
+/// must be the policy's tier (upstream rejects other prefixes as
+/// "incorrectly formatted"). Names written by integrations (`knp.default.`,
+/// `ossg.default.`) are exempt.
+fn check_tier_prefix(kind: &str, name: &str, tier: &str, errs: &mut FieldErrors) {
+    if name.starts_with("knp.default.") || name.starts_with("ossg.default.") {
+        return;
+    }
+    let tier = if tier.is_empty() { DEFAULT_TIER } else { tier };
+    if let Some((prefix, rest)) = name.split_once('.') {
+        if prefix != tier {
+            errs.add(
+                "metadata.name",
+                format!(
+                    "invalid name {name:?}: a {kind} name may only contain a dot after its tier's name, \
+                     and this policy is in tier {tier:?}; use a name without dots (e.g. {:?}) or set spec.tier: {prefix}",
+                    format!("{prefix}-{rest}").replace('.', "-")
+                ),
+            );
         }
     }
 }
@@ -473,8 +542,9 @@ impl Spec for NetworkPolicySpec {
             self.types = default_types(&self.ingress, &self.egress);
         }
     }
-    fn validate(&self, _meta: &ObjectMeta, errs: &mut FieldErrors) {
+    fn validate(&self, meta: &ObjectMeta, errs: &mut FieldErrors) {
         check_tier_name(&self.tier, errs);
+        check_tier_prefix("NetworkPolicy", &meta.name, &self.tier, errs);
         check_order(self.order, errs);
         if let Some(sel) = check_selector("spec.selector", &self.selector, errs) {
             if sel.uses_global() {
@@ -494,6 +564,7 @@ impl Spec for NetworkPolicySpec {
         check_types(&self.types, &self.ingress, &self.egress, errs);
         check_rules("spec.ingress", &self.ingress, errs);
         check_rules("spec.egress", &self.egress, errs);
+        check_no_http_in_egress(&self.egress, errs);
         check_hints(&self.performance_hints, errs);
     }
 }
@@ -540,8 +611,9 @@ impl Spec for GlobalNetworkPolicySpec {
             self.types = default_types(&self.ingress, &self.egress);
         }
     }
-    fn validate(&self, _meta: &ObjectMeta, errs: &mut FieldErrors) {
+    fn validate(&self, meta: &ObjectMeta, errs: &mut FieldErrors) {
         check_tier_name(&self.tier, errs);
+        check_tier_prefix("GlobalNetworkPolicy", &meta.name, &self.tier, errs);
         check_order(self.order, errs);
         if let Some(sel) = check_selector("spec.selector", &self.selector, errs) {
             if sel.uses_global() {
@@ -576,6 +648,13 @@ impl Spec for GlobalNetworkPolicySpec {
         if self.pre_dnat && !self.egress.is_empty() {
             errs.add("spec.egress", "preDNAT policy cannot have egress rules");
         }
+        if self.pre_dnat && self.types.contains(&PolicyType::Egress) {
+            errs.add(
+                "spec.types",
+                "preDNAT policy cannot have Egress in types (preDNAT applies to ingress only)",
+            );
+        }
+        check_no_http_in_egress(&self.egress, errs);
         check_hints(&self.performance_hints, errs);
     }
 }
@@ -709,3 +788,149 @@ resource!(
     Tier, TierSpec, kind = "Tier", plural = "tiers", namespaced = false,
     name_rule = check_tier_resource_name
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resource::Resource;
+
+    fn gnp(yaml_spec: &str, name: &str) -> GlobalNetworkPolicy {
+        let text = format!(
+            "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: {name}\nspec:\n{yaml_spec}"
+        );
+        let mut p: GlobalNetworkPolicy = serde_yaml::from_str(&text).unwrap();
+        p.apply_defaults();
+        p
+    }
+
+    fn errors(r: &impl Resource) -> Vec<(String, String)> {
+        match r.validate() {
+            Ok(()) => vec![],
+            Err(e) => e.0.into_iter().map(|e| (e.field, e.message)).collect(),
+        }
+    }
+
+    fn has(errs: &[(String, String)], field: &str, msg: &str) -> bool {
+        errs.iter().any(|(f, m)| f == field && m.contains(msg))
+    }
+
+    #[test]
+    fn dotted_names_must_start_with_the_tier() {
+        let e = errors(&gnp("  selector: all()\n", "allow.dns"));
+        assert!(
+            has(&e, "metadata.name", "invalid name \"allow.dns\""),
+            "{e:?}"
+        );
+        assert!(has(&e, "metadata.name", "\"allow-dns\""), "{e:?}");
+        assert!(errors(&gnp("  selector: all()\n", "default.allow-dns")).is_empty());
+        assert!(errors(&gnp(
+            "  tier: security\n  selector: all()\n",
+            "security.block"
+        ))
+        .is_empty());
+        let e = errors(&gnp("  tier: security\n  selector: all()\n", "other.block"));
+        assert!(has(&e, "metadata.name", "tier \"security\""), "{e:?}");
+
+        let mut np = NetworkPolicy::new("ossg.default.0f3c-12", NetworkPolicySpec::default());
+        np.metadata.namespace = "openstack".into();
+        np.apply_defaults();
+        assert!(errors(&np).is_empty(), "{:?}", errors(&np));
+        np.metadata.name = "security.allow-web".into();
+        assert!(has(&errors(&np), "metadata.name", "invalid name"));
+    }
+
+    #[test]
+    fn port_zero_is_rejected() {
+        let p = gnp(
+            "  ingress:\n  - action: Allow\n    protocol: TCP\n    destination:\n      ports: [80, 0]\n      notPorts: [\"0:10\"]\n",
+            "p",
+        );
+        let e = errors(&p);
+        assert!(
+            has(
+                &e,
+                "spec.ingress[0].destination.ports[1]",
+                "invalid port 0: port numbers are 1-65535"
+            ),
+            "{e:?}"
+        );
+        assert!(
+            has(
+                &e,
+                "spec.ingress[0].destination.notPorts[0]",
+                "invalid port 0:10"
+            ),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn http_rules() {
+        let p = gnp(
+            "  egress:\n  - action: Allow\n    http:\n      methods: [GET]\n",
+            "p",
+        );
+        assert!(has(
+            &errors(&p),
+            "spec.egress[0].http",
+            "not allowed in egress rules"
+        ));
+        let p = gnp(
+            "  ingress:\n  - action: Allow\n    http:\n      methods: [GET, GET]\n      paths:\n      - exact: foo\n      - prefix: /a?b\n      - prefix: /ok\n",
+            "p",
+        );
+        let e = errors(&p);
+        assert!(
+            has(&e, "spec.ingress[0].http.methods[1]", "listed twice"),
+            "{e:?}"
+        );
+        assert!(
+            has(&e, "spec.ingress[0].http.paths[0]", "must start with '/'"),
+            "{e:?}"
+        );
+        assert!(
+            has(&e, "spec.ingress[0].http.paths[1]", "may not contain"),
+            "{e:?}"
+        );
+        assert_eq!(e.len(), 3, "{e:?}");
+    }
+
+    #[test]
+    fn pre_dnat_is_ingress_only() {
+        let p = gnp(
+            "  preDNAT: true\n  applyOnForward: true\n  types: [Ingress, Egress]\n  ingress:\n  - action: Deny\n",
+            "p",
+        );
+        assert!(has(
+            &errors(&p),
+            "spec.types",
+            "preDNAT policy cannot have Egress in types"
+        ));
+    }
+
+    #[test]
+    fn icmp_not_protocol_matches_ip_version() {
+        let p = gnp(
+            "  ingress:\n  - action: Deny\n    notProtocol: ICMPv6\n    ipVersion: 4\n",
+            "p",
+        );
+        assert!(has(
+            &errors(&p),
+            "spec.ingress[0].ipVersion",
+            "notProtocol ICMPv6 requires ipVersion 6"
+        ));
+    }
+
+    #[test]
+    fn rule_annotation_keys_are_checked() {
+        let p = gnp(
+            "  ingress:\n  - action: Allow\n    metadata:\n      annotations:\n        \"not ok\": x\n",
+            "p",
+        );
+        assert!(has(
+            &errors(&p),
+            "spec.ingress[0].metadata.annotations.not ok",
+            "invalid annotation key"
+        ));
+    }
+}

@@ -116,17 +116,7 @@ pub fn check_meta(meta: &ObjectMeta, namespaced: bool, errs: &mut FieldErrors) {
         );
     }
     crate::validate::check_labels("metadata.labels", &meta.labels, errs);
-    let size: usize = meta
-        .annotations
-        .iter()
-        .map(|(k, v)| k.len() + v.len())
-        .sum();
-    if size > 256 * 1024 {
-        errs.add(
-            "metadata.annotations",
-            "annotations may not exceed 256 kB in total",
-        );
-    }
+    crate::validate::check_annotations("metadata.annotations", &meta.annotations, errs);
 }
 
 /// Treats an explicit `null` (e.g. `metadata:` with nothing under it) as the

@@ -153,6 +153,33 @@ pub fn check_labels(
     }
 }
 
+/// Checks annotations as upstream does: keys are qualified names (compared
+/// in lower case) and the total size of keys and values is at most 256 kB.
+pub fn check_annotations(
+    field: &str,
+    annotations: &std::collections::BTreeMap<String, String>,
+    errs: &mut FieldErrors,
+) {
+    for k in annotations.keys() {
+        if !is_label_key(&k.to_ascii_lowercase()) {
+            errs.add(
+                format!("{field}.{k}"),
+                format!("invalid annotation key {k:?}: must be an optional DNS subdomain prefix and '/', then a name of at most 63 alphanumerics, '-', '_' or '.'"),
+            );
+        }
+    }
+    let size: usize = annotations.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if size > 256 * 1024 {
+        errs.add(
+            field,
+            format!(
+                "annotations may not exceed 256 kB in total (these are {} bytes too large)",
+                size - 256 * 1024
+            ),
+        );
+    }
+}
+
 fn is_label_name(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
@@ -215,5 +242,31 @@ mod tests {
         assert!(!is_label_key("bad key"));
         assert!(is_label_value(""));
         assert!(!is_label_value("-x"));
+    }
+
+    #[test]
+    fn annotation_keys() {
+        let mut errs = FieldErrors::default();
+        let mut a = std::collections::BTreeMap::new();
+        a.insert(
+            "openstack.projectcalico.org/FQDN".to_string(),
+            "x".to_string(),
+        );
+        a.insert(
+            "Description".to_string(),
+            "free text, any characters!".to_string(),
+        );
+        check_annotations("metadata.annotations", &a, &mut errs);
+        assert!(errs.is_empty(), "{errs}");
+        a.insert("bad key".to_string(), String::new());
+        check_annotations("metadata.annotations", &a, &mut errs);
+        assert_eq!(errs.0.len(), 1);
+        assert_eq!(errs.0[0].field, "metadata.annotations.bad key");
+        assert!(errs.0[0].message.contains("invalid annotation key"));
+        let mut big = std::collections::BTreeMap::new();
+        big.insert("k".to_string(), "v".repeat(256 * 1024));
+        let mut errs = FieldErrors::default();
+        check_annotations("metadata.annotations", &big, &mut errs);
+        assert!(errs.0[0].message.contains("1 bytes too large"), "{errs}");
     }
 }

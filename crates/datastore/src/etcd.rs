@@ -28,13 +28,13 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType,
-    GetOptions, Identity, PutOptions, TlsOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions,
+    Identity, PutOptions, TlsOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
 use tokio::runtime::Runtime;
 
 use crate::{
-    check_txn_shape, lease_not_found, prefix_range_end, Datastore, EtcdConfig, Error, KeyValue,
+    check_txn_shape, lease_not_found, prefix_range_end, Datastore, Error, EtcdConfig, KeyValue,
     LeaseId, ListResult, Op, Result, Revision, Watch, WatchEvent, DEFAULT_ETCD_TIMEOUT,
 };
 
@@ -130,8 +130,8 @@ impl EtcdStore {
         });
         let store_label = label.clone();
         let fail = |cause: String| -> Error {
-            let cause = probe_all(&endpoints, Instant::now() + Duration::from_secs(1))
-                .unwrap_or(cause);
+            let cause =
+                probe_all(&endpoints, Instant::now() + Duration::from_secs(1)).unwrap_or(cause);
             Error::Unavailable {
                 endpoint: store_label.clone(),
                 cause,
@@ -162,7 +162,10 @@ impl EtcdStore {
     }
 
     fn runtime(&self) -> &Runtime {
-        self.rt.0.as_ref().expect("runtime lives as long as the store")
+        self.rt
+            .0
+            .as_ref()
+            .expect("runtime lives as long as the store")
     }
 
     /// Block on `f`. From inside some other tokio runtime `block_on` would
@@ -214,7 +217,12 @@ impl EtcdStore {
         }
     }
 
-    fn get_page(&self, from: Vec<u8>, end: Vec<u8>, revision: Revision) -> Result<(Vec<KeyValue>, bool, Revision)> {
+    fn get_page(
+        &self,
+        from: Vec<u8>,
+        end: Vec<u8>,
+        revision: Revision,
+    ) -> Result<(Vec<KeyValue>, bool, Revision)> {
         let mut kv = self.client.kv_client();
         let mut opts = GetOptions::new().with_range(end).with_limit(LIST_PAGE);
         if revision > 0 {
@@ -222,7 +230,11 @@ impl EtcdStore {
         }
         let resp = self.call(async move { kv.get(from, Some(opts)).await })?;
         let rev = resp.header().map_or(0, |h| h.revision());
-        Ok((resp.kvs().iter().map(convert_kv).collect(), resp.more(), rev))
+        Ok((
+            resp.kvs().iter().map(convert_kv).collect(),
+            resp.more(),
+            rev,
+        ))
     }
 
     fn list_once(&self, prefix: &str) -> Result<ListResult> {
@@ -290,7 +302,11 @@ impl EtcdStore {
             then.push(match op {
                 Op::Create { value, .. } | Op::Update { value, .. } | Op::Put { value, .. } => {
                     let lease = op.lease().unwrap_or(0);
-                    TxnOp::put(key, value.clone(), Some(PutOptions::new().with_lease(lease)))
+                    TxnOp::put(
+                        key,
+                        value.clone(),
+                        Some(PutOptions::new().with_lease(lease)),
+                    )
                 }
                 Op::Delete { .. } => TxnOp::delete(key, Some(DeleteOptions::new().with_prev_key())),
             });
@@ -456,9 +472,6 @@ impl Datastore for EtcdStore {
         // etcd-client sends one keep-alive and reads its answer (TTL <= 0
         // means the lease is gone); the stream closes when dropped.
         match self.call(async move { client.keep_alive(lease).await.map(|_| ()) }) {
-            Err(Error::Backend(msg)) if msg.contains("lease not found") => {
-                Err(lease_not_found(lease))
-            }
             Err(Error::NotFound { .. }) => Err(lease_not_found(lease)),
             other => other,
         }
@@ -624,7 +637,6 @@ const CODE_CANCELLED: i32 = 1;
 const CODE_UNKNOWN: i32 = 2;
 const CODE_INVALID_ARGUMENT: i32 = 3;
 const CODE_DEADLINE_EXCEEDED: i32 = 4;
-const CODE_NOT_FOUND: i32 = 5;
 const CODE_PERMISSION_DENIED: i32 = 7;
 const CODE_UNAVAILABLE: i32 = 14;
 const CODE_UNAUTHENTICATED: i32 = 16;
@@ -635,7 +647,18 @@ const CODE_UNAUTHENTICATED: i32 = 16;
 fn classify(label: &str, e: etcd_client::Error) -> Error {
     match e {
         etcd_client::Error::GRpcStatus(status) => {
-            let msg = status.message().to_string();
+            // The message is often just "transport error"; the cause (TLS
+            // handshake, connection reset...) is in the source chain.
+            let mut msg = status.message().to_string();
+            let mut src = std::error::Error::source(&status);
+            while let Some(inner) = src {
+                let text = inner.to_string();
+                if !msg.contains(&text) {
+                    msg.push_str(": ");
+                    msg.push_str(&text);
+                }
+                src = inner.source();
+            }
             let code = status.code() as i32;
             if msg.contains("lease not found") {
                 return Error::NotFound {
@@ -649,12 +672,10 @@ fn classify(label: &str, e: etcd_client::Error) -> Error {
                 };
             }
             match code {
-                CODE_UNAVAILABLE | CODE_DEADLINE_EXCEEDED | CODE_CANCELLED => {
-                    Error::Unavailable {
-                        endpoint: label.to_string(),
-                        cause: one_line(&msg),
-                    }
-                }
+                CODE_UNAVAILABLE | CODE_DEADLINE_EXCEEDED | CODE_CANCELLED => Error::Unavailable {
+                    endpoint: label.to_string(),
+                    cause: one_line(&msg),
+                },
                 CODE_UNKNOWN if msg.contains("transport") || msg.contains("connect") => {
                     Error::Unavailable {
                         endpoint: label.to_string(),
@@ -666,10 +687,14 @@ fn classify(label: &str, e: etcd_client::Error) -> Error {
                 {
                     Error::InvalidConfig(format!("etcd at {label} rejected the credentials: {msg}"))
                 }
+                CODE_INVALID_ARGUMENT if msg.contains("user name is empty") => {
+                    Error::InvalidConfig(format!(
+                        "etcd at {label} requires a username and password: {msg}"
+                    ))
+                }
                 CODE_PERMISSION_DENIED | CODE_UNAUTHENTICATED => {
                     Error::Backend(format!("etcd at {label} refused the request: {msg}"))
                 }
-                CODE_NOT_FOUND => Error::Backend(format!("etcd at {label}: {msg}")),
                 _ => Error::Backend(format!("etcd at {label}: {msg}")),
             }
         }
@@ -733,7 +758,9 @@ fn normalize_endpoints(cfg: &EtcdConfig) -> Result<(Vec<String>, bool)> {
             format!("http://{ep}")
         };
         if host_port(&normalized).is_empty() {
-            return Err(Error::InvalidConfig(format!("etcd endpoint {ep} has no host")));
+            return Err(Error::InvalidConfig(format!(
+                "etcd endpoint {ep} has no host"
+            )));
         }
         out.push(normalized);
     }
@@ -750,7 +777,11 @@ fn normalize_endpoints(cfg: &EtcdConfig) -> Result<(Vec<String>, bool)> {
     Ok((out, tls))
 }
 
-fn read_pem(inline: &Option<String>, file: &Option<std::path::PathBuf>, what: &str) -> Result<Option<String>> {
+fn read_pem(
+    inline: &Option<String>,
+    file: &Option<std::path::PathBuf>,
+    what: &str,
+) -> Result<Option<String>> {
     if let Some(pem) = inline {
         return Ok(Some(pem.clone()));
     }

@@ -190,7 +190,10 @@ pub fn prefix_range_end(prefix: &[u8]) -> Option<Vec<u8>> {
 
 pub enum WatchEvent {
     /// Create or update (`kv.create_revision == kv.mod_revision` on create).
-    Put { kv: KeyValue, prev: Option<KeyValue> },
+    Put {
+        kv: KeyValue,
+        prev: Option<KeyValue>,
+    },
     /// Explicit delete or lease expiry.
     Delete {
         key: String,

@@ -56,6 +56,35 @@ pub const SCHEMA_VERSION: i64 = 1;
 /// failing fast would just turn into caller retries.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Retry step while waiting for the lock. SQLite's own busy_timeout handler
+/// backs off to 100 ms sleeps, so a process that just committed re-takes the
+/// lock long before the sleepers wake: writers in other processes starve
+/// for whole batches. Short, constant steps keep waiting writers in the
+/// race; each retry is one shared-memory lock attempt, so it costs nothing.
+const BUSY_STEP: Duration = Duration::from_millis(1);
+
+thread_local! {
+    /// When the current lock wait on this thread began (see `busy_wait`).
+    static BUSY_SINCE: std::cell::Cell<Option<std::time::Instant>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// SQLite busy handler: `attempt` is 0 on the first call for a lock wait.
+fn busy_wait(attempt: i32) -> bool {
+    let now = std::time::Instant::now();
+    let since = BUSY_SINCE.with(|s| {
+        if attempt == 0 || s.get().is_none() {
+            s.set(Some(now));
+        }
+        s.get().unwrap_or(now)
+    });
+    if now.duration_since(since) >= BUSY_TIMEOUT {
+        return false; // SQLITE_BUSY: "database is locked"
+    }
+    thread::sleep(BUSY_STEP);
+    true
+}
+
 /// No server-side limit exists here; this only bounds one SQLite transaction.
 const MAX_TXN_OPS: usize = 10_000;
 
@@ -319,18 +348,28 @@ impl Datastore for LocalStore {
     fn list(&self, prefix: &str) -> Result<ListResult> {
         self.read(|tx| {
             let revision = meta(tx, META_REVISION)?;
-            let end = prefix_range_end(prefix.as_bytes());
-            let mut stmt = tx
-                .prepare_cached(&format!(
-                    "SELECT {KV_COLUMNS} FROM kv WHERE key >= ?1 AND (?2 IS NULL OR key < ?2) \
-                     ORDER BY key"
-                ))
-                .map_err(sql_err)?;
-            let kvs = stmt
-                .query_map(params![prefix.as_bytes(), end], row_to_kv)
-                .map_err(sql_err)?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(sql_err)?;
+            // Two statements rather than `(?2 IS NULL OR key < ?2)`, so that
+            // SQLite bounds the index range on both sides.
+            let start = prefix.as_bytes();
+            let kvs = match prefix_range_end(start) {
+                Some(end) => tx
+                    .prepare_cached(&format!(
+                        "SELECT {KV_COLUMNS} FROM kv WHERE key >= ?1 AND key < ?2 ORDER BY key"
+                    ))
+                    .and_then(|mut s| {
+                        s.query_map(params![start, end], row_to_kv)?
+                            .collect::<rusqlite::Result<Vec<_>>>()
+                    }),
+                None => tx
+                    .prepare_cached(&format!(
+                        "SELECT {KV_COLUMNS} FROM kv WHERE key >= ?1 ORDER BY key"
+                    ))
+                    .and_then(|mut s| {
+                        s.query_map(params![start], row_to_kv)?
+                            .collect::<rusqlite::Result<Vec<_>>>()
+                    }),
+            }
+            .map_err(sql_err)?;
             Ok(ListResult { kvs, revision })
         })
     }
@@ -488,13 +527,13 @@ impl Datastore for LocalStore {
 }
 
 fn open_connection(path: &Path) -> Result<Connection> {
-    let conn = Connection::open(path).map_err(|e| {
+    let mut conn = Connection::open(path).map_err(|e| {
         Error::InvalidConfig(format!(
             "cannot open local datastore {}: {e}",
             path.display()
         ))
     })?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(sql_err)?;
+    conn.busy_handler(Some(busy_wait)).map_err(sql_err)?;
     let mode: String = conn
         .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
         .map_err(|e| {

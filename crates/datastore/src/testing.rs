@@ -36,12 +36,138 @@ pub struct EtcdServer {
     child: Option<Child>,
     dir: tempfile::TempDir,
     client_port: u16,
+    tls: Option<TestPki>,
+}
+
+/// Certificates for a TLS test server, made by [`TestPki::generate`]:
+/// one CA signing a server certificate (SAN 127.0.0.1/localhost) and a
+/// client certificate. All files are PEM; keys are PKCS#8 P-256.
+#[derive(Clone, Debug)]
+pub struct TestPki {
+    pub ca_cert: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl TestPki {
+    /// Generate into `dir` with the `openssl` command-line tool (Err if it
+    /// is missing or fails).
+    pub fn generate(dir: &Path) -> Result<TestPki, String> {
+        let pki = TestPki {
+            ca_cert: dir.join("ca.crt"),
+            server_cert: dir.join("server.crt"),
+            server_key: dir.join("server.key"),
+            client_cert: dir.join("client.crt"),
+            client_key: dir.join("client.key"),
+        };
+        let ca_key = dir.join("ca.key");
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let openssl = |args: &[&str]| -> Result<(), String> {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| format!("cannot run openssl (apt-get install openssl): {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "openssl {} failed: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ))
+            }
+        };
+        let p = |p: &Path| p.to_string_lossy().into_owned();
+        let mut ca = vec!["req", "-x509"];
+        ca.extend(ec);
+        let (ca_key_s, ca_cert_s) = (p(&ca_key), p(&pki.ca_cert));
+        ca.extend([
+            "-keyout",
+            &ca_key_s,
+            "-out",
+            &ca_cert_s,
+            "-days",
+            "2",
+            "-subj",
+            "/CN=calico-test-ca",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        openssl(&ca)?;
+        for (name, cert, key, cn) in [
+            ("server", &pki.server_cert, &pki.server_key, "127.0.0.1"),
+            (
+                "client",
+                &pki.client_cert,
+                &pki.client_key,
+                "calico-test-client",
+            ),
+        ] {
+            let ext = dir.join(format!("{name}.ext"));
+            fs::write(
+                &ext,
+                "subjectAltName=IP:127.0.0.1,DNS:localhost\n\
+                 extendedKeyUsage=serverAuth,clientAuth\n\
+                 basicConstraints=CA:FALSE\n\
+                 keyUsage=critical,digitalSignature,keyEncipherment\n",
+            )
+            .map_err(|e| format!("cannot write {}: {e}", ext.display()))?;
+            let csr = dir.join(format!("{name}.csr"));
+            let (key_s, csr_s, cert_s, ext_s) = (p(key), p(&csr), p(cert), p(&ext));
+            let subj = format!("/CN={cn}");
+            let mut req = vec!["req"];
+            req.extend(ec);
+            req.extend(["-keyout", &key_s, "-out", &csr_s, "-subj", &subj]);
+            openssl(&req)?;
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr_s,
+                "-CA",
+                &ca_cert_s,
+                "-CAkey",
+                &ca_key_s,
+                "-CAcreateserial",
+                "-out",
+                &cert_s,
+                "-days",
+                "2",
+                "-extfile",
+                &ext_s,
+            ])?;
+        }
+        Ok(pki)
+    }
 }
 
 impl EtcdServer {
     /// Start etcd and wait until it answers. Panics (with a hint to
     /// `apt-get install etcd-server`) if etcd is not installed.
     pub fn start() -> EtcdServer {
+        Self::start_inner(None)
+    }
+
+    /// Start etcd serving clients over TLS with the given certificates,
+    /// requiring client certificates signed by the same CA. `config()`
+    /// then carries the CA and the client certificate.
+    pub fn start_tls(pki: &TestPki) -> EtcdServer {
+        Self::start_inner(Some(pki.clone()))
+    }
+
+    fn start_inner(tls: Option<TestPki>) -> EtcdServer {
         let binary = etcd_binary();
         if !binary.exists() {
             panic!(
@@ -52,7 +178,7 @@ impl EtcdServer {
         }
         let mut last_err = String::new();
         for _ in 0..START_ATTEMPTS {
-            match Self::try_start(&binary) {
+            match Self::try_start(&binary, tls.clone()) {
                 Ok(server) => return server,
                 Err(e) => last_err = e,
             }
@@ -60,7 +186,7 @@ impl EtcdServer {
         panic!("cannot start etcd for tests: {last_err}");
     }
 
-    fn try_start(binary: &Path) -> Result<EtcdServer, String> {
+    fn try_start(binary: &Path, tls: Option<TestPki>) -> Result<EtcdServer, String> {
         let dir = tempfile::Builder::new()
             .prefix("calico-test-etcd-")
             .tempdir()
@@ -75,7 +201,8 @@ impl EtcdServer {
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         );
-        let client_url = format!("http://127.0.0.1:{client_port}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let client_url = format!("{scheme}://127.0.0.1:{client_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
         let log_path = dir.path().join("etcd.log");
         let log = fs::File::create(&log_path).map_err(|e| format!("cannot create log: {e}"))?;
@@ -99,6 +226,13 @@ impl EtcdServer {
             .arg(format!("{name}={peer_url}"))
             .arg("--initial-cluster-state")
             .arg("new")
+            // Faster raft timings: the single member elects itself sooner,
+            // and the minimum lease TTL drops from 2 s to 1 s, which keeps
+            // lease tests short.
+            .arg("--heartbeat-interval")
+            .arg("25")
+            .arg("--election-timeout")
+            .arg("250")
             .arg("--logger")
             .arg("zap")
             .arg("--log-outputs")
@@ -108,6 +242,15 @@ impl EtcdServer {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);
+        if let Some(pki) = &tls {
+            cmd.arg("--cert-file")
+                .arg(&pki.server_cert)
+                .arg("--key-file")
+                .arg(&pki.server_key)
+                .arg("--client-cert-auth")
+                .arg("--trusted-ca-file")
+                .arg(&pki.ca_cert);
+        }
         // etcd reads its flags from ETCD_* variables too; the caller's
         // environment must not reconfigure the test server.
         for (k, _) in std::env::vars_os() {
@@ -122,6 +265,7 @@ impl EtcdServer {
             child: Some(child),
             dir,
             client_port,
+            tls,
         };
         server.wait_ready(&log_path)?;
         Ok(server)
@@ -138,7 +282,8 @@ impl EtcdServer {
             }
             // Healthy means elected and serving; and the listener must be
             // ours, not another test's etcd that got the same port.
-            if healthy(addr) && listens_on(child.id(), self.client_port) {
+            let pid = child.id();
+            if listens_on(pid, self.client_port) && self.healthy(addr) {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -152,18 +297,39 @@ impl EtcdServer {
         }
     }
 
-    /// `http://127.0.0.1:<port>`
-    pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+    fn healthy(&self, addr: SocketAddr) -> bool {
+        if self.tls.is_none() {
+            return healthy_http(addr);
+        }
+        // Over TLS, ask through the real client (it needs a leader, since
+        // it requires one on every request).
+        let cfg = EtcdConfig {
+            timeout: Duration::from_millis(500),
+            ..self.config()
+        };
+        EtcdStore::connect(&cfg).is_ok()
     }
 
-    /// Config for this server, with a short timeout suited to tests.
+    /// `http://127.0.0.1:<port>` (`https://` for a TLS server)
+    pub fn endpoint(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
+    }
+
+    /// Config for this server, with a short timeout suited to tests (and,
+    /// for a TLS server, the CA and client certificate files).
     pub fn config(&self) -> EtcdConfig {
-        EtcdConfig {
+        let mut cfg = EtcdConfig {
             endpoints: vec![self.endpoint()],
             timeout: Duration::from_secs(5),
             ..EtcdConfig::default()
+        };
+        if let Some(pki) = &self.tls {
+            cfg.ca_cert_file = Some(pki.ca_cert.clone());
+            cfg.cert_file = Some(pki.client_cert.clone());
+            cfg.key_file = Some(pki.client_key.clone());
         }
+        cfg
     }
 
     pub fn datastore_config(&self) -> DatastoreConfig {
@@ -214,13 +380,12 @@ fn free_port() -> Result<u16, String> {
         .map_err(|e| format!("cannot read local addr: {e}"))
 }
 
-fn healthy(addr: SocketAddr) -> bool {
+fn healthy_http(addr: SocketAddr) -> bool {
     let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    if s
-        .write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+    if s.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
         .is_err()
     {
         return false;
