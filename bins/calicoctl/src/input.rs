@@ -7,7 +7,7 @@ use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use calico_api::decode::decode_documents;
+use calico_api::decode::decode_documents_partial;
 use calico_api::AnyResource;
 
 /// A resource and where it came from.
@@ -98,9 +98,29 @@ fn collect_files(dir: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> Result<
 /// Reads and decodes every document named by `-f`. All errors are returned
 /// together; on error nothing should be written.
 pub fn read_resources(arg: &str, recursive: bool) -> Result<Vec<Sourced>, Vec<InputError>> {
+    let (docs, errors) = read_resources_partial(arg, recursive)?;
+    if errors.is_empty() {
+        Ok(docs)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Reads every document; returns those that decoded and the errors of the
+/// rest (a file that cannot be read at all is an immediate error).
+pub fn read_resources_partial(
+    arg: &str,
+    recursive: bool,
+) -> Result<(Vec<Sourced>, Vec<InputError>), Vec<InputError>> {
     let mut texts: Vec<(String, String)> = Vec::new();
     let read_err = |file: String, message: String| {
-        vec![InputError { file, document: None, resource: None, field: None, message }]
+        vec![InputError {
+            file,
+            document: None,
+            resource: None,
+            field: None,
+            message,
+        }]
     };
     if arg == "-" {
         let mut s = String::new();
@@ -114,7 +134,10 @@ pub fn read_resources(arg: &str, recursive: bool) -> Result<Vec<Sourced>, Vec<In
             let mut files = Vec::new();
             collect_files(p, recursive, &mut files).map_err(|e| vec![e])?;
             if files.is_empty() {
-                return Err(read_err(arg.into(), "no .yaml, .yml or .json files in this directory".into()));
+                return Err(read_err(
+                    arg.into(),
+                    "no .yaml, .yml or .json files in this directory".into(),
+                ));
             }
             for f in files {
                 let s = std::fs::read_to_string(&f)
@@ -122,35 +145,34 @@ pub fn read_resources(arg: &str, recursive: bool) -> Result<Vec<Sourced>, Vec<In
                 texts.push((f.display().to_string(), s));
             }
         } else {
-            let s = std::fs::read_to_string(p).map_err(|e| read_err(arg.into(), format!("cannot read: {e}")))?;
+            let s = std::fs::read_to_string(p)
+                .map_err(|e| read_err(arg.into(), format!("cannot read: {e}")))?;
             texts.push((arg.into(), s));
         }
     }
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for (file, text) in texts {
-        match decode_documents(&text) {
-            Ok(docs) => out.extend(docs.into_iter().map(|d| Sourced {
-                file: file.clone(),
-                document: d.document,
-                resource: d.resource,
-            })),
-            Err(errs) => errors.extend(errs.into_iter().map(|e| InputError {
-                file: file.clone(),
-                document: Some(e.document),
-                resource: match (e.kind, e.name) {
-                    (Some(k), Some(n)) if !n.is_empty() => Some(format!("{k} {n:?}")),
-                    (Some(k), _) => Some(k),
-                    _ => None,
-                },
-                field: e.field,
-                message: e.message,
-            })),
-        }
+        let (docs, errs) = decode_documents_partial(&text);
+        out.extend(docs.into_iter().map(|d| Sourced {
+            file: file.clone(),
+            document: d.document,
+            resource: d.resource,
+        }));
+        errors.extend(errs.into_iter().map(|e| InputError {
+            file: file.clone(),
+            document: Some(e.document),
+            resource: match (e.kind, e.name) {
+                (Some(k), Some(n)) if !n.is_empty() => Some(match e.namespace.as_deref() {
+                    Some(ns) if !ns.is_empty() => format!("{k} \"{ns}/{n}\""),
+                    _ => format!("{k} {n:?}"),
+                }),
+                (Some(k), _) => Some(k),
+                _ => None,
+            },
+            field: e.field,
+            message: e.message,
+        }));
     }
-    if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(errors)
-    }
+    Ok((out, errors))
 }

@@ -12,7 +12,12 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "calicoctl", version, about = "Manage Calico resources (calico-rs)", disable_version_flag = true)]
+#[command(
+    name = "calicoctl",
+    version,
+    about = "Manage Calico resources (calico-rs)",
+    disable_version_flag = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -90,11 +95,21 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Create { files, skip_exists, global } => {
-            commands::write::run(&global, &files, commands::write::Mode::Create { skip_exists })
+        Command::Create {
+            files,
+            skip_exists,
+            global,
+        } => commands::write::run(
+            &global,
+            &files,
+            commands::write::Mode::Create { skip_exists },
+        ),
+        Command::Apply { files, global } => {
+            commands::write::run(&global, &files, commands::write::Mode::Apply)
         }
-        Command::Apply { files, global } => commands::write::run(&global, &files, commands::write::Mode::Apply),
-        Command::Replace { files, global } => commands::write::run(&global, &files, commands::write::Mode::Replace),
+        Command::Replace { files, global } => {
+            commands::write::run(&global, &files, commands::write::Mode::Replace)
+        }
         Command::Delete(a) => commands::delete::run(&a),
         Command::Get(a) => commands::get::run(&a),
         Command::Patch(a) => commands::patch::run(&a),

@@ -24,7 +24,11 @@ impl Format {
             "json" => Ok(Format::Json),
             _ => {
                 if let Some(cols) = s.strip_prefix("custom-columns=") {
-                    let cols: Vec<String> = cols.split(',').map(|c| c.trim().to_ascii_uppercase()).filter(|c| !c.is_empty()).collect();
+                    let cols: Vec<String> = cols
+                        .split(',')
+                        .map(|c| c.trim().to_ascii_uppercase())
+                        .filter(|c| !c.is_empty())
+                        .collect();
                     if cols.is_empty() {
                         return Err("custom-columns= needs at least one column name".into());
                     }
@@ -54,11 +58,28 @@ fn ps_columns(kind: &str) -> &'static [&'static str] {
 
 fn wide_columns(kind: &str) -> &'static [&'static str] {
     match kind {
-        "IPPool" => &["NAME", "CIDR", "NAT", "IPIPMODE", "VXLANMODE", "DISABLED", "DISABLEBGPEXPORT", "SELECTOR"],
+        "IPPool" => &[
+            "NAME",
+            "CIDR",
+            "NAT",
+            "IPIPMODE",
+            "VXLANMODE",
+            "DISABLED",
+            "DISABLEBGPEXPORT",
+            "SELECTOR",
+        ],
         "Node" => &["NAME", "ASN", "IPV4", "IPV6"],
         "BGPPeer" => &["NAME", "PEERIP", "NODE", "ASN"],
         "NetworkPolicy" | "GlobalNetworkPolicy" => &["NAME", "ORDER", "SELECTOR"],
-        "WorkloadEndpoint" => &["NAME", "WORKLOAD", "NODE", "NETWORKS", "INTERFACE", "PROFILES", "NATS"],
+        "WorkloadEndpoint" => &[
+            "NAME",
+            "WORKLOAD",
+            "NODE",
+            "NETWORKS",
+            "INTERFACE",
+            "PROFILES",
+            "NATS",
+        ],
         "HostEndpoint" => &["NAME", "NODE", "INTERFACE", "IPS", "PROFILES"],
         "Profile" => &["NAME", "LABELS"],
         "NetworkSet" | "GlobalNetworkSet" => &["NAME", "NETS"],
@@ -152,7 +173,13 @@ fn cell(r: &AnyResource, col: &str, ctx: &Context) -> String {
             "NETWORKS" => w.spec.ip_networks.join(","),
             "INTERFACE" => w.spec.interface_name.clone(),
             "PROFILES" => w.spec.profiles.join(","),
-            "NATS" => w.spec.ip_nats.iter().map(|n| format!("{}:{}", n.internal_ip, n.external_ip)).collect::<Vec<_>>().join(","),
+            "NATS" => w
+                .spec
+                .ip_nats
+                .iter()
+                .map(|n| format!("{}:{}", n.internal_ip, n.external_ip))
+                .collect::<Vec<_>>()
+                .join(","),
             _ => String::new(),
         },
         (AnyResource::HostEndpoint(h), c) => match c {
@@ -162,12 +189,22 @@ fn cell(r: &AnyResource, col: &str, ctx: &Context) -> String {
             "PROFILES" => h.spec.profiles.join(","),
             _ => String::new(),
         },
-        (AnyResource::Profile(p), "LABELS") => p.spec.labels_to_apply.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+        (AnyResource::Profile(p), "LABELS") => p
+            .spec
+            .labels_to_apply
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(","),
         (AnyResource::NetworkSet(n), "NETS") => n.spec.nets.join(","),
         (AnyResource::GlobalNetworkSet(n), "NETS") => n.spec.nets.join(","),
         (AnyResource::Tier(t), c) => match c {
             "ORDER" => order_str(t.spec.order),
-            "DEFAULTACTION" => t.spec.default_action.map(|a| format!("{a:?}")).unwrap_or_default(),
+            "DEFAULTACTION" => t
+                .spec
+                .default_action
+                .map(|a| format!("{a:?}"))
+                .unwrap_or_default(),
             _ => String::new(),
         },
         (AnyResource::IPReservation(r), "CIDRS") => r.spec.reserved_cidrs.join(","),
@@ -176,7 +213,13 @@ fn cell(r: &AnyResource, col: &str, ctx: &Context) -> String {
 }
 
 /// Renders resources of one kind as a table.
-pub fn render_table(info: &KindInfo, items: &[AnyResource], format: &Format, all_namespaces: bool, ctx: &Context) -> Result<String, String> {
+pub fn render_table(
+    info: &KindInfo,
+    items: &[AnyResource],
+    format: &Format,
+    all_namespaces: bool,
+    ctx: &Context,
+) -> Result<String, String> {
     let mut cols: Vec<&str> = match format {
         Format::Ps => ps_columns(info.kind).to_vec(),
         Format::Wide => wide_columns(info.kind).to_vec(),
@@ -186,7 +229,13 @@ pub fn render_table(info: &KindInfo, items: &[AnyResource], format: &Format, all
             for name in c {
                 match known.iter().find(|k| **k == name.as_str()) {
                     Some(k) => v.push(*k),
-                    None => return Err(format!("unknown column {name:?} for {}: available columns are {}", info.kind, known.join(", "))),
+                    None => {
+                        return Err(format!(
+                            "unknown column {name:?} for {}: available columns are {}",
+                            info.kind,
+                            known.join(", ")
+                        ))
+                    }
                 }
             }
             v
@@ -212,7 +261,9 @@ fn sorted(v: serde_json::Value) -> serde_json::Value {
             entries.sort_by(|a, b| a.0.cmp(&b.0));
             serde_json::Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
         }
-        serde_json::Value::Array(a) => serde_json::Value::Array(a.into_iter().map(sorted).collect()),
+        serde_json::Value::Array(a) => {
+            serde_json::Value::Array(a.into_iter().map(sorted).collect())
+        }
         other => other,
     }
 }
@@ -223,7 +274,9 @@ pub fn document(items: &[AnyResource], single: bool, revision: i64) -> serde_jso
         return items[0].to_json_value();
     }
     let kind = match items.first() {
-        Some(first) if items.iter().all(|r| r.kind() == first.kind()) => format!("{}List", first.kind()),
+        Some(first) if items.iter().all(|r| r.kind() == first.kind()) => {
+            format!("{}List", first.kind())
+        }
         _ => "List".to_string(),
     };
     serde_json::json!({

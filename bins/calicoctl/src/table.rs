@@ -37,13 +37,21 @@ mod tests {
     #[test]
     fn columns_align() {
         let rows = vec![
-            vec!["NAME".to_string(), "CIDR".to_string(), "SELECTOR".to_string()],
-            vec!["default-ipv4-pool".to_string(), "10.10.0.0/16".to_string(), "all()".to_string()],
+            vec![
+                "NAME".to_string(),
+                "CIDR".to_string(),
+                "SELECTOR".to_string(),
+            ],
+            vec![
+                "default-ipv4-pool".to_string(),
+                "10.10.0.0/16".to_string(),
+                "all()".to_string(),
+            ],
         ];
         let s = render(&rows);
         let lines: Vec<&str> = s.lines().collect();
-        assert_eq!(lines[0], "NAME                CIDR            SELECTOR");
-        assert_eq!(lines[1], "default-ipv4-pool   10.10.0.0/16    all()");
+        assert_eq!(lines[0], "NAME                CIDR           SELECTOR");
+        assert_eq!(lines[1], "default-ipv4-pool   10.10.0.0/16   all()");
         assert_eq!(lines[0].find("CIDR"), lines[1].find("10.10"));
     }
 

@@ -77,7 +77,9 @@ fn assert_subset(written: &Value, read: &Value, path: &str) {
     match (written, read) {
         (Value::Object(w), Value::Object(r)) => {
             for (k, v) in w {
-                let rv = r.get(k).unwrap_or_else(|| panic!("{path}.{k} missing in read-back {read}"));
+                let rv = r
+                    .get(k)
+                    .unwrap_or_else(|| panic!("{path}.{k} missing in read-back {read}"));
                 assert_subset(v, rv, &format!("{path}.{k}"));
             }
         }
@@ -96,35 +98,73 @@ fn check_round_trip(ctl: &Ctl) {
     assert!(out.contains("Successfully applied 7"), "{out}");
     for f in fixture_files() {
         let written: Value = serde_yaml::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
-        let read: Value = serde_yaml::from_str(&ctl.ok(&["get", "-f", f.to_str().unwrap(), "-o", "yaml"])).unwrap();
+        let read: Value =
+            serde_yaml::from_str(&ctl.ok(&["get", "-f", f.to_str().unwrap(), "-o", "yaml"]))
+                .unwrap();
         assert_subset(&written, &read, f.file_name().unwrap().to_str().unwrap());
         let meta = &read["metadata"];
-        assert!(meta["uid"].as_str().is_some_and(|u| u.len() == 36), "uid set: {meta}");
-        assert!(meta["creationTimestamp"].is_string(), "creationTimestamp set: {meta}");
-        assert!(meta["resourceVersion"].as_str().is_some_and(|r| r.parse::<i64>().is_ok()));
+        assert!(
+            meta["uid"].as_str().is_some_and(|u| u.len() == 36),
+            "uid set: {meta}"
+        );
+        assert!(
+            meta["creationTimestamp"].is_string(),
+            "creationTimestamp set: {meta}"
+        );
+        assert!(meta["resourceVersion"]
+            .as_str()
+            .is_some_and(|r| r.parse::<i64>().is_ok()));
         // Applying again changes nothing but the revision.
         let again = ctl.ok(&["apply", "-f", f.to_str().unwrap()]);
         assert!(again.starts_with("Successfully applied 1"), "{again}");
-        let read2: Value = serde_yaml::from_str(&ctl.ok(&["get", "-f", f.to_str().unwrap(), "-o", "yaml"])).unwrap();
+        let read2: Value =
+            serde_yaml::from_str(&ctl.ok(&["get", "-f", f.to_str().unwrap(), "-o", "yaml"]))
+                .unwrap();
         assert_eq!(read["spec"], read2["spec"]);
-        assert_eq!(read["metadata"]["uid"], read2["metadata"]["uid"], "uid survives updates");
+        assert_eq!(
+            read["metadata"]["uid"], read2["metadata"]["uid"],
+            "uid survives updates"
+        );
     }
     // Upstream defaults are visible on read-back.
-    let pool: Value = serde_json::from_str(&ctl.ok(&["get", "ippool", "default-pool", "-o", "json"])).unwrap();
+    let pool: Value =
+        serde_json::from_str(&ctl.ok(&["get", "ippool", "default-pool", "-o", "json"])).unwrap();
     assert_eq!(pool["spec"]["blockSize"], 26);
-    assert_eq!(pool["spec"]["allowedUses"], serde_json::json!(["Workload", "Tunnel"]));
+    assert_eq!(
+        pool["spec"]["allowedUses"],
+        serde_json::json!(["Workload", "Tunnel"])
+    );
     assert_eq!(pool["spec"]["vxlanMode"], "Never");
     assert_eq!(pool["spec"]["nodeSelector"], "all()");
-    let gnp: Value = serde_json::from_str(&ctl.ok(&["get", "gnp", "default-deny-all", "-o", "json"])).unwrap();
-    assert_eq!(gnp["spec"]["types"], serde_json::json!(["Ingress", "Egress"]));
+    let gnp: Value =
+        serde_json::from_str(&ctl.ok(&["get", "gnp", "default-deny-all", "-o", "json"])).unwrap();
+    assert_eq!(
+        gnp["spec"]["types"],
+        serde_json::json!(["Ingress", "Egress"])
+    );
     assert_eq!(gnp["spec"]["tier"], "default");
-    let np: Value = serde_json::from_str(&ctl.ok(&["get", "networkpolicy", "frontend-allow-http", "-n", "frontend", "-o", "json"])).unwrap();
+    let np: Value = serde_json::from_str(&ctl.ok(&[
+        "get",
+        "networkpolicy",
+        "frontend-allow-http",
+        "-n",
+        "frontend",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
     assert_eq!(np["spec"]["types"], serde_json::json!(["Ingress"]));
     // Tables line up with upstream's columns.
     let t = ctl.ok(&["get", "ippools", "-o", "wide"]);
     let header = t.lines().next().unwrap();
-    assert!(header.starts_with("NAME") && header.contains("NAT") && header.contains("IPIPMODE"), "{t}");
-    assert!(t.contains("default-pool") && t.contains("172.16.0.0/16"), "{t}");
+    assert!(
+        header.starts_with("NAME") && header.contains("NAT") && header.contains("IPIPMODE"),
+        "{t}"
+    );
+    assert!(
+        t.contains("default-pool") && t.contains("172.16.0.0/16"),
+        "{t}"
+    );
     let t = ctl.ok(&["get", "networkpolicies", "-A"]);
     assert!(t.lines().next().unwrap().starts_with("NAMESPACE"), "{t}");
     assert_eq!(t.lines().count(), 4, "{t}");
@@ -169,7 +209,11 @@ fn article_documents_round_trip_on_etcd_with_upstream_keys() {
     }
     assert_eq!(keys.len(), 7, "{keys:?}");
     // Upstream JSON: the whole v3 object, resourceVersion cleared.
-    let raw = etcdctl(&["get", "/calico/resources/v3/projectcalico.org/networkpolicies/production/web-db-policy", "--print-value-only"]);
+    let raw = etcdctl(&[
+        "get",
+        "/calico/resources/v3/projectcalico.org/networkpolicies/production/web-db-policy",
+        "--print-value-only",
+    ]);
     let v: Value = serde_json::from_str(raw.trim()).unwrap();
     assert_eq!(v["apiVersion"], "projectcalico.org/v3");
     assert_eq!(v["kind"], "NetworkPolicy");
@@ -177,14 +221,26 @@ fn article_documents_round_trip_on_etcd_with_upstream_keys() {
     assert_eq!(v["metadata"]["namespace"], "production");
     assert!(v["metadata"].get("resourceVersion").is_none(), "{v}");
     assert!(v["metadata"]["uid"].is_string());
-    assert_eq!(v["spec"]["ingress"][0]["source"]["selector"], "app == 'web'");
+    assert_eq!(
+        v["spec"]["ingress"][0]["source"]["selector"],
+        "app == 'web'"
+    );
 
     // Data written by another tool at an upstream key reads back (the
     // reverse direction): a pool put with etcdctl as upstream would store it.
     let upstream_pool = r#"{"kind":"IPPool","apiVersion":"projectcalico.org/v3","metadata":{"name":"from-etcdctl","uid":"0d5ec3c6-9a8c-4f56-8c76-0123456789ab","creationTimestamp":"2024-01-01T00:00:00Z"},"spec":{"cidr":"192.168.128.0/20","vxlanMode":"Always","ipipMode":"Never","natOutgoing":true,"blockSize":26,"nodeSelector":"all()","allowedUses":["Workload","Tunnel"]}}"#;
-    etcdctl(&["put", "/calico/resources/v3/projectcalico.org/ippools/from-etcdctl", upstream_pool]);
+    etcdctl(&[
+        "put",
+        "/calico/resources/v3/projectcalico.org/ippools/from-etcdctl",
+        upstream_pool,
+    ]);
     let t = ctl.ok(&["get", "ippools", "-o", "wide"]);
-    assert!(t.lines().any(|l| l.starts_with("from-etcdctl") && l.contains("192.168.128.0/20") && l.contains("Always")), "{t}");
+    assert!(
+        t.lines().any(|l| l.starts_with("from-etcdctl")
+            && l.contains("192.168.128.0/20")
+            && l.contains("Always")),
+        "{t}"
+    );
 }
 
 #[test]

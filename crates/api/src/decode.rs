@@ -25,6 +25,8 @@ pub struct DocumentError {
     pub document: usize,
     pub kind: Option<String>,
     pub name: Option<String>,
+    /// Set for namespaced documents, so messages can say `ns/name`.
+    pub namespace: Option<String>,
     pub field: Option<String>,
     pub message: String,
 }
@@ -130,6 +132,18 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// every error found (so the user fixes them in one go). Empty documents are
 /// skipped; `kind: List` / `<Kind>List` wrappers are unpacked.
 pub fn decode_documents(text: &str) -> Result<Vec<Decoded>, Vec<DocumentError>> {
+    let (out, errors) = decode_documents_partial(text);
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Like `decode_documents`, but returns the documents that did decode
+/// alongside the errors, so callers can validate those too and report every
+/// problem of a file in one go.
+pub fn decode_documents_partial(text: &str) -> (Vec<Decoded>, Vec<DocumentError>) {
     let mut out = Vec::new();
     let mut errors = Vec::new();
     let flattened = flattened_documents(text);
@@ -147,6 +161,7 @@ pub fn decode_documents(text: &str) -> Result<Vec<Decoded>, Vec<DocumentError>> 
                     document: n,
                     kind: None,
                     name: None,
+                    namespace: None,
                     field: None,
                     message: format!("invalid YAML/JSON: {e}{hint}"),
                 });
@@ -163,27 +178,31 @@ pub fn decode_documents(text: &str) -> Result<Vec<Decoded>, Vec<DocumentError>> 
             Err(e) => errors.push(e),
         }
     }
-    if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(errors)
-    }
+    (out, errors)
 }
 
 const FLATTENED_HINT: &str = " (hint: this document looks like YAML that lost its indentation: \
 `metadata:` or `spec:` is followed by unindented lines, so their fields landed at the top level; \
 indent the fields under metadata: and spec: by two spaces)";
 
+// Private and called once per document: boxing the error buys nothing.
+#[allow(clippy::result_large_err)]
 fn decode_value(
     n: usize,
     value: serde_json::Value,
     hint: &str,
 ) -> Result<Vec<Decoded>, DocumentError> {
+    let namespace = value
+        .get("metadata")
+        .and_then(|m| m.get("namespace"))
+        .and_then(|v| v.as_str())
+        .map(str::to_string);
     let err =
         |kind: Option<String>, name: Option<String>, field: &str, message: String| DocumentError {
             document: n,
             kind,
             name,
+            namespace: namespace.clone(),
             field: Some(field.to_string()),
             message,
         };

@@ -24,13 +24,27 @@ pub enum ClientError {
     /// The datastore failed (unreachable, CAS conflict, ...).
     Store(calico_datastore::Error),
     /// The resource breaks a rule; every field error is listed.
-    Invalid { id: String, errors: FieldErrors },
-    AlreadyExists { id: String },
-    NotFound { id: String },
+    Invalid {
+        id: String,
+        errors: FieldErrors,
+    },
+    AlreadyExists {
+        id: String,
+    },
+    NotFound {
+        id: String,
+    },
     /// resourceVersion given does not match the stored one.
-    Conflict { id: String, expected: String, actual: String },
+    Conflict {
+        id: String,
+        expected: String,
+        actual: String,
+    },
     /// A stored value that does not decode (written behind our back).
-    Corrupt { key: String, message: String },
+    Corrupt {
+        key: String,
+        message: String,
+    },
 }
 
 impl fmt::Display for ClientError {
@@ -119,8 +133,16 @@ pub fn encode(r: &AnyResource) -> Vec<u8> {
 }
 
 /// Decodes a stored value of a known kind, setting resourceVersion.
-pub fn decode(info: &KindInfo, key: &str, value: &[u8], mod_revision: Revision) -> Result<AnyResource> {
-    let corrupt = |message: String| ClientError::Corrupt { key: key.to_string(), message };
+pub fn decode(
+    info: &KindInfo,
+    key: &str,
+    value: &[u8],
+    mod_revision: Revision,
+) -> Result<AnyResource> {
+    let corrupt = |message: String| ClientError::Corrupt {
+        key: key.to_string(),
+        message,
+    };
     let v: serde_json::Value = serde_json::from_slice(value).map_err(|e| corrupt(e.to_string()))?;
     let mut r = AnyResource::from_value(info.kind, v).map_err(|e| {
         if e.field.is_empty() {
@@ -161,7 +183,10 @@ impl Client {
     pub fn list(&self, info: &KindInfo, namespace: Option<&str>) -> Result<Listed> {
         let prefix = kind_prefix(info, namespace);
         let res = self.store.list(&prefix)?;
-        let mut out = Listed { revision: res.revision, ..Default::default() };
+        let mut out = Listed {
+            revision: res.revision,
+            ..Default::default()
+        };
         for kv in res.kvs {
             match decode(info, &kv.key, &kv.value, kv.mod_revision) {
                 Ok(r) => out.items.push(r),
@@ -180,23 +205,43 @@ impl Client {
     /// Typed list (bad entries are skipped; use `list` to see them).
     pub fn list_as<R: Resource>(&self, namespace: Option<&str>) -> Result<Vec<R>> {
         let info = lookup_kind(R::KIND).expect("registered kind");
-        Ok(self.list(info, namespace)?.items.into_iter().map(downcast::<R>).collect())
+        Ok(self
+            .list(info, namespace)?
+            .items
+            .into_iter()
+            .map(downcast::<R>)
+            .collect())
     }
 
     pub fn create(&self, r: AnyResource) -> Result<AnyResource> {
-        Ok(self.write_all(vec![r], WriteMode::Create)?.remove(0).resource)
+        Ok(self
+            .write_all(vec![r], WriteMode::Create)?
+            .remove(0)
+            .resource)
     }
 
     pub fn replace(&self, r: AnyResource) -> Result<AnyResource> {
-        Ok(self.write_all(vec![r], WriteMode::Replace)?.remove(0).resource)
+        Ok(self
+            .write_all(vec![r], WriteMode::Replace)?
+            .remove(0)
+            .resource)
     }
 
     pub fn apply(&self, r: AnyResource) -> Result<AnyResource> {
-        Ok(self.write_all(vec![r], WriteMode::Apply)?.remove(0).resource)
+        Ok(self
+            .write_all(vec![r], WriteMode::Apply)?
+            .remove(0)
+            .resource)
     }
 
     /// Deletes a resource; with `resource_version`, only if it still matches.
-    pub fn delete(&self, info: &KindInfo, namespace: &str, name: &str, resource_version: Option<&str>) -> Result<AnyResource> {
+    pub fn delete(
+        &self,
+        info: &KindInfo,
+        namespace: &str,
+        name: &str,
+        resource_version: Option<&str>,
+    ) -> Result<AnyResource> {
         let ns = effective_namespace(info, namespace);
         let key = resource_key(info, ns, name);
         let id = id_of(info, ns, name);
@@ -213,7 +258,9 @@ impl Client {
         match self.store.delete(&key, rev) {
             Ok(kv) => decode(info, &key, &kv.value, kv.mod_revision),
             Err(calico_datastore::Error::NotFound { .. }) => Err(ClientError::NotFound { id }),
-            Err(calico_datastore::Error::Conflict { expected, actual, .. }) => Err(ClientError::Conflict {
+            Err(calico_datastore::Error::Conflict {
+                expected, actual, ..
+            }) => Err(ClientError::Conflict {
                 id,
                 expected: expected.to_string(),
                 actual: actual.to_string(),
@@ -231,7 +278,10 @@ impl Client {
             prepare(r);
         }
         for r in &resources {
-            r.validate().map_err(|errors| ClientError::Invalid { id: r.display_id(), errors })?;
+            r.validate().map_err(|errors| ClientError::Invalid {
+                id: r.display_id(),
+                errors,
+            })?;
         }
         let existing = self.existing_for(&resources)?;
         self.cross_validate(&resources, &existing)?;
@@ -250,27 +300,56 @@ impl Client {
                 (WriteMode::Replace, None) => return Err(ClientError::NotFound { id }),
                 (WriteMode::Create | WriteMode::Apply, None) => {
                     if mode == WriteMode::Create && !given_rv.is_empty() {
-                        return Err(invalid(&id, "metadata.resourceVersion", "must not be set when creating a resource"));
+                        return Err(invalid(
+                            &id,
+                            "metadata.resourceVersion",
+                            "must not be set when creating a resource",
+                        ));
                     }
                     let meta = r.metadata_mut();
                     meta.uid = uuid::Uuid::new_v4().to_string();
                     meta.creation_timestamp = Some(now.clone());
                     meta.resource_version.clear();
-                    (Op::Create { key, value: encode(&r), lease: None }, true)
+                    (
+                        Op::Create {
+                            key,
+                            value: encode(&r),
+                            lease: None,
+                        },
+                        true,
+                    )
                 }
                 (WriteMode::Replace | WriteMode::Apply, Some((cur, rev))) => {
                     if !given_rv.is_empty() && given_rv != rev.to_string() {
-                        return Err(ClientError::Conflict { id, expected: given_rv, actual: rev.to_string() });
+                        return Err(ClientError::Conflict {
+                            id,
+                            expected: given_rv,
+                            actual: rev.to_string(),
+                        });
                     }
                     let cur_meta = cur.metadata();
                     let meta = r.metadata_mut();
                     meta.uid = cur_meta.uid.clone();
                     meta.creation_timestamp = cur_meta.creation_timestamp.clone();
                     meta.resource_version.clear();
-                    (Op::Update { key, value: encode(&r), mod_revision: *rev, lease: None }, false)
+                    (
+                        Op::Update {
+                            key,
+                            value: encode(&r),
+                            mod_revision: *rev,
+                            lease: None,
+                        },
+                        false,
+                    )
                 }
             };
-            planned.push((op, Written { resource: r, created }));
+            planned.push((
+                op,
+                Written {
+                    resource: r,
+                    created,
+                },
+            ));
         }
 
         let chunk = self.store.max_txn_ops().max(1);
@@ -279,7 +358,10 @@ impl Client {
         while iter.peek().is_some() {
             let batch: Vec<(Op, Written)> = iter.by_ref().take(chunk).collect();
             let ops: Vec<Op> = batch.iter().map(|(op, _)| op.clone()).collect();
-            let rev = self.store.txn(&ops).map_err(|e| self.map_write_error(e, &batch))?;
+            let rev = self
+                .store
+                .txn(&ops)
+                .map_err(|e| self.map_write_error(e, &batch))?;
             for (_, mut w) in batch {
                 w.resource.metadata_mut().resource_version = rev.to_string();
                 out.push(w);
@@ -297,9 +379,15 @@ impl Client {
                 .unwrap_or_else(|| key.to_string())
         };
         match e {
-            calico_datastore::Error::AlreadyExists { key } => ClientError::AlreadyExists { id: id_for(&key) },
+            calico_datastore::Error::AlreadyExists { key } => {
+                ClientError::AlreadyExists { id: id_for(&key) }
+            }
             calico_datastore::Error::NotFound { key } => ClientError::NotFound { id: id_for(&key) },
-            calico_datastore::Error::Conflict { key, expected, actual } => ClientError::Conflict {
+            calico_datastore::Error::Conflict {
+                key,
+                expected,
+                actual,
+            } => ClientError::Conflict {
                 id: id_for(&key),
                 expected: expected.to_string(),
                 actual: actual.to_string(),
@@ -310,7 +398,10 @@ impl Client {
 
     /// Current stored state of every key the batch touches, read with one
     /// list per kind (cheap for large batches) or one get per resource.
-    fn existing_for(&self, resources: &[AnyResource]) -> Result<HashMap<String, (AnyResource, Revision)>> {
+    fn existing_for(
+        &self,
+        resources: &[AnyResource],
+    ) -> Result<HashMap<String, (AnyResource, Revision)>> {
         let mut per_kind: HashMap<&'static str, usize> = HashMap::new();
         for r in resources {
             *per_kind.entry(r.kind()).or_default() += 1;
@@ -342,7 +433,11 @@ impl Client {
     /// Rules that need other resources: pools must not overlap (each other
     /// or what is stored), a pool's CIDR and block size never change, and a
     /// policy's tier must exist.
-    fn cross_validate(&self, batch: &[AnyResource], existing: &HashMap<String, (AnyResource, Revision)>) -> Result<()> {
+    fn cross_validate(
+        &self,
+        batch: &[AnyResource],
+        existing: &HashMap<String, (AnyResource, Revision)>,
+    ) -> Result<()> {
         let pools_in_batch: Vec<&IPPool> = batch
             .iter()
             .filter_map(|r| match r {
@@ -358,17 +453,35 @@ impl Client {
                 // Stored pools that this batch replaces are judged by their new version.
                 let others = stored
                     .iter()
-                    .filter(|s| !pools_in_batch.iter().any(|b| b.metadata.name == s.metadata.name))
+                    .filter(|s| {
+                        !pools_in_batch
+                            .iter()
+                            .any(|b| b.metadata.name == s.metadata.name)
+                    })
                     .chain(pools_in_batch[..i].iter().copied());
                 if let Some(o) = find_overlapping_pool(&net, &p.metadata.name, others) {
-                    return Err(invalid(&id, "spec.cidr", &format!("{} overlaps IPPool {:?} ({})", p.spec.cidr, o.metadata.name, o.spec.cidr)));
+                    return Err(invalid(
+                        &id,
+                        "spec.cidr",
+                        &format!(
+                            "{} overlaps IPPool {:?} ({})",
+                            p.spec.cidr, o.metadata.name, o.spec.cidr
+                        ),
+                    ));
                 }
                 if let Some(cur) = stored.iter().find(|s| s.metadata.name == p.metadata.name) {
                     if cur.spec.net() != p.spec.net() {
                         return Err(invalid(&id, "spec.cidr", &format!("the CIDR of an existing pool cannot be changed (it is {}); create a new pool instead", cur.spec.cidr)));
                     }
                     if cur.spec.effective_block_size() != p.spec.effective_block_size() {
-                        return Err(invalid(&id, "spec.blockSize", &format!("the block size of an existing pool cannot be changed (it is {})", cur.spec.effective_block_size())));
+                        return Err(invalid(
+                            &id,
+                            "spec.blockSize",
+                            &format!(
+                                "the block size of an existing pool cannot be changed (it is {})",
+                                cur.spec.effective_block_size()
+                            ),
+                        ));
                     }
                 }
             }
@@ -384,7 +497,9 @@ impl Client {
             if tier.is_empty() || tier == DEFAULT_TIER {
                 continue;
             }
-            let in_batch = batch.iter().any(|t| matches!(t, AnyResource::Tier(t) if &t.metadata.name == tier));
+            let in_batch = batch
+                .iter()
+                .any(|t| matches!(t, AnyResource::Tier(t) if &t.metadata.name == tier));
             let exists = match tiers_checked.get(tier) {
                 Some(e) => *e,
                 None => {
@@ -394,7 +509,11 @@ impl Client {
                 }
             };
             if !exists {
-                return Err(invalid(&r.display_id(), "spec.tier", &format!("tier {tier:?} does not exist; create the Tier first")));
+                return Err(invalid(
+                    &r.display_id(),
+                    "spec.tier",
+                    &format!("tier {tier:?} does not exist; create the Tier first"),
+                ));
             }
         }
         Ok(())
@@ -404,7 +523,10 @@ impl Client {
 fn invalid(id: &str, field: &str, message: &str) -> ClientError {
     ClientError::Invalid {
         id: id.to_string(),
-        errors: FieldErrors(vec![calico_api::validate::FieldError { field: field.into(), message: message.into() }]),
+        errors: FieldErrors(vec![calico_api::validate::FieldError {
+            field: field.into(),
+            message: message.into(),
+        }]),
     }
 }
 

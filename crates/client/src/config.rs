@@ -24,8 +24,15 @@ pub struct ClientConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigError {
-    Read { path: PathBuf, cause: String },
-    Invalid { origin: String, field: String, message: String },
+    Read {
+        path: PathBuf,
+        cause: String,
+    },
+    Invalid {
+        origin: String,
+        field: String,
+        message: String,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -34,11 +41,22 @@ impl fmt::Display for ConfigError {
             ConfigError::Read { path, cause } => {
                 write!(f, "cannot read config file {}: {cause}", path.display())
             }
-            ConfigError::Invalid { origin, field, message } if field.is_empty() => {
+            ConfigError::Invalid {
+                origin,
+                field,
+                message,
+            } if field.is_empty() => {
                 write!(f, "invalid client configuration in {origin}: {message}")
             }
-            ConfigError::Invalid { origin, field, message } => {
-                write!(f, "invalid client configuration in {origin}, field {field}: {message}")
+            ConfigError::Invalid {
+                origin,
+                field,
+                message,
+            } => {
+                write!(
+                    f,
+                    "invalid client configuration in {origin}, field {field}: {message}"
+                )
             }
         }
     }
@@ -49,7 +67,9 @@ impl std::error::Error for ConfigError {}
 /// Loads the client configuration the way upstream does. `explicit` is the
 /// `-c/--config` argument: when given, the file must exist.
 pub fn load_client_config(explicit: Option<&Path>) -> Result<ClientConfig, ConfigError> {
-    load_with(explicit, Path::new(DEFAULT_CONFIG_PATH), &|k| std::env::var(k).ok())
+    load_with(explicit, Path::new(DEFAULT_CONFIG_PATH), &|k| {
+        std::env::var(k).ok()
+    })
 }
 
 /// `load_client_config` with the default path and environment injected (tests).
@@ -95,7 +115,12 @@ pub fn parse_config_text(text: &str, origin: &str) -> Result<CalicoAPIConfigSpec
         serde_yaml::from_str(text).map_err(|e| invalid("", format!("invalid YAML: {e}")))?;
     match value.get("kind").and_then(|k| k.as_str()) {
         Some("CalicoAPIConfig") => {}
-        Some(k) => return Err(invalid("kind", format!("expected kind CalicoAPIConfig, found {k:?}"))),
+        Some(k) => {
+            return Err(invalid(
+                "kind",
+                format!("expected kind CalicoAPIConfig, found {k:?}"),
+            ))
+        }
         None => return Err(invalid("kind", "kind: CalicoAPIConfig is missing".into())),
     }
     let cfg: CalicoAPIConfig = typed(value).map_err(|e| invalid(&e.field, e.message))?;
@@ -152,13 +177,23 @@ pub fn spec_to_datastore(
     };
     match kind {
         "local" => {
-            let path = if spec.datastore_path.is_empty() { DEFAULT_LOCAL_PATH } else { &spec.datastore_path };
-            Ok(DatastoreConfig::Local { path: PathBuf::from(path) })
+            let path = if spec.datastore_path.is_empty() {
+                DEFAULT_LOCAL_PATH
+            } else {
+                &spec.datastore_path
+            };
+            Ok(DatastoreConfig::Local {
+                path: PathBuf::from(path),
+            })
         }
         "etcdv3" => {
             let mut cfg = EtcdConfig::default();
             if !spec.etcd_discovery_srv.is_empty() && spec.etcd_endpoints.is_empty() {
-                return Err(invalid("spec.etcdDiscoverySrv", "DNS SRV discovery is not supported; list the endpoints in etcdEndpoints".into()));
+                return Err(invalid(
+                    "spec.etcdDiscoverySrv",
+                    "DNS SRV discovery is not supported; list the endpoints in etcdEndpoints"
+                        .into(),
+                ));
             }
             if !spec.etcd_endpoints.is_empty() {
                 cfg.endpoints = spec
@@ -176,7 +211,10 @@ pub fn spec_to_datastore(
                     ));
                 }
                 if !(ep.starts_with("http://") || ep.starts_with("https://")) {
-                    return Err(invalid(&format!("spec.etcdEndpoints[{i}]"), format!("{ep:?} must start with http:// or https://")));
+                    return Err(invalid(
+                        &format!("spec.etcdEndpoints[{i}]"),
+                        format!("{ep:?} must start with http:// or https://"),
+                    ));
                 }
             }
             cfg.username = opt(&spec.etcd_username);
@@ -188,11 +226,15 @@ pub fn spec_to_datastore(
             cfg.cert_pem = opt(&spec.etcd_cert);
             cfg.key_pem = opt(&spec.etcd_key);
             if cfg.cert_file.is_some() != cfg.key_file.is_some() {
-                return Err(invalid("spec.etcdCertFile", "etcdCertFile and etcdKeyFile must be given together".into()));
+                return Err(invalid(
+                    "spec.etcdCertFile",
+                    "etcdCertFile and etcdKeyFile must be given together".into(),
+                ));
             }
             let timeout = env_var(env, "DATASTORE_TIMEOUT");
             if !timeout.is_empty() {
-                cfg.timeout = parse_timeout(&timeout).map_err(|m| invalid("DATASTORE_TIMEOUT", m))?;
+                cfg.timeout =
+                    parse_timeout(&timeout).map_err(|m| invalid("DATASTORE_TIMEOUT", m))?;
             }
             Ok(DatastoreConfig::Etcd(cfg))
         }
@@ -200,7 +242,10 @@ pub fn spec_to_datastore(
             "spec.datastoreType",
             "the kubernetes datastore is not supported by calico-rs; use etcdv3 or local".into(),
         )),
-        other => Err(invalid("spec.datastoreType", format!("unknown datastore type {other:?}: expected etcdv3 or local"))),
+        other => Err(invalid(
+            "spec.datastoreType",
+            format!("unknown datastore type {other:?}: expected etcdv3 or local"),
+        )),
     }
 }
 
@@ -233,7 +278,9 @@ mod tests {
     #[test]
     fn placeholder_endpoint_is_named() {
         let text = "apiVersion: projectcalico.org/v3\nkind: CalicoAPIConfig\nmetadata:\nspec:\n  datastoreType: \"etcdv3\"\n  etcdEndpoints: \"http://<ETCD_IP>:2379\"\n";
-        let e = parse_config_text(text, "file x.cfg").unwrap_err().to_string();
+        let e = parse_config_text(text, "file x.cfg")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("placeholder") && e.contains("x.cfg"), "{e}");
     }
 
@@ -262,19 +309,34 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let c = load_with(None, Path::new("/nonexistent"), &no_env).unwrap();
-        assert_eq!(c.datastore, DatastoreConfig::Local { path: DEFAULT_LOCAL_PATH.into() });
+        assert_eq!(
+            c.datastore,
+            DatastoreConfig::Local {
+                path: DEFAULT_LOCAL_PATH.into()
+            }
+        );
         let local = |k: &str| match k {
             "DATASTORE_TYPE" => Some("local".to_string()),
             "DATASTORE_PATH" => Some("/tmp/x.db".to_string()),
             _ => None,
         };
         let c = load_with(None, Path::new("/nonexistent"), &local).unwrap();
-        assert_eq!(c.datastore, DatastoreConfig::Local { path: "/tmp/x.db".into() });
+        assert_eq!(
+            c.datastore,
+            DatastoreConfig::Local {
+                path: "/tmp/x.db".into()
+            }
+        );
     }
 
     #[test]
     fn explicit_missing_file_is_an_error() {
-        let e = load_with(Some(Path::new("/nonexistent.cfg")), Path::new("/x"), &no_env).unwrap_err();
+        let e = load_with(
+            Some(Path::new("/nonexistent.cfg")),
+            Path::new("/x"),
+            &no_env,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("/nonexistent.cfg"));
     }
 }

@@ -32,10 +32,18 @@ pub fn run(a: &DeleteArgs) -> Result<()> {
         let docs = read_resources(f, a.recursive).map_err(|e| super::write::input_failure(&e))?;
         for d in docs {
             let m = d.resource.metadata();
-            targets.push((d.resource.info(), m.namespace.clone(), m.name.clone(), m.resource_version.clone()));
+            targets.push((
+                d.resource.info(),
+                m.namespace.clone(),
+                m.name.clone(),
+                m.resource_version.clone(),
+            ));
         }
     } else {
-        let kind = a.kind.as_deref().ok_or_else(|| anyhow!("name a resource type and name(s), or use -f FILE"))?;
+        let kind = a
+            .kind
+            .as_deref()
+            .ok_or_else(|| anyhow!("name a resource type and name(s), or use -f FILE"))?;
         let info = super::kind_arg(kind)?;
         if a.names.is_empty() {
             bail!("name the {} to delete", info.plural);
@@ -53,14 +61,21 @@ pub fn run(a: &DeleteArgs) -> Result<()> {
             Err(ClientError::NotFound { .. }) if a.skip_not_exists => skipped += 1,
             Err(e) => {
                 if !deleted.is_empty() {
-                    eprintln!("Partial success: deleted {} resource(s) before this error", deleted.len());
+                    eprintln!(
+                        "Partial success: deleted {} resource(s) before this error",
+                        deleted.len()
+                    );
                 }
                 bail!("{e}");
             }
         }
     }
     let kinds = super::kind_phrase(deleted.iter().copied());
-    println!("Successfully deleted {}{} resource(s)", deleted.len(), kinds);
+    println!(
+        "Successfully deleted {}{} resource(s)",
+        deleted.len(),
+        kinds
+    );
     if skipped > 0 {
         println!("Skipped {skipped} resource(s) that do not exist");
     }

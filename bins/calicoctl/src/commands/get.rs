@@ -69,7 +69,9 @@ pub fn run(a: &GetArgs) -> Result<()> {
             wanted.push((d.resource.info(), m.namespace.clone(), m.name.clone()));
         }
     } else {
-        let kind = a.kind.as_deref().ok_or_else(|| anyhow!("name a resource type (e.g. calicoctl get ippools) or use -f FILE"))?;
+        let kind = a.kind.as_deref().ok_or_else(|| {
+            anyhow!("name a resource type (e.g. calicoctl get ippools) or use -f FILE")
+        })?;
         info = super::kind_arg(kind)?;
         for n in &a.names {
             wanted.push((info, a.namespace.clone(), n.clone()));
@@ -80,7 +82,11 @@ pub fn run(a: &GetArgs) -> Result<()> {
     let mut revision = 0;
     let single = wanted.len() == 1;
     if wanted.is_empty() {
-        let ns = if a.all_namespaces || !info.namespaced { None } else { Some(namespace_or_default(&a.namespace)) };
+        let ns = if a.all_namespaces || !info.namespaced {
+            None
+        } else {
+            Some(namespace_or_default(&a.namespace))
+        };
         let listed = client.list(info, ns).map_err(|e| anyhow!("{e}"))?;
         for (key, err) in &listed.bad {
             eprintln!("warning: skipping {key}: {err}");
@@ -89,7 +95,10 @@ pub fn run(a: &GetArgs) -> Result<()> {
         revision = listed.revision;
     } else {
         for (kinfo, ns, name) in &wanted {
-            match client.get(kinfo, namespace_or_default(ns), name).map_err(|e| anyhow!("{e}"))? {
+            match client
+                .get(kinfo, namespace_or_default(ns), name)
+                .map_err(|e| anyhow!("{e}"))?
+            {
                 Some(r) => items.push(r),
                 None => {
                     let id = if kinfo.namespaced {
@@ -106,8 +115,14 @@ pub fn run(a: &GetArgs) -> Result<()> {
         items.retain(|r| sel.matches(&r.metadata().labels));
     }
     match &format {
-        Format::Yaml => print!("{}", output::to_yaml(output::document(&items, single, revision))),
-        Format::Json => print!("{}", output::to_json(&output::document(&items, single, revision))),
+        Format::Yaml => print!(
+            "{}",
+            output::to_yaml(output::document(&items, single, revision))
+        ),
+        Format::Json => print!(
+            "{}",
+            output::to_json(&output::document(&items, single, revision))
+        ),
         _ => {
             // One table per kind (a file given with -f may mix kinds).
             let mut kinds: Vec<&'static KindInfo> = vec![info];
@@ -117,15 +132,22 @@ pub fn run(a: &GetArgs) -> Result<()> {
                 }
             }
             for (i, k) in kinds.iter().enumerate() {
-                let of_kind: Vec<AnyResource> = items.iter().filter(|r| r.kind() == k.kind).cloned().collect();
+                let of_kind: Vec<AnyResource> = items
+                    .iter()
+                    .filter(|r| r.kind() == k.kind)
+                    .cloned()
+                    .collect();
                 if i > 0 && of_kind.is_empty() {
                     continue;
                 }
                 if i > 0 {
                     println!();
                 }
-                let ctx = Context { global_as: global_as_number(&client, k) };
-                let t = output::render_table(k, &of_kind, &format, a.all_namespaces, &ctx).map_err(|e| anyhow!(e))?;
+                let ctx = Context {
+                    global_as: global_as_number(&client, k),
+                };
+                let t = output::render_table(k, &of_kind, &format, a.all_namespaces, &ctx)
+                    .map_err(|e| anyhow!(e))?;
                 print!("{t}");
             }
         }

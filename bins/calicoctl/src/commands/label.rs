@@ -27,7 +27,10 @@ pub fn run(a: &LabelArgs) -> Result<()> {
         (true, None) => (a.label.clone(), None),
         (true, Some(_)) => bail!("--remove takes a label key, not key=value"),
         (false, Some((k, v))) => (k.to_string(), Some(v.to_string())),
-        (false, None) => bail!("expected key=value (or a key with --remove), got {:?}", a.label),
+        (false, None) => bail!(
+            "expected key=value (or a key with --remove), got {:?}",
+            a.label
+        ),
     };
     let client = super::connect(&a.global)?;
     let mut r = client
@@ -48,11 +51,15 @@ pub fn run(a: &LabelArgs) -> Result<()> {
             }
         }
     }
-    r.validate().map_err(|e| anyhow!("{} {:?}: {e}", info.kind, a.name))?;
+    r.validate()
+        .map_err(|e| anyhow!("{} {:?}: {e}", info.kind, a.name))?;
     client.replace(r).map_err(|e| anyhow!("{e}"))?;
     match value {
         Some(_) => println!("Successfully set label {key} on {} {}", info.plural, a.name),
-        None => println!("Successfully removed label {key} from {} {}", info.plural, a.name),
+        None => println!(
+            "Successfully removed label {key} from {} {}",
+            info.plural, a.name
+        ),
     }
     Ok(())
 }

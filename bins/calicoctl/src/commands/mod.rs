@@ -24,7 +24,11 @@ pub fn kind_arg(s: &str) -> Result<&'static KindInfo> {
     lookup_kind(s).ok_or_else(|| {
         anyhow!(
             "resource type {s:?} is not supported; known types: {}",
-            calico_api::KINDS.iter().map(|k| k.plural).collect::<Vec<_>>().join(", ")
+            calico_api::KINDS
+                .iter()
+                .map(|k| k.plural)
+                .collect::<Vec<_>>()
+                .join(", ")
         )
     })
 }

@@ -59,7 +59,13 @@ pub fn run(a: &PatchArgs) -> Result<()> {
     let mut value = current.to_json_value();
     merge_patch(&mut value, &patch);
     let mut patched = AnyResource::from_value(info.kind, value).map_err(|e| {
-        anyhow!("the patched {} {:?} is invalid: field {}: {}", info.kind, a.name, e.field, e.message)
+        anyhow!(
+            "the patched {} {:?} is invalid: field {}: {}",
+            info.kind,
+            a.name,
+            e.field,
+            e.message
+        )
     })?;
     let m = patched.metadata();
     let cm = current.metadata();

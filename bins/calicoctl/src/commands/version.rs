@@ -24,11 +24,19 @@ pub fn run(global: &Global) -> Result<()> {
     match info {
         Ok(ci) => {
             let spec = ci.map(|c| c.spec).unwrap_or_default();
-            let or_unknown = |s: &str| if s.is_empty() { "unknown".to_string() } else { s.to_string() };
+            let or_unknown = |s: &str| {
+                if s.is_empty() {
+                    "unknown".to_string()
+                } else {
+                    s.to_string()
+                }
+            };
             line("Cluster Version", &or_unknown(&spec.calico_version));
             line("Cluster Type", &or_unknown(&spec.cluster_type));
             Ok(())
         }
-        Err(e) => Err(anyhow::anyhow!("Unable to retrieve Cluster Version or Type: {e}")),
+        Err(e) => Err(anyhow::anyhow!(
+            "Unable to retrieve Cluster Version or Type: {e}"
+        )),
     }
 }

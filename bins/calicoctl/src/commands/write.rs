@@ -4,7 +4,7 @@
 use anyhow::{anyhow, Result};
 use calico_client::client::{prepare, ClientError, WriteMode};
 
-use crate::input::{read_resources, InputError, Sourced};
+use crate::input::{read_resources_partial, InputError, Sourced};
 use crate::{FileArgs, Global};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,8 +47,8 @@ pub fn input_failure(errors: &[InputError]) -> anyhow::Error {
 
 /// Decodes, defaults and validates every document; returns all errors.
 pub fn load_valid(files: &FileArgs) -> Result<Vec<Sourced>> {
-    let mut docs = read_resources(&files.filename, files.recursive).map_err(|e| input_failure(&e))?;
-    let mut errors = Vec::new();
+    let (mut docs, mut errors) =
+        read_resources_partial(&files.filename, files.recursive).map_err(|e| input_failure(&e))?;
     for d in docs.iter_mut() {
         prepare(&mut d.resource);
         if let Err(errs) = d.resource.validate() {
@@ -58,6 +58,7 @@ pub fn load_valid(files: &FileArgs) -> Result<Vec<Sourced>> {
         }
     }
     if !errors.is_empty() {
+        errors.sort_by(|a, b| (&a.file, a.document).cmp(&(&b.file, b.document)));
         return Err(input_failure(&errors));
     }
     if docs.is_empty() {
@@ -119,7 +120,12 @@ pub fn run(global: &Global, files: &FileArgs, mode: Mode) -> Result<()> {
             .map_err(|e| client_failure(e, &docs))?
     };
     let kinds = super::kind_phrase(written.iter().map(|w| w.resource.kind()));
-    println!("Successfully {} {}{} resource(s)", mode.verb(), written.len(), kinds);
+    println!(
+        "Successfully {} {}{} resource(s)",
+        mode.verb(),
+        written.len(),
+        kinds
+    );
     if skipped > 0 {
         println!("Skipped {skipped} resource(s) that already exist");
     }
