@@ -3,6 +3,8 @@
 //!
 //!   calico-bench selector            ns per selector evaluation
 //!   calico-bench apply [local|etcd]  `calicoctl apply` of a 10,000-document file
+//!   calico-bench ipam [local|etcd]   IPAM allocations/s, 1 and 8 allocators on one host
+//!   calico-bench calc                incremental calculation: 10,000 endpoints, 1,000 policies
 //!
 //! Build in release mode first (`cargo build --release -p calicoctl -p calico-bench`).
 
@@ -14,6 +16,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use calico_api::selector::Selector;
+
+mod calc;
+mod ipam;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -30,7 +35,17 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
-        _ => bail!("usage: calico-bench selector | apply [local|etcd]"),
+        Some("ipam") => {
+            let backends: Vec<&str> = if args.len() > 1 {
+                args[1..].iter().map(String::as_str).collect()
+            } else {
+                vec!["local", "etcd"]
+            };
+            ipam::run(&backends)
+        }
+        Some("ipam-child") => ipam::child(&args[1..]),
+        Some("calc") => calc::run(),
+        _ => bail!("usage: calico-bench selector | apply [local|etcd] | ipam [local|etcd] | calc"),
     }
 }
 

@@ -1,6 +1,7 @@
 //! calicoctl: manage Calico resources in the datastore, as upstream's
 //! calicoctl does (same commands, flags, output shapes and config sources).
 
+mod boxed_table;
 mod commands;
 mod input;
 mod output;
@@ -85,6 +86,8 @@ enum Command {
     Patch(commands::patch::PatchArgs),
     /// Set or remove a label on a resource.
     Label(commands::label::LabelArgs),
+    /// IP address management.
+    Ipam(commands::ipam::IpamArgs),
     /// Print client and cluster versions.
     Version {
         #[command(flatten)]
@@ -114,6 +117,7 @@ fn main() -> ExitCode {
         Command::Get(a) => commands::get::run(&a),
         Command::Patch(a) => commands::patch::run(&a),
         Command::Label(a) => commands::label::run(&a),
+        Command::Ipam(a) => commands::ipam::run(&a),
         Command::Version { global } => commands::version::run(&global),
     };
     match result {

@@ -51,7 +51,9 @@ impl std::fmt::Display for PolicyId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.kind {
             PolicyKind::GlobalNetworkPolicy => write!(f, "GlobalNetworkPolicy {}", self.name),
-            PolicyKind::NetworkPolicy => write!(f, "NetworkPolicy {}/{}", self.namespace, self.name),
+            PolicyKind::NetworkPolicy => {
+                write!(f, "NetworkPolicy {}/{}", self.namespace, self.name)
+            }
             PolicyKind::Profile => write!(f, "Profile {}", self.name),
         }
     }
@@ -92,6 +94,11 @@ pub struct Side {
 }
 
 /// A rule compiled for the dataplane.
+///
+/// A rule the calculation could not compile (invalid data, or a match the
+/// L3/L4 dataplane cannot enforce) is emitted as a rule that never matches:
+/// `protocol == not_protocol == Some(255)`. It keeps later rules at their
+/// source positions; a dataplane may render it as is or skip it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Rule {
     pub action: Action,
@@ -235,17 +242,30 @@ pub struct HostConfig {
 pub enum Update {
     Config(HostConfig),
     Pools(Vec<Pool>),
-    IpSetUpsert { id: IpSetId, members: BTreeSet<IpSetMember> },
-    IpSetDelta { id: IpSetId, added: BTreeSet<IpSetMember>, removed: BTreeSet<IpSetMember> },
-    IpSetRemove { id: IpSetId },
+    IpSetUpsert {
+        id: IpSetId,
+        members: BTreeSet<IpSetMember>,
+    },
+    IpSetDelta {
+        id: IpSetId,
+        added: BTreeSet<IpSetMember>,
+        removed: BTreeSet<IpSetMember>,
+    },
+    IpSetRemove {
+        id: IpSetId,
+    },
     PolicyUpsert(Arc<Policy>),
     PolicyRemove(PolicyId),
     EndpointUpsert(Arc<LocalEndpoint>),
     EndpointRemove(EndpointKey),
     VtepUpsert(Vtep),
-    VtepRemove { node: String },
+    VtepRemove {
+        node: String,
+    },
     RouteUpsert(Route),
-    RouteRemove { dst: IpNet },
+    RouteRemove {
+        dst: IpNet,
+    },
     /// The datastore snapshot has been fully processed at least once.
     InSync,
 }

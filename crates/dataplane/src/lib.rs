@@ -8,6 +8,32 @@
 
 use calico_calc::model::Update;
 
+// nftables policy: one `table inet calico` (see `nft::PolicyManager`).
+pub mod nft;
+pub use nft::{CommandNft, FakeNft, NftBackend, PolicyManager};
+
+// Routes, links and per-interface settings (see `routing::Routing` for the
+// combined manager).
+pub mod condition;
+pub mod iface;
+pub mod ipip;
+pub mod mtu;
+pub mod netlink;
+pub mod routes;
+pub mod routing;
+pub mod sysctl;
+pub mod vxlan;
+
+pub use condition::{Condition, KernelFeature, PendingReason};
+pub use iface::InterfaceSysctlManager;
+pub use ipip::IpipManager;
+pub use mtu::MtuManager;
+pub use netlink::{FakeNetlink, NetlinkBackend, RtNetlink};
+pub use routes::{RouteManager, RouteManagerConfig};
+pub use routing::{Routing, RoutingConfig};
+pub use sysctl::{FakeSysctl, ProcSysctl, SysctlBackend};
+pub use vxlan::{LocalVtep, VxlanManager, VxlanManagerConfig};
+
 /// A manager failed to bring the kernel to the desired state. The caller
 /// keeps the manager dirty and retries; nothing is flushed.
 #[derive(Debug, thiserror::Error)]

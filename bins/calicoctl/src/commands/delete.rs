@@ -1,4 +1,7 @@
 //! `delete`: by kind and names, or every resource named in a file.
+//! IP pools are deleted as upstream does (disabled, their blocks' affinities
+//! released, then deleted), and only while no address is allocated in them
+//! unless `--force`.
 
 use anyhow::{anyhow, bail, Result};
 use calico_api::KindInfo;
@@ -21,6 +24,10 @@ pub struct DeleteArgs {
     /// Do not fail for resources that do not exist.
     #[arg(long = "skip-not-exists")]
     pub skip_not_exists: bool,
+    /// Delete IP pools even while addresses are allocated in them (the
+    /// allocations stay, in blocks no longer affine to any node).
+    #[arg(long = "force")]
+    pub force: bool,
     #[command(flatten)]
     pub global: Global,
 }
@@ -55,11 +62,32 @@ pub fn run(a: &DeleteArgs) -> Result<()> {
     let client = super::connect(&a.global)?;
     let mut deleted = Vec::new();
     let mut skipped = 0;
+    let ipam = calico_ipam::Ipam::new(client.store().clone());
     for (info, ns, name, rv) in &targets {
-        match client.delete(info, ns, name, Some(rv.as_str())) {
-            Ok(_) => deleted.push(info.kind),
-            Err(ClientError::NotFound { .. }) if a.skip_not_exists => skipped += 1,
-            Err(e) => {
+        // (error text, whether the resource did not exist)
+        let res: std::result::Result<(), (String, bool)> = if info.kind == "IPPool" {
+            ipam.delete_pool(name, Some(rv.as_str()), a.force)
+                .map(|_| ())
+                .map_err(|e| {
+                    let nf = matches!(
+                        e,
+                        calico_ipam::IpamError::Client(ClientError::NotFound { .. })
+                    );
+                    (e.to_string(), nf)
+                })
+        } else {
+            client
+                .delete(info, ns, name, Some(rv.as_str()))
+                .map(|_| ())
+                .map_err(|e| {
+                    let nf = matches!(e, ClientError::NotFound { .. });
+                    (e.to_string(), nf)
+                })
+        };
+        match res {
+            Ok(()) => deleted.push(info.kind),
+            Err((_, true)) if a.skip_not_exists => skipped += 1,
+            Err((e, _)) => {
                 if !deleted.is_empty() {
                     eprintln!(
                         "Partial success: deleted {} resource(s) before this error",

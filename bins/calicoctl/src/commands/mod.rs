@@ -2,6 +2,7 @@
 
 pub mod delete;
 pub mod get;
+pub mod ipam;
 pub mod label;
 pub mod patch;
 pub mod version;

@@ -1,0 +1,241 @@
+//! Bringing a lab up and down: fabric, hosts with their agents, the
+//! datastore (embedded file, or etcd inside the fabric namespace), and
+//! workloads with echo servers. Every resource write goes through the real
+//! `calicoctl`, run inside the fabric namespace so it reaches etcd there.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::netns::{self, del_ns, exec_ok, kill_pid, lab_namespaces, spawn};
+use crate::state::{Datastore, LabState};
+use crate::topology::{self, fabric_ns, Workload, FABRIC_GW};
+
+/// The lab's own VXLAN pool for workloads (benchmark range, never routed).
+pub const LAB_POOL: &str = "apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata:
+  name: lab-vxlan-pool
+spec:
+  cidr: 198.19.0.0/16
+  vxlanMode: Always
+  natOutgoing: true
+";
+
+/// A sibling binary of this executable (calicoctl, calico-node, calico-probe).
+pub fn sibling(name: &str) -> Result<PathBuf> {
+    let me = std::env::current_exe()?;
+    let p = me.parent().context("exe dir")?.join(name);
+    if !p.exists() {
+        bail!("{} not found next to calico-lab: build the workspace first (cargo build --release)", p.display());
+    }
+    Ok(p)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    Local,
+    Etcd,
+}
+
+pub fn say(msg: &str) {
+    println!("\x1b[1m==>\x1b[0m {msg}");
+}
+
+/// Runs calicoctl (inside the fabric namespace) with `input` on stdin.
+pub fn calicoctl(state: &LabState, args: &[&str], input: Option<&str>) -> Result<String> {
+    let ctl = sibling("calicoctl")?;
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &fabric_ns()]).arg(&ctl).args(args);
+    cmd.env_remove("ETCD_ENDPOINTS").env_remove("DATASTORE_TYPE").env_remove("DATASTORE_PATH");
+    cmd.envs(state.datastore_env());
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().context("cannot run calicoctl")?;
+    if let Some(text) = input {
+        child.stdin.take().unwrap().write_all(text.as_bytes())?;
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("calicoctl {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn start_etcd(dir: &Path) -> Result<Datastore> {
+    let data_dir = dir.join("etcd");
+    let endpoint = format!("http://{FABRIC_GW}:2379");
+    let fabric = fabric_ns();
+    let child = spawn(
+        &fabric,
+        &[
+            "etcd",
+            "--name",
+            "lab",
+            "--data-dir",
+            &data_dir.display().to_string(),
+            "--listen-client-urls",
+            &endpoint,
+            "--advertise-client-urls",
+            &endpoint,
+            "--listen-peer-urls",
+            "http://127.0.0.1:2380",
+            "--initial-advertise-peer-urls",
+            "http://127.0.0.1:2380",
+            "--initial-cluster",
+            "lab=http://127.0.0.1:2380",
+        ],
+        &[],
+        &dir.join("etcd.log"),
+    )
+    .context("cannot start etcd (apt-get install etcd-server)")?;
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !exec_ok(&fabric, &["etcdctl", "--endpoints", &endpoint, "endpoint", "health"]) {
+        if Instant::now() > deadline {
+            kill_pid(pid);
+            bail!("etcd did not become healthy; see {}", dir.join("etcd.log").display());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(Datastore::Etcd { endpoint, pid: Some(pid), data_dir })
+}
+
+/// Creates the fabric, the datastore and `hosts` compute hosts, each running
+/// calico-node, and applies the lab's VXLAN pool.
+pub fn up(dir: &Path, hosts: usize, store: StoreKind) -> Result<LabState> {
+    if LabState::load(dir)?.is_some() {
+        bail!("a lab is already up in {} (run `calico-lab down` first)", dir.display());
+    }
+    let leftovers = lab_namespaces();
+    if !leftovers.is_empty() {
+        bail!("namespaces from an earlier lab still exist ({}); run `calico-lab down`", leftovers.join(", "));
+    }
+    std::fs::create_dir_all(dir)?;
+    say(&format!("creating the fabric (192.0.2.0/24) and {hosts} compute hosts"));
+    topology::create_fabric()?;
+    let datastore = match store {
+        StoreKind::Local => Datastore::Local { path: dir.join("calico.db") },
+        StoreKind::Etcd => {
+            say("starting etcd inside the fabric namespace");
+            start_etcd(dir)?
+        }
+    };
+    let mut state = LabState { dir: dir.to_path_buf(), datastore, hosts: Vec::new(), workloads: Vec::new() };
+    state.save()?;
+    for i in 1..=hosts {
+        let h = topology::create_host(&format!("host{i}"), i)?;
+        state.hosts.push(h);
+        state.save()?;
+    }
+    calicoctl(&state, &["apply", "-f", "-"], Some(LAB_POOL))?;
+    let node = sibling("calico-node")?;
+    for h in state.hosts.iter_mut() {
+        let state_dir = dir.join(&h.name);
+        std::fs::create_dir_all(&state_dir)?;
+        let mut env = vec![
+            ("NODENAME".to_string(), h.name.clone()),
+            ("IP".to_string(), format!("{}/24", h.ip)),
+            ("CALICO_STATE_DIR".to_string(), state_dir.display().to_string()),
+            ("FELIX_REPORTINGINTERVALSECS".to_string(), "5".to_string()),
+            ("CALICO_RESYNC_INTERVAL_SECS".to_string(), "2".to_string()),
+        ];
+        env.extend(match &state.datastore {
+            Datastore::Local { path } => vec![
+                ("DATASTORE_TYPE".to_string(), "local".to_string()),
+                ("DATASTORE_PATH".to_string(), path.display().to_string()),
+            ],
+            Datastore::Etcd { endpoint, .. } => vec![
+                ("DATASTORE_TYPE".to_string(), "etcdv3".to_string()),
+                ("ETCD_ENDPOINTS".to_string(), endpoint.clone()),
+            ],
+        });
+        let child = spawn(&h.ns, &[node.to_str().unwrap()], &env, &dir.join(format!("{}.log", h.name)))?;
+        h.agent_pid = Some(child.id());
+    }
+    state.save()?;
+    say("waiting for every calico-node to be ready");
+    for h in &state.hosts {
+        wait_ready(h, dir)?;
+    }
+    Ok(state)
+}
+
+/// Polls the agent's /readiness from inside its namespace.
+pub fn wait_ready(h: &topology::Host, dir: &Path) -> Result<()> {
+    let probe = sibling("calico-lab")?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !exec_ok(&h.ns, &[probe.to_str().unwrap(), "internal-http-ok", "127.0.0.1:9099", "/readiness"]) {
+        if Instant::now() > deadline {
+            bail!("calico-node on {} is not ready after 30 s; see {}", h.name, dir.join(format!("{}.log", h.name)).display());
+        }
+        if let Some(pid) = h.agent_pid {
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                bail!("calico-node on {} exited; see {}", h.name, dir.join(format!("{}.log", h.name)).display());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(())
+}
+
+/// Adds a workload: address from IPAM (the host's block of the lab pool),
+/// namespace + tap veth, echo servers on TCP 80, 81 and 5432, and its
+/// WorkloadEndpoint (written with calicoctl, as an orchestrator would).
+pub fn add_workload(state: &mut LabState, host: &str, namespace: &str, name: &str, labels: &[(&str, &str)]) -> Result<Workload> {
+    let h = state.host(host).ok_or_else(|| anyhow!("no host {host} in the lab"))?.clone();
+    let me = sibling("calico-lab")?;
+    let mut args = vec![me.to_str().unwrap().to_string(), "internal-assign".into(), "--host".into(), host.into(), "--handle".into(), format!("lab.{namespace}.{name}")];
+    for (k, v) in state.datastore_env() {
+        args.push("--env".into());
+        args.push(format!("{k}={v}"));
+    }
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let ip: Ipv4Addr = netns::exec(&fabric_ns(), &argv)?.trim().parse().context("IPAM returned no IPv4 address")?;
+    let mut w = topology::create_workload(&h, namespace, name, ip)?;
+    w.labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>();
+    let probe = sibling("calico-probe")?;
+    let server = spawn(&w.ns, &[probe.to_str().unwrap(), "serve", "--tcp", "80,81,5432"], &[], &state.dir.join(format!("w-{namespace}-{name}.log")))?;
+    w.server_pid = Some(server.id());
+    let labels_yaml: String = w.labels.iter().map(|(k, v)| format!("    {k}: {v}\n")).collect();
+    let wep = format!(
+        "apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata:\n  name: {}\n  namespace: {namespace}\n  labels:\n{labels_yaml}spec:\n  orchestrator: openstack\n  node: {host}\n  workload: {name}\n  endpoint: {}\n  interfaceName: {}\n  ipNetworks:\n  - {ip}/32\n",
+        calico_api::endpoint::workload_endpoint_name(host, "openstack", name, &w.iface),
+        w.iface,
+        w.iface
+    );
+    calicoctl(state, &["apply", "-f", "-"], Some(&wep))?;
+    state.workloads.push(w.clone());
+    state.save()?;
+    Ok(w)
+}
+
+/// Stops every process the lab started (by PID) and removes every
+/// namespace it created, then its directory's state file.
+pub fn down(dir: &Path) -> Result<()> {
+    if let Some(state) = LabState::load(dir)? {
+        for w in &state.workloads {
+            if let Some(pid) = w.server_pid {
+                kill_pid(pid);
+            }
+        }
+        for h in &state.hosts {
+            if let Some(pid) = h.agent_pid {
+                kill_pid(pid);
+            }
+        }
+        if let Datastore::Etcd { pid: Some(pid), .. } = &state.datastore {
+            kill_pid(*pid);
+        }
+        let _ = std::fs::remove_file(LabState::file(dir));
+    }
+    for ns in lab_namespaces() {
+        del_ns(&ns);
+    }
+    Ok(())
+}

@@ -1,0 +1,258 @@
+//! The agent's main loop: one thread owns the calculation and the
+//! dataplane managers; the syncer thread feeds it. Changes are applied as
+//! soon as they arrive (a burst is drained into one batch first), drift is
+//! checked on a timer, and a lost datastore leaves the dataplane as it is.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Result};
+use calico_api::AnyResource;
+use calico_calc::input::{HostIdentity, Input};
+use calico_calc::model::{EndpointKey, Update};
+use calico_calc::Calculator;
+use calico_client::{load_client_config, Client};
+use tracing::{error, info, warn};
+
+use crate::config::AgentConfig;
+use crate::metrics::Metrics;
+use crate::status::{EndpointStatusId, StatusReporter};
+use crate::syncer::{SyncMsg, Syncer};
+
+/// Connects, retrying until the datastore answers (the agent may start
+/// before etcd).
+fn connect(cfg: &AgentConfig) -> Result<Client> {
+    let client_cfg = load_client_config(cfg.args.config.as_deref()).map_err(|e| anyhow!("{e}"))?;
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match Client::connect(&client_cfg) {
+            Ok(c) => return Ok(c),
+            Err(e) => {
+                warn!(error = %e, "datastore not reachable yet; retrying");
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Counts kept from the update stream for metrics.
+#[derive(Default)]
+struct Counts {
+    endpoints: usize,
+    policies: BTreeMap<String, usize>,
+    ip_sets: usize,
+    routes: usize,
+}
+
+impl Counts {
+    fn observe(&mut self, u: &Update) {
+        match u {
+            Update::EndpointUpsert(_) => self.endpoints += 1,
+            Update::EndpointRemove(_) => self.endpoints = self.endpoints.saturating_sub(1),
+            Update::PolicyUpsert(p) => {
+                self.policies.insert(p.id.to_string(), p.inbound.len() + p.outbound.len());
+            }
+            Update::PolicyRemove(id) => {
+                self.policies.remove(&id.to_string());
+            }
+            Update::IpSetUpsert { .. } => self.ip_sets += 1,
+            Update::IpSetRemove { .. } => self.ip_sets = self.ip_sets.saturating_sub(1),
+            Update::RouteUpsert(_) => self.routes += 1,
+            Update::RouteRemove { .. } => self.routes = self.routes.saturating_sub(1),
+            _ => {}
+        }
+    }
+}
+
+pub fn run(cfg: AgentConfig) -> Result<()> {
+    info!(node = %cfg.node_name, ip = ?cfg.ip, state_dir = %cfg.state_dir().display(), "calico-node starting");
+    let client = connect(&cfg)?;
+    let store = client.store().clone();
+    crate::register::ensure_node(&client, &cfg)?;
+    crate::register::ensure_cluster_information(&client)?;
+    crate::register::ensure_default_tier(&client)?;
+    let ipam = calico_ipam::Ipam::new(store.clone());
+    ensure_tunnel_address(&client, &ipam, &cfg.node_name);
+
+    let metrics = Arc::new(Metrics::default());
+    metrics.beat();
+    let host = &cfg.args.health_host;
+    if cfg.args.health_port != 0 {
+        crate::health::serve(format!("{host}:{}", cfg.args.health_port), metrics.clone(), true, cfg.args.metrics_port == cfg.args.health_port);
+    }
+    if cfg.args.metrics_port != 0 && cfg.args.metrics_port != cfg.args.health_port {
+        crate::health::serve(format!("{host}:{}", cfg.args.metrics_port), metrics.clone(), false, true);
+    }
+
+    let mut dataplane = crate::dataplane::Dataplane::new(&cfg)?;
+    let mut calc = Calculator::new(HostIdentity { node_name: cfg.node_name.clone(), node_ip: cfg.node_ip() });
+    calc.set_env_overrides(cfg.felix_env.clone());
+
+    let (tx, rx) = mpsc::channel();
+    let syncer = Syncer { store: store.clone(), tx, metrics: metrics.clone() };
+    std::thread::Builder::new().name("syncer".into()).spawn(move || syncer.run())?;
+
+    let mut status = StatusReporter::new(store, &cfg.region_segment(), &cfg.node_name, Duration::from_secs(cfg.args.reporting_interval_secs.max(1)));
+    let mut counts = Counts::default();
+    // Local endpoints' orchestrator identity, for their status keys.
+    let mut wep_ids: BTreeMap<EndpointKey, EndpointStatusId> = BTreeMap::new();
+    let mut programmed: BTreeMap<EndpointKey, ()> = BTreeMap::new();
+    let mut calc_in_sync = false;
+    let mut dirty = false;
+    let resync_every = Duration::from_secs(cfg.args.resync_interval_secs.max(1));
+    let status_every = Duration::from_secs(cfg.args.reporting_interval_secs.max(1));
+    let mut next_resync = Instant::now() + resync_every;
+    let mut next_status = Instant::now();
+    let mut retry_at: Option<Instant> = None;
+
+    loop {
+        metrics.beat();
+        let now = Instant::now();
+        let mut wake = next_resync.min(next_status);
+        if let Some(r) = retry_at {
+            wake = wake.min(r);
+        }
+        let first = match rx.recv_timeout(wake.saturating_duration_since(now)) {
+            Ok(m) => Some(m),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => return Err(anyhow!("the syncer thread stopped")),
+        };
+        let mut msgs: Vec<SyncMsg> = first.into_iter().collect();
+        let mut pools_changed = false;
+        msgs.extend(rx.try_iter());
+        for m in msgs {
+            match m {
+                SyncMsg::Inputs(inputs) => {
+                    for i in inputs {
+                        pools_changed |= matches!(
+                            &i,
+                            Input::Resource(AnyResource::IPPool(_)) | Input::ResourceRemoved { kind: "IPPool", .. }
+                        );
+                        track_wep(&cfg.node_name, &i, &mut wep_ids);
+                        calc.on_input(i);
+                    }
+                }
+                SyncMsg::Disconnected(e) => {
+                    metrics.in_sync.store(false, Ordering::Relaxed);
+                    warn!(error = %e, "lost the datastore; dataplane left as it is");
+                }
+                SyncMsg::InSync => metrics.in_sync.store(true, Ordering::Relaxed),
+            }
+        }
+        if pools_changed {
+            // A VXLAN pool appeared or went: claim or release the tunnel
+            // address (the Node update comes back through the watch).
+            ensure_tunnel_address(&client, &ipam, &cfg.node_name);
+        }
+        for w in calc.take_warnings() {
+            warn!("{w}");
+        }
+        let updates = calc.flush();
+        for u in &updates {
+            counts.observe(u);
+            match u {
+                Update::InSync => calc_in_sync = true,
+                Update::EndpointUpsert(ep) => {
+                    programmed.insert(ep.key.clone(), ());
+                }
+                Update::EndpointRemove(k) => {
+                    programmed.remove(k);
+                }
+                _ => {}
+            }
+            dataplane.on_update(u);
+        }
+        dirty |= !updates.is_empty();
+        metrics.local_endpoints.set(counts.endpoints as u64);
+        metrics.active_policies.set(counts.policies.len() as u64);
+        metrics.active_rules.set(counts.policies.values().sum::<usize>() as u64);
+        metrics.ip_sets.set(counts.ip_sets as u64);
+        metrics.routes.set(counts.routes as u64);
+
+        let now = Instant::now();
+        if now >= next_resync {
+            next_resync = now + resync_every;
+            if calc_in_sync {
+                dataplane.resync();
+                dirty = true;
+            }
+        }
+        if retry_at.is_some_and(|r| now >= r) {
+            retry_at = None;
+            dirty = true;
+        }
+        // Never program a partial snapshot: wait for the first in-sync.
+        if dirty && calc_in_sync {
+            let t = Instant::now();
+            let mut failed = false;
+            if let Err(e) = dataplane.apply() {
+                failed = true;
+                error!(error = %e, "dataplane apply failed; will retry");
+            }
+            metrics.last_apply_micros.set(t.elapsed().as_micros() as u64);
+            metrics.applies.inc();
+            if failed {
+                metrics.apply_errors.inc();
+                retry_at = Some(Instant::now() + Duration::from_millis(500));
+            } else {
+                metrics.applied_once.store(true, Ordering::Relaxed);
+                if dataplane.has_pending() {
+                    // E.g. a tap device not created yet: look again soon.
+                    retry_at = Some(Instant::now() + Duration::from_millis(250));
+                }
+            }
+            dirty = false;
+            if cfg.args.once && !failed {
+                status.report();
+                report_endpoints(&mut status, &programmed, &wep_ids);
+                info!("--once: synced and applied; exiting");
+                return Ok(());
+            }
+        }
+        if Instant::now() >= next_status {
+            next_status = Instant::now() + status_every;
+            status.report();
+            report_endpoints(&mut status, &programmed, &wep_ids);
+        }
+    }
+}
+
+fn report_endpoints(status: &mut StatusReporter, programmed: &BTreeMap<EndpointKey, ()>, ids: &BTreeMap<EndpointKey, EndpointStatusId>) {
+    let up: Vec<EndpointStatusId> = programmed.keys().filter_map(|k| ids.get(k).cloned()).collect();
+    status.report_endpoints(&up);
+}
+
+/// Remembers orchestrator/workload/endpoint of this host's WorkloadEndpoints.
+fn track_wep(node: &str, input: &Input, ids: &mut BTreeMap<EndpointKey, EndpointStatusId>) {
+    match input {
+        Input::Resource(AnyResource::WorkloadEndpoint(w)) if w.spec.node == node => {
+            let key = EndpointKey { namespace: w.metadata.namespace.clone(), name: w.metadata.name.clone() };
+            ids.insert(
+                key,
+                EndpointStatusId {
+                    orchestrator: w.spec.orchestrator.clone(),
+                    workload: w.spec.workload.clone(),
+                    endpoint: w.spec.endpoint.clone(),
+                },
+            );
+        }
+        Input::ResourceRemoved { kind: "WorkloadEndpoint", namespace, name } => {
+            ids.remove(&EndpointKey { namespace: namespace.clone(), name: name.clone() });
+        }
+        _ => {}
+    }
+}
+
+/// Keeps this node's VXLAN tunnel address in step with the pools; failures
+/// are logged and retried on the next pool change or restart.
+fn ensure_tunnel_address(client: &Client, ipam: &calico_ipam::Ipam, node: &str) {
+    match calico_ipam::tunnel::ensure_vxlan_tunnel_address(client, ipam, node) {
+        Ok(Some(ip)) => info!(%ip, "VXLAN tunnel address"),
+        Ok(None) => {}
+        Err(e) => warn!(error = %e, "cannot allocate the VXLAN tunnel address"),
+    }
+}

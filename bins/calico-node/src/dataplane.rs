@@ -1,0 +1,72 @@
+//! The host's dataplane: the nftables policy manager and the routing
+//! managers (routes, VXLAN, IPIP probe, sysctls, MTU), driven together.
+
+use std::collections::BTreeSet;
+
+use anyhow::{anyhow, Result};
+use calico_calc::model::Update;
+use calico_dataplane::{ApplyStats, CommandNft, Condition, DataplaneError, Manager, PolicyManager, ProcSysctl, RoutingConfig, RtNetlink};
+use tracing::warn;
+
+use crate::config::AgentConfig;
+
+pub struct Dataplane {
+    policy: PolicyManager<CommandNft>,
+    routing: calico_dataplane::Routing<RtNetlink, ProcSysctl>,
+    /// Conditions last logged, so each is logged once when it appears.
+    logged: BTreeSet<String>,
+}
+
+impl Dataplane {
+    pub fn new(cfg: &AgentConfig) -> Result<Dataplane> {
+        let mut rc = RoutingConfig::new(cfg.node_name.clone());
+        rc.state_dir = cfg.state_dir().to_path_buf();
+        let routing = calico_dataplane::Routing::kernel(rc).map_err(|e| anyhow!("cannot open netlink: {e}"))?;
+        Ok(Dataplane { policy: PolicyManager::new(CommandNft::new()), routing, logged: BTreeSet::new() })
+    }
+
+    pub fn on_update(&mut self, u: &Update) {
+        self.policy.on_update(u);
+        self.routing.on_update(u);
+    }
+
+    /// Applies both; returns the first error (both are attempted).
+    pub fn apply(&mut self) -> Result<ApplyStats, DataplaneError> {
+        let p = self.policy.apply();
+        let r = self.routing.apply();
+        self.log_conditions();
+        let mut stats = ApplyStats::default();
+        let mut first = None;
+        for res in [p, r] {
+            match res {
+                Ok(s) => stats.writes += s.writes,
+                Err(e) => {
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        first.map_or(Ok(stats), Err)
+    }
+
+    pub fn resync(&mut self) {
+        self.policy.resync();
+        self.routing.resync();
+    }
+
+    /// True while something waits on the kernel (e.g. a tap device that
+    /// Nova has not created yet): the agent retries soon.
+    pub fn has_pending(&self) -> bool {
+        self.routing
+            .conditions()
+            .iter()
+            .any(|c| matches!(c, Condition::RoutesPending { .. } | Condition::InterfaceSettingsPending { .. } | Condition::VxlanPending { .. }))
+    }
+
+    fn log_conditions(&mut self) {
+        let now: BTreeSet<String> = self.routing.conditions().iter().map(|c| c.to_string()).collect();
+        for c in now.difference(&self.logged) {
+            warn!(condition = %c, "dataplane condition");
+        }
+        self.logged = now;
+    }
+}

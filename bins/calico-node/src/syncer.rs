@@ -1,0 +1,218 @@
+//! Turns the datastore into a stream of calculation inputs: list, then
+//! watch from the list's revision; on a compacted watch or a lost
+//! connection, re-list and emit only what changed (so the dataplane keeps
+//! its last good state meanwhile). Bad values are logged with their key and
+//! skipped, never fatal.
+
+use std::collections::HashMap;
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::Duration;
+
+use calico_api::{lookup_kind, KINDS};
+use calico_calc::input::Input;
+use calico_datastore::{Datastore, KeyValue, WatchEvent};
+use ipnet::IpNet;
+use tracing::{info, warn};
+
+use crate::metrics::Metrics;
+
+const RESOURCE_PREFIX: &str = "/calico/resources/v3/projectcalico.org/";
+const BLOCK_PREFIX: &str = "/calico/ipam/v2/assignment/";
+
+/// What the syncer tells the agent.
+#[derive(Debug)]
+pub enum SyncMsg {
+    Inputs(Vec<Input>),
+    /// The datastore cannot be reached; the agent keeps its dataplane.
+    Disconnected(String),
+    /// A (re)sync completed; everything up to now has been delivered.
+    InSync,
+}
+
+/// Decodes one key/value into a calculation input. `Ok(None)` for keys the
+/// calculation does not use; `Err` for values that do not decode.
+pub fn decode(kv: &KeyValue) -> Result<Option<Input>, String> {
+    if let Some(rest) = kv.key.strip_prefix(RESOURCE_PREFIX) {
+        let plural = rest.split('/').next().unwrap_or("");
+        let Some(info) = KINDS.iter().find(|k| k.plural == plural) else {
+            return Ok(None);
+        };
+        return calico_client::client::decode(info, &kv.key, &kv.value, kv.mod_revision)
+            .map(|r| Some(Input::Resource(r)))
+            .map_err(|e| e.to_string());
+    }
+    if kv.key.starts_with(BLOCK_PREFIX) {
+        let cidr = block_cidr(&kv.key).ok_or_else(|| format!("{}: not a block key", kv.key))?;
+        let v: serde_json::Value = serde_json::from_slice(&kv.value).map_err(|e| format!("{}: {e}", kv.key))?;
+        let affinity = v
+            .get("affinity")
+            .and_then(|a| a.as_str())
+            .and_then(|a| a.strip_prefix("host:"))
+            .map(str::to_string);
+        return Ok(Some(Input::Block { cidr, affinity }));
+    }
+    Ok(None)
+}
+
+/// The removal input for a deleted key.
+pub fn removal(key: &str) -> Option<Input> {
+    if let Some(rest) = key.strip_prefix(RESOURCE_PREFIX) {
+        let parts: Vec<&str> = rest.split('/').collect();
+        let info = KINDS.iter().find(|k| k.plural == parts[0])?;
+        let (namespace, name) = match (info.namespaced, parts.as_slice()) {
+            (true, [_, ns, name]) => (ns.to_string(), name.to_string()),
+            (false, [_, name]) => (String::new(), name.to_string()),
+            _ => return None,
+        };
+        let kind = lookup_kind(info.kind)?.kind;
+        return Some(Input::ResourceRemoved { kind, namespace, name });
+    }
+    if key.starts_with(BLOCK_PREFIX) {
+        return block_cidr(key).map(|cidr| Input::BlockRemoved { cidr });
+    }
+    None
+}
+
+/// `/calico/ipam/v2/assignment/ipv4/block/10.0.0.0-26` → 10.0.0.0/26.
+fn block_cidr(key: &str) -> Option<IpNet> {
+    let last = key.rsplit('/').next()?;
+    let (addr, len) = last.rsplit_once('-')?;
+    format!("{addr}/{len}").parse().ok()
+}
+
+/// Runs forever on its own thread: delivers inputs to `tx`.
+pub struct Syncer {
+    pub store: Arc<dyn Datastore>,
+    pub tx: Sender<SyncMsg>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Syncer {
+    pub fn run(self) {
+        // Last delivered value per key, to diff after a re-list.
+        let mut known: HashMap<String, i64> = HashMap::new();
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match self.sync_once(&mut known) {
+                Ok(()) => backoff = Duration::from_millis(200),
+                Err(e) => {
+                    self.metrics.datastore_errors.inc();
+                    warn!(error = %e, "datastore unavailable; keeping the current dataplane and retrying");
+                    if self.tx.send(SyncMsg::Disconnected(e)).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// One list + watch cycle; returns when the watch ends (error/compaction).
+    fn sync_once(&self, known: &mut HashMap<String, i64>) -> Result<(), String> {
+        let mut inputs = Vec::new();
+        let mut seen: HashMap<String, i64> = HashMap::new();
+        let mut revision = 0;
+        for prefix in [RESOURCE_PREFIX, BLOCK_PREFIX] {
+            let res = self.store.list(prefix).map_err(|e| e.to_string())?;
+            revision = revision.max(res.revision);
+            for kv in res.kvs {
+                seen.insert(kv.key.clone(), kv.mod_revision);
+                if known.get(&kv.key) == Some(&kv.mod_revision) {
+                    continue;
+                }
+                self.push_decoded(&kv, &mut inputs);
+            }
+        }
+        for key in known.keys().filter(|k| !seen.contains_key(*k)) {
+            inputs.extend(removal(key));
+        }
+        *known = seen;
+        info!(revision, changes = inputs.len(), "datastore snapshot loaded");
+        inputs.push(Input::InSync);
+        if self.tx.send(SyncMsg::Inputs(inputs)).is_err() || self.tx.send(SyncMsg::InSync).is_err() {
+            return Ok(());
+        }
+        let watch = self.store.watch("/calico/", revision + 1).map_err(|e| e.to_string())?;
+        loop {
+            let Some(ev) = watch.recv() else {
+                return Err("watch closed".into());
+            };
+            let mut batch = Vec::new();
+            let mut ev = Some(ev);
+            // Drain what is already queued so a burst becomes one batch.
+            while let Some(e) = ev {
+                match e {
+                    WatchEvent::Put { kv, .. } => {
+                        if kv.key.starts_with(RESOURCE_PREFIX) || kv.key.starts_with(BLOCK_PREFIX) {
+                            known.insert(kv.key.clone(), kv.mod_revision);
+                            self.push_decoded(&kv, &mut batch);
+                        }
+                    }
+                    WatchEvent::Delete { key, .. } => {
+                        if known.remove(&key).is_some() {
+                            batch.extend(removal(&key));
+                        }
+                    }
+                    WatchEvent::Compacted { compact_revision } => {
+                        info!(compact_revision, "watch history compacted; re-listing");
+                        let _ = self.tx.send(SyncMsg::Inputs(batch));
+                        return Ok(());
+                    }
+                    WatchEvent::Error(e) => {
+                        let _ = self.tx.send(SyncMsg::Inputs(batch));
+                        return Err(e.to_string());
+                    }
+                }
+                ev = watch.try_recv();
+            }
+            if !batch.is_empty() && self.tx.send(SyncMsg::Inputs(batch)).is_err() {
+                return Ok(());
+            }
+        }
+    }
+
+    fn push_decoded(&self, kv: &KeyValue, out: &mut Vec<Input>) {
+        match decode(kv) {
+            Ok(Some(i)) => out.push(i),
+            Ok(None) => {}
+            Err(e) => {
+                self.metrics.bad_datastore_values.inc();
+                warn!(key = %kv.key, error = %e, "skipping a value that does not decode");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(key: &str, value: &str) -> KeyValue {
+        KeyValue { key: key.into(), value: value.as_bytes().to_vec(), create_revision: 1, mod_revision: 1, version: 1, lease: 0 }
+    }
+
+    #[test]
+    fn decodes_resources_blocks_and_removals() {
+        let pool = r#"{"apiVersion":"projectcalico.org/v3","kind":"IPPool","metadata":{"name":"p"},"spec":{"cidr":"10.0.0.0/16"}}"#;
+        match decode(&kv("/calico/resources/v3/projectcalico.org/ippools/p", pool)).unwrap() {
+            Some(Input::Resource(r)) => assert_eq!(r.name(), "p"),
+            other => panic!("{other:?}"),
+        }
+        let block = r#"{"cidr":"10.0.0.0/26","affinity":"host:h1","allocations":[],"unallocated":[],"attributes":[],"deleted":false}"#;
+        match decode(&kv("/calico/ipam/v2/assignment/ipv4/block/10.0.0.0-26", block)).unwrap() {
+            Some(Input::Block { cidr, affinity }) => {
+                assert_eq!(cidr.to_string(), "10.0.0.0/26");
+                assert_eq!(affinity.as_deref(), Some("h1"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(decode(&kv("/calico/resources/v3/projectcalico.org/ippools/p", "{not json")).is_err());
+        assert_eq!(
+            removal("/calico/resources/v3/projectcalico.org/networkpolicies/prod/web"),
+            Some(Input::ResourceRemoved { kind: "NetworkPolicy", namespace: "prod".into(), name: "web".into() })
+        );
+        assert!(decode(&kv("/calico/felix/v2/no-region/host/h/status", "{}")).unwrap().is_none());
+    }
+}
