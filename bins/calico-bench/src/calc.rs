@@ -57,7 +57,10 @@ fn endpoint(i: usize, rng: &mut Rng, app: usize) -> WorkloadEndpoint {
     }
     labels.insert("app".into(), format!("app{app}"));
     labels.insert("tier".into(), ["web", "app", "db"][i % 3].into());
-    labels.insert("env".into(), ["prod", "staging", "dev"][rng.below(3)].into());
+    labels.insert(
+        "env".into(),
+        ["prod", "staging", "dev"][rng.below(3)].into(),
+    );
     labels.insert("team".into(), format!("team{}", rng.below(20)));
     let mut w = WorkloadEndpoint::new(
         format!("{HOST}-openstack-vm{i}-port{i}"),
@@ -65,9 +68,14 @@ fn endpoint(i: usize, rng: &mut Rng, app: usize) -> WorkloadEndpoint {
             orchestrator: "openstack".into(),
             node: HOST.into(),
             interface_name: format!("tap{i:011x}"),
-            ip_networks: vec![format!("10.{}.{}.{}/32", 64 + i / 65536, (i / 256) % 256, i % 256)],
+            ip_networks: vec![format!(
+                "10.{}.{}.{}/32",
+                64 + i / 65536,
+                (i / 256) % 256,
+                i % 256
+            )],
             profiles: vec![format!("kns.{NS}")],
-            ports: if i % 4 == 0 {
+            ports: if i.is_multiple_of(4) {
                 vec![EndpointPort {
                     name: "http".into(),
                     protocol: Protocol::Name("TCP".into()),
@@ -127,11 +135,20 @@ fn policies(rng: &mut Rng) -> Vec<AnyResource> {
             format!("has({})", sg_label(sg)),
             vec![
                 from(format!("has({})", sg_label(remote))).into_rule(),
-                tcp(vec![Port::Range { min: 22, max: 22 }], EntityRule {
-                    nets: vec!["192.0.2.0/24".into()],
-                    ..Default::default()
-                }),
-                tcp(vec![Port::Range { min: 8000, max: 8100 }], from(format!("has({})", sg_label(sg)))),
+                tcp(
+                    vec![Port::Range { min: 22, max: 22 }],
+                    EntityRule {
+                        nets: vec!["192.0.2.0/24".into()],
+                        ..Default::default()
+                    },
+                ),
+                tcp(
+                    vec![Port::Range {
+                        min: 8000,
+                        max: 8100,
+                    }],
+                    from(format!("has({})", sg_label(sg))),
+                ),
             ],
         ));
     }
@@ -145,10 +162,19 @@ fn policies(rng: &mut Rng) -> Vec<AnyResource> {
         out.push(np(
             format!("app-{i}"),
             Some(100.0 + (i % 10) as f64),
-            format!("app == 'app{app}' && tier == '{}'", ["web", "app", "db"][i % 3]),
+            format!(
+                "app == 'app{app}' && tier == '{}'",
+                ["web", "app", "db"][i % 3]
+            ),
             vec![
-                tcp(vec![Port::single(443), Port::Named("http".into())], from(format!("app == 'app{client}'"))),
-                tcp(vec![Port::single(5432)], from(format!("app == 'app{app}' && tier == 'app'"))),
+                tcp(
+                    vec![Port::single(443), Port::Named("http".into())],
+                    from(format!("app == 'app{client}'")),
+                ),
+                tcp(
+                    vec![Port::single(5432)],
+                    from(format!("app == 'app{app}' && tier == 'app'")),
+                ),
             ],
         ));
     }
@@ -160,9 +186,9 @@ fn policies(rng: &mut Rng) -> Vec<AnyResource> {
             default_action: None,
         },
     )));
-    for i in 0..150 {
-        let security = i % 3 == 0;
-        let selector = if i % 2 == 0 {
+    for i in 0..150usize {
+        let security = i.is_multiple_of(3);
+        let selector = if i.is_multiple_of(2) {
             format!("env == '{}'", ["prod", "staging", "dev"][i % 3])
         } else {
             format!("team == 'team{}'", i % 20)
@@ -173,12 +199,24 @@ fn policies(rng: &mut Rng) -> Vec<AnyResource> {
         deny.source.nets = vec![format!("198.51.{}.0/24", i % 256)];
         let pass = Rule::new(Action::Pass);
         out.push(AnyResource::GlobalNetworkPolicy(GlobalNetworkPolicy::new(
-            if security { format!("security.g{i}") } else { format!("g{i}") },
+            if security {
+                format!("security.g{i}")
+            } else {
+                format!("g{i}")
+            },
             GlobalNetworkPolicySpec {
-                tier: if security { "security".into() } else { String::new() },
+                tier: if security {
+                    "security".into()
+                } else {
+                    String::new()
+                },
                 order: Some(i as f64),
                 selector,
-                ingress: if security { vec![log, deny, pass] } else { vec![log, deny] },
+                ingress: if security {
+                    vec![log, deny, pass]
+                } else {
+                    vec![log, deny]
+                },
                 ..Default::default()
             },
         )));
@@ -304,13 +342,18 @@ pub fn run() -> Result<()> {
         &mut calc,
         vec![Input::Resource(AnyResource::WorkloadEndpoint(w))],
     );
-    println!("calc: one label change: {label_ms:.3} ms, {}", summary(&out));
+    println!(
+        "calc: one label change: {label_ms:.3} ms, {}",
+        summary(&out)
+    );
 
     // One policy's rules change (a GNP selecting ~a third of the endpoints).
     gnp.spec.ingress[1].source.nets = vec!["203.0.113.0/24".into()];
     let (rules_ms, out) = timed(
         &mut calc,
-        vec![Input::Resource(AnyResource::GlobalNetworkPolicy(gnp.clone()))],
+        vec![Input::Resource(AnyResource::GlobalNetworkPolicy(
+            gnp.clone(),
+        ))],
     );
     println!(
         "calc: one policy rule change (selects ~3,300 endpoints): {rules_ms:.3} ms, {}",
@@ -330,7 +373,10 @@ pub fn run() -> Result<()> {
 
     // Re-sending an unchanged endpoint costs nothing downstream.
     let (noop_ms, out) = timed(&mut calc, vec![unchanged]);
-    println!("calc: unchanged endpoint re-sent: {noop_ms:.3} ms, {}", summary(&out));
+    println!(
+        "calc: unchanged endpoint re-sent: {noop_ms:.3} ms, {}",
+        summary(&out)
+    );
 
     println!(
         "calc: memory: peak RSS (VmHWM) {:.1} MiB; RSS {:.1} MiB at start, {:.1} MiB with the inputs built, {:.1} MiB after the cold start (inputs consumed)",

@@ -163,10 +163,15 @@ fn probe_all(workloads: &[Workload]) -> Result<Vec<(usize, usize, u16, bool)>> {
     Ok(out)
 }
 
+/// Prints the reachability grid: one row per source, one column per
+/// destination, a mark per port (✔ reached, ✘ blocked) with a letter naming
+/// the policy that decided, explained below the grid. Returns how many probes
+/// disagreed with the reference evaluator (marked `!`).
 fn matrix(title: &str, resources: &[AnyResource], workloads: &[Workload]) -> Result<usize> {
     let world = world(resources, workloads)?;
     let results = probe_all(workloads)?;
-    let mut rows = vec![vec!["FROM".to_string(), "TO".into(), "PORT".into(), "KERNEL".into(), "EXPECTED".into(), "DECIDED BY".into()]];
+    let mut legend: Vec<String> = Vec::new();
+    let mut cells = vec![vec![String::new(); workloads.len()]; workloads.len()];
     let mut mismatches = 0;
     for (i, j, port, ok) in results {
         let (s, d) = (&workloads[i], &workloads[j]);
@@ -178,17 +183,56 @@ fn matrix(title: &str, resources: &[AnyResource], workloads: &[Workload]) -> Res
             (Some(e), None) => format!("egress: {}", e.by),
             (None, None) => "unpoliced".to_string(),
         };
-        let mark = |b: bool| if b { "allowed" } else { "denied" }.to_string();
-        let mut kernel = mark(ok);
+        let idx = legend.iter().position(|l| *l == by).unwrap_or_else(|| {
+            legend.push(by.clone());
+            legend.len() - 1
+        });
+        let letter = (b'a' + (idx % 26) as u8) as char;
+        let mut cell = format!("{port}{}{letter}", if ok { "✔" } else { "✘" });
         if ok != v.allowed {
             mismatches += 1;
-            kernel.push_str("  << MISMATCH");
+            cell.push('!');
         }
-        rows.push(vec![s.id(), d.id(), format!("tcp/{port}"), kernel, mark(v.allowed), by]);
+        let c = &mut cells[i][j];
+        if !c.is_empty() {
+            c.push(' ');
+        }
+        c.push_str(&cell);
     }
     say(title);
+    let mut rows = vec![std::iter::once("FROM \\ TO".to_string()).chain(workloads.iter().map(Workload::id)).collect::<Vec<_>>()];
+    for (i, w) in workloads.iter().enumerate() {
+        let mut row = vec![w.id()];
+        for (j, c) in cells[i].iter().enumerate() {
+            row.push(if i == j { "-".to_string() } else { c.clone() });
+        }
+        rows.push(row);
+    }
     print!("{}", table(&rows));
+    println!("decided by (reference evaluator; the marks are what the kernel did):");
+    for (k, l) in legend.iter().enumerate() {
+        println!("  {}  {l}", (b'a' + (k % 26) as u8) as char);
+    }
+    if mismatches > 0 {
+        println!("  !  the kernel disagreed with the reference evaluator");
+    }
     Ok(mismatches)
+}
+
+/// Shows the dataplane conditions an agent reported (e.g. IP-in-IP pools on
+/// a kernel without the ipip device).
+fn show_conditions(state: &LabState) {
+    for h in &state.hosts {
+        let log = std::fs::read_to_string(state.dir.join(format!("{}.log", h.name))).unwrap_or_default();
+        let mut seen = std::collections::BTreeSet::new();
+        for line in log.lines().filter(|l| l.contains("dataplane condition")) {
+            if let Some(c) = line.split("condition=").nth(1) {
+                if seen.insert(c.to_string()) {
+                    println!("  {}: {c}", h.name);
+                }
+            }
+        }
+    }
 }
 
 /// Waits until every host routes to every workload (local /32 or remote).
@@ -250,6 +294,8 @@ fn run_inner(dir: &Path, store: StoreKind) -> Result<()> {
         println!("  {:<22} {:<6} {:<14} {}", w.id(), w.host, w.ip, w.iface);
     }
     wait_programmed(&state).context("the agents did not program the workloads")?;
+    say("conditions reported by the agents (this kernel has no IP-in-IP; the VXLAN pool carries the workloads)");
+    show_conditions(&state);
     print!("{}", calicoctl(&state, &["get", "workloadendpoints", "-A", "-o", "wide"], None)?);
 
     let m1 = matrix(

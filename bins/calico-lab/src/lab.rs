@@ -117,6 +117,11 @@ pub fn up(dir: &Path, hosts: usize, store: StoreKind) -> Result<LabState> {
         bail!("namespaces from an earlier lab still exist ({}); run `calico-lab down`", leftovers.join(", "));
     }
     std::fs::create_dir_all(dir)?;
+    // A new lab starts from an empty datastore.
+    for stale in ["calico.db", "calico.db-wal", "calico.db-shm"] {
+        let _ = std::fs::remove_file(dir.join(stale));
+    }
+    let _ = std::fs::remove_dir_all(dir.join("etcd"));
     say(&format!("creating the fabric (192.0.2.0/24) and {hosts} compute hosts"));
     topology::create_fabric()?;
     let datastore = match store {

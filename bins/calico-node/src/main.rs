@@ -27,6 +27,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("CALICO_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let args = config::Args::parse();
     let cfg = match config::resolve(args) {

@@ -53,6 +53,9 @@ enum Source {
     Block(IpNet),
 }
 
+/// A source's route for a prefix, ranked by (priority, source).
+type Wish = ((u8, Source), RouteTarget);
+
 const PRIO_LOCAL: u8 = 0;
 const PRIO_REMOTE_WEP: u8 = 1;
 const PRIO_BLOCK: u8 = 2;
@@ -68,7 +71,7 @@ pub(crate) struct Routes {
     weps: HashMap<Arc<EndpointKey>, WepRoutes>,
     weps_by_node: HashMap<String, HashSet<Arc<EndpointKey>>>,
     /// Per prefix, every source's wish, best first (usually exactly one).
-    contrib: HashMap<IpNet, Vec<((u8, Source), RouteTarget)>>,
+    contrib: HashMap<IpNet, Vec<Wish>>,
     src_routes: HashMap<Source, Vec<IpNet>>,
     dirty_sources: HashSet<Source>,
     dirty_nodes: HashSet<String>,

@@ -385,7 +385,7 @@ impl Ipam {
                     let cidr = b.value.cidr;
                     let (got, free_after) = self.assign_from_block(
                         ctx,
-                        b,
+                        *b,
                         num - ia.ips.len(),
                         ctx.cfg.strict_affinity,
                     )?;
@@ -656,7 +656,7 @@ impl Ipam {
             return Ok(Claim::Lost);
         }
         if aff.value.is_confirmed() {
-            return Ok(Claim::Block(b));
+            return Ok(Claim::Block(Box::new(b)));
         }
         let aff = self.set_affinity_state(aff, STATE_PENDING)?;
         // Write the block to give it a new revision: writers still holding
@@ -665,11 +665,11 @@ impl Ipam {
         v.sequence_number += 1;
         let rev = self.store().update(&bkey, &encode(&v), b.rev, None)?;
         self.confirm_affinity(aff)?;
-        Ok(Claim::Block(Versioned {
+        Ok(Claim::Block(Box::new(Versioned {
             key: bkey,
             value: v,
             rev,
-        }))
+        })))
     }
 
     /// Creates the block of a pending affinity (compare-and-swap: fails if it
@@ -687,11 +687,11 @@ impl Ipam {
         match self.store().create(&bkey, &encode(&block), None) {
             Ok(rev) => {
                 self.confirm_affinity(aff)?;
-                Ok(Claim::Block(Versioned {
+                Ok(Claim::Block(Box::new(Versioned {
                     key: bkey,
                     value: block,
                     rev,
-                }))
+                })))
             }
             Err(calico_datastore::Error::AlreadyExists { .. }) => {
                 let existing =
@@ -699,7 +699,7 @@ impl Ipam {
                 if existing.value.is_affine_to(host) {
                     // Another process of this host claimed it.
                     self.confirm_affinity(aff)?;
-                    return Ok(Claim::Block(existing));
+                    return Ok(Claim::Block(Box::new(existing)));
                 }
                 match self.store().delete(&aff.key, Some(aff.rev)) {
                     Ok(_) | Err(calico_datastore::Error::NotFound { .. }) => {}
@@ -815,7 +815,7 @@ impl Ipam {
                         Err(e) => return Err(e),
                     };
                     match self.claim_affine_block(host, pa) {
-                        Ok(Claim::Block(b)) => b,
+                        Ok(Claim::Block(b)) => *b,
                         Ok(Claim::Lost) => continue,
                         Err(e) if e.is_conflict() => continue,
                         Err(e) => return Err(e),

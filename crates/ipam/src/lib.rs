@@ -211,6 +211,32 @@ impl Ipam {
         store::get(self.store(), &keys::handle_key(id))
     }
 
+    /// The stored block that holds `ip`: the one its pool's block size
+    /// implies, else (pool gone or re-created with another block size) any
+    /// block containing it.
+    pub fn find_block_for(
+        &self,
+        ip: std::net::IpAddr,
+        pools: &[PoolInfo],
+    ) -> Result<Option<IpNet>> {
+        if let Some(p) = pools::pool_for_ip(pools, ip) {
+            let cidr = block::block_for_ip(ip, p.block_size);
+            if self.store.get(&keys::block_key(&cidr))?.is_some() {
+                return Ok(Some(cidr));
+            }
+        }
+        let version = match ip {
+            std::net::IpAddr::V4(_) => 4,
+            std::net::IpAddr::V6(_) => 6,
+        };
+        let listed = self.store.list(&keys::block_prefix(version))?;
+        Ok(listed
+            .kvs
+            .iter()
+            .filter_map(|kv| keys::parse_block_key(&kv.key))
+            .find(|c| c.contains(&ip)))
+    }
+
     /// Blocks of one version (4 or 6), or of both (0), in key order; blocks
     /// that do not decode are skipped (see [`Ipam::snapshot`] to see them).
     pub fn blocks(&self, version: u8) -> Result<Vec<Versioned<AllocationBlock>>> {

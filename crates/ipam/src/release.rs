@@ -135,6 +135,21 @@ impl Ipam {
             retry.attempt()?;
             let mut out = ReleaseResult::default();
             let Some(cur) = get::<AllocationBlock>(self.store(), &key)? else {
+                // The pool's block size may not be the block's (pool deleted
+                // and re-created): look for the block that holds them.
+                if let Some(first) = reqs.first() {
+                    if let Some(other) = self.find_block_for(first.address, &[])? {
+                        if other != *cidr {
+                            let (inside, outside): (Vec<_>, Vec<_>) = reqs
+                                .iter()
+                                .cloned()
+                                .partition(|r| other.contains(&r.address));
+                            let mut out = self.release_from_block(&other, &inside, pools)?;
+                            out.not_allocated.extend(outside.iter().map(|r| r.address));
+                            return Ok(out);
+                        }
+                    }
+                }
                 out.not_allocated = reqs.iter().map(|r| r.address).collect();
                 return Ok(out);
             };

@@ -7,11 +7,9 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::block::{
-    block_for_ip, num_addresses, AllocationAttribute, ATTR_NAMESPACE, ATTR_NODE, ATTR_POD,
-    ATTR_TYPE,
+    num_addresses, AllocationAttribute, ATTR_NAMESPACE, ATTR_NODE, ATTR_POD, ATTR_TYPE,
 };
 use crate::error::Result;
-use crate::pools::pool_for_ip;
 use crate::Ipam;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -144,15 +142,9 @@ impl Ipam {
     /// not allocated.
     pub fn assignment_attributes(&self, ip: IpAddr) -> Result<Option<AllocationAttribute>> {
         let pools = self.pools()?;
-        let cidr = match pool_for_ip(&pools, ip) {
-            Some(p) => Some(block_for_ip(ip, p.block_size)),
-            None => self
-                .blocks(0)?
-                .into_iter()
-                .map(|b| b.value.cidr)
-                .find(|c| c.contains(&ip)),
+        let Some(cidr) = self.find_block_for(ip, &pools)? else {
+            return Ok(None);
         };
-        let Some(cidr) = cidr else { return Ok(None) };
         Ok(self
             .get_block(&cidr)?
             .and_then(|b| b.value.attributes_for(ip).cloned()))

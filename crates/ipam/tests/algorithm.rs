@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use calico_api::network::{AllowedUse, IPPool};
-use calico_datastore::Datastore;
 use calico_ipam::affinity::{BlockAffinity, STATE_CONFIRMED, STATE_PENDING};
 use calico_ipam::keys::{affinity_key, block_key, handle_key};
 use calico_ipam::tunnel::{ensure_vxlan_tunnel_address, vxlan_handle};
@@ -322,6 +321,17 @@ fn empty_non_affine_block_is_removed(f: &Fixture) {
     f.pool("p", "10.11.0.0/26", |_| {});
     f.node("a", &[]);
     let got = assign(f, "a", 2, "h");
+    let cidr = net("10.11.0.0/26");
+    assert_eq!(
+        f.ipam.release_block_affinity("a", &cidr, true).unwrap(),
+        AffinityRelease::NotEmpty
+    );
+    assert_eq!(
+        f.ipam
+            .release_block_affinity("other", &cidr, false)
+            .unwrap(),
+        AffinityRelease::NotFound
+    );
     // The host goes away keeping its addresses: the block loses its affinity.
     assert_eq!(f.ipam.release_host_affinities("a", false).unwrap(), 1);
     let blk = block(f, "10.11.0.0/26").unwrap();
