@@ -8,6 +8,7 @@ packages=(
   protobuf-compiler          # etcd-client's build uses protoc on some versions
   iproute2 nftables          # the dataplane and its tests
   sqlite3                    # to inspect the embedded store by hand
+  iperf3                     # calico-bench pps (64-byte UDP packets per second)
 )
 
 missing=()

@@ -5,6 +5,8 @@
 //!   calico-bench apply [local|etcd]  `calicoctl apply` of a 10,000-document file
 //!   calico-bench ipam [local|etcd]   IPAM allocations/s, 1 and 8 allocators on one host
 //!   calico-bench calc                incremental calculation: 10,000 endpoints, 1,000 policies
+//!   calico-bench latency [local|etcd] policy apply-to-enforced latency in a lab (root)
+//!   calico-bench pps                 64-byte UDP pps, no policy vs 1,000 policies (root)
 //!
 //! Build in release mode first (`cargo build --release -p calicoctl -p calico-bench`).
 
@@ -18,6 +20,7 @@ use anyhow::{bail, Context, Result};
 use calico_api::selector::Selector;
 
 mod calc;
+mod dataplane;
 mod ipam;
 
 fn main() -> Result<()> {
@@ -45,7 +48,10 @@ fn main() -> Result<()> {
         }
         Some("ipam-child") => ipam::child(&args[1..]),
         Some("calc") => calc::run(),
-        _ => bail!("usage: calico-bench selector | apply [local|etcd] | ipam [local|etcd] | calc"),
+        Some("latency") => dataplane::latency(&args[1..]),
+        Some("latency-poll") => dataplane::poll(&args[1..]),
+        Some("pps") => dataplane::pps(&args[1..]),
+        _ => bail!("usage: calico-bench selector | apply [local|etcd] | ipam [local|etcd] | calc | latency [local|etcd] | pps"),
     }
 }
 

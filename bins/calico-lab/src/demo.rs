@@ -91,12 +91,18 @@ fn calico_ipam_assign(client: calico_client::Client, host: &str, handle: &str) -
     let args = AutoAssignArgs {
         num4: 1,
         handle_id: Some(handle.to_string()),
-        attrs: [("node".to_string(), host.to_string()), ("type".to_string(), "lab-workload".to_string())].into(),
+        attrs: [
+            ("node".to_string(), host.to_string()),
+            ("type".to_string(), "lab-workload".to_string()),
+        ]
+        .into(),
         hostname: host.to_string(),
         ipv4_pools: vec!["198.19.0.0/16".parse().unwrap()],
         ..Default::default()
     };
-    let res = ipam.auto_assign(&args).map_err(|e| anyhow::anyhow!("IPAM: {e}"))?;
+    let res = ipam
+        .auto_assign(&args)
+        .map_err(|e| anyhow::anyhow!("IPAM: {e}"))?;
     match res.v4.addrs().first() {
         Some(IpAddr::V4(a)) => Ok(*a),
         _ => bail!("IPAM assigned no address: {}", res.v4.msgs.join("; ")),
@@ -149,7 +155,16 @@ fn probe_all(workloads: &[Workload]) -> Result<Vec<(usize, usize, u16, bool)>> {
             let probe = probe.clone();
             let tx = tx.clone();
             handles.push(std::thread::spawn(move || {
-                let ok = netns::exec_ok(&src.ns, &[probe.to_str().unwrap(), "tcp", &format!("{}:{p}", dst.ip), "--timeout-ms", "400"]);
+                let ok = netns::exec_ok(
+                    &src.ns,
+                    &[
+                        probe.to_str().unwrap(),
+                        "tcp",
+                        &format!("{}:{p}", dst.ip),
+                        "--timeout-ms",
+                        "400",
+                    ],
+                );
                 let _ = tx.send((i, j, p, ok));
             }));
         }
@@ -175,7 +190,15 @@ fn matrix(title: &str, resources: &[AnyResource], workloads: &[Workload]) -> Res
     let mut mismatches = 0;
     for (i, j, port, ok) in results {
         let (s, d) = (&workloads[i], &workloads[j]);
-        let pkt = Packet { src: IpAddr::V4(s.ip), dst: IpAddr::V4(d.ip), protocol: 6, src_port: 40000, dst_port: port, icmp_type: None, icmp_code: None };
+        let pkt = Packet {
+            src: IpAddr::V4(s.ip),
+            dst: IpAddr::V4(d.ip),
+            protocol: 6,
+            src_port: 40000,
+            dst_port: port,
+            icmp_type: None,
+            icmp_code: None,
+        };
         let v = evaluate(&world, &pkt);
         let by = match (&v.egress, &v.ingress) {
             (Some(e), _) if !e.allowed => format!("egress: {}", e.by),
@@ -200,7 +223,9 @@ fn matrix(title: &str, resources: &[AnyResource], workloads: &[Workload]) -> Res
         c.push_str(&cell);
     }
     say(title);
-    let mut rows = vec![std::iter::once("FROM \\ TO".to_string()).chain(workloads.iter().map(Workload::id)).collect::<Vec<_>>()];
+    let mut rows = vec![std::iter::once("FROM \\ TO".to_string())
+        .chain(workloads.iter().map(Workload::id))
+        .collect::<Vec<_>>()];
     for (i, w) in workloads.iter().enumerate() {
         let mut row = vec![w.id()];
         for (j, c) in cells[i].iter().enumerate() {
@@ -223,7 +248,8 @@ fn matrix(title: &str, resources: &[AnyResource], workloads: &[Workload]) -> Res
 /// a kernel without the ipip device).
 fn show_conditions(state: &LabState) {
     for h in &state.hosts {
-        let log = std::fs::read_to_string(state.dir.join(format!("{}.log", h.name))).unwrap_or_default();
+        let log =
+            std::fs::read_to_string(state.dir.join(format!("{}.log", h.name))).unwrap_or_default();
         let mut seen = std::collections::BTreeSet::new();
         for line in log.lines().filter(|l| l.contains("dataplane condition")) {
             if let Some(c) = line.split("condition=").nth(1) {
@@ -243,7 +269,10 @@ fn wait_programmed(state: &LabState) -> Result<()> {
         for h in &state.hosts {
             let routes = netns::exec(&h.ns, &["ip", "route"]).unwrap_or_default();
             for w in &state.workloads {
-                if !routes.lines().any(|l| l.starts_with(&format!("{} ", w.ip)) || covered(l, w.ip)) {
+                if !routes
+                    .lines()
+                    .any(|l| l.starts_with(&format!("{} ", w.ip)) || covered(l, w.ip))
+                {
                     missing.push(format!("{} on {}", w.ip, h.name));
                 }
             }
@@ -262,7 +291,9 @@ fn wait_programmed(state: &LabState) -> Result<()> {
 fn covered(line: &str, ip: Ipv4Addr) -> bool {
     let dst = line.split_whitespace().next().unwrap_or("");
     let dst = if dst == "blackhole" { "" } else { dst };
-    dst.parse::<ipnet::Ipv4Net>().map(|n| n.prefix_len() > 0 && n.contains(&ip)).unwrap_or(false)
+    dst.parse::<ipnet::Ipv4Net>()
+        .map(|n| n.prefix_len() > 0 && n.contains(&ip))
+        .unwrap_or(false)
 }
 
 pub fn run(dir: &Path, store: StoreKind, keep: bool) -> Result<()> {
@@ -279,8 +310,15 @@ fn run_inner(dir: &Path, store: StoreKind) -> Result<()> {
     say("applying the article's resources verbatim with calicoctl");
     let all = ARTICLE.join("---\n");
     print!("{}", calicoctl(&state, &["apply", "-f", "-"], Some(&all))?);
-    print!("{}", calicoctl(&state, &["get", "ippools", "-o", "wide"], None)?);
-    let mut resources: Vec<AnyResource> = decode_documents(&all).map_err(|e| anyhow::anyhow!("{e:?}"))?.into_iter().map(|d| d.resource).collect();
+    print!(
+        "{}",
+        calicoctl(&state, &["get", "ippools", "-o", "wide"], None)?
+    );
+    let mut resources: Vec<AnyResource> = decode_documents(&all)
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?
+        .into_iter()
+        .map(|d| d.resource)
+        .collect();
 
     say("starting workloads (tap devices as Nova names them; addresses from the lab's VXLAN pool)");
     for (host, ns, name, app) in [
@@ -296,7 +334,14 @@ fn run_inner(dir: &Path, store: StoreKind) -> Result<()> {
     wait_programmed(&state).context("the agents did not program the workloads")?;
     say("conditions reported by the agents (this kernel has no IP-in-IP; the VXLAN pool carries the workloads)");
     show_conditions(&state);
-    print!("{}", calicoctl(&state, &["get", "workloadendpoints", "-A", "-o", "wide"], None)?);
+    print!(
+        "{}",
+        calicoctl(
+            &state,
+            &["get", "workloadendpoints", "-A", "-o", "wide"],
+            None
+        )?
+    );
 
     let m1 = matrix(
         "reachability with the article's policies as published (GlobalNetworkPolicy default-deny-all has no order and an explicit Deny, so it sorts before the namespaced policies and denies their traffic too)",
@@ -306,12 +351,20 @@ fn run_inner(dir: &Path, store: StoreKind) -> Result<()> {
     say("fixing the trap: default-deny-all without the explicit Deny rule (deny at the end of the tier instead)");
     print!("{}", calicoctl(&state, &["apply", "-f", "-"], Some(FIX))?);
     resources.retain(|r| r.name() != "default-deny-all");
-    resources.extend(decode_documents(FIX).map_err(|e| anyhow::anyhow!("{e:?}"))?.into_iter().map(|d| d.resource));
+    resources.extend(
+        decode_documents(FIX)
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?
+            .into_iter()
+            .map(|d| d.resource),
+    );
     // Give the agents a moment to apply the change (they react within ms).
     std::thread::sleep(Duration::from_millis(500));
     let m2 = matrix("reachability after the fix", &resources, &state.workloads)?;
     if m1 + m2 > 0 {
-        bail!("{} probe(s) disagreed with the reference evaluator", m1 + m2);
+        bail!(
+            "{} probe(s) disagreed with the reference evaluator",
+            m1 + m2
+        );
     }
     say("every probe agreed with the reference evaluator");
     Ok(())

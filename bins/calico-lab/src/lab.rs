@@ -32,7 +32,10 @@ pub fn sibling(name: &str) -> Result<PathBuf> {
     let me = std::env::current_exe()?;
     let p = me.parent().context("exe dir")?.join(name);
     if !p.exists() {
-        bail!("{} not found next to calico-lab: build the workspace first (cargo build --release)", p.display());
+        bail!(
+            "{} not found next to calico-lab: build the workspace first (cargo build --release)",
+            p.display()
+        );
     }
     Ok(p)
 }
@@ -51,10 +54,16 @@ pub fn say(msg: &str) {
 pub fn calicoctl(state: &LabState, args: &[&str], input: Option<&str>) -> Result<String> {
     let ctl = sibling("calicoctl")?;
     let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", &fabric_ns()]).arg(&ctl).args(args);
-    cmd.env_remove("ETCD_ENDPOINTS").env_remove("DATASTORE_TYPE").env_remove("DATASTORE_PATH");
+    cmd.args(["netns", "exec", &fabric_ns()])
+        .arg(&ctl)
+        .args(args);
+    cmd.env_remove("ETCD_ENDPOINTS")
+        .env_remove("DATASTORE_TYPE")
+        .env_remove("DATASTORE_PATH");
     cmd.envs(state.datastore_env());
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().context("cannot run calicoctl")?;
     if let Some(text) = input {
         child.stdin.take().unwrap().write_all(text.as_bytes())?;
@@ -62,7 +71,11 @@ pub fn calicoctl(state: &LabState, args: &[&str], input: Option<&str>) -> Result
     drop(child.stdin.take());
     let out = child.wait_with_output()?;
     if !out.status.success() {
-        bail!("calicoctl {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "calicoctl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -96,25 +109,41 @@ fn start_etcd(dir: &Path) -> Result<Datastore> {
     .context("cannot start etcd (apt-get install etcd-server)")?;
     let pid = child.id();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !exec_ok(&fabric, &["etcdctl", "--endpoints", &endpoint, "endpoint", "health"]) {
+    while !exec_ok(
+        &fabric,
+        &["etcdctl", "--endpoints", &endpoint, "endpoint", "health"],
+    ) {
         if Instant::now() > deadline {
             kill_pid(pid);
-            bail!("etcd did not become healthy; see {}", dir.join("etcd.log").display());
+            bail!(
+                "etcd did not become healthy; see {}",
+                dir.join("etcd.log").display()
+            );
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    Ok(Datastore::Etcd { endpoint, pid: Some(pid), data_dir })
+    Ok(Datastore::Etcd {
+        endpoint,
+        pid: Some(pid),
+        data_dir,
+    })
 }
 
 /// Creates the fabric, the datastore and `hosts` compute hosts, each running
 /// calico-node, and applies the lab's VXLAN pool.
 pub fn up(dir: &Path, hosts: usize, store: StoreKind) -> Result<LabState> {
     if LabState::load(dir)?.is_some() {
-        bail!("a lab is already up in {} (run `calico-lab down` first)", dir.display());
+        bail!(
+            "a lab is already up in {} (run `calico-lab down` first)",
+            dir.display()
+        );
     }
     let leftovers = lab_namespaces();
     if !leftovers.is_empty() {
-        bail!("namespaces from an earlier lab still exist ({}); run `calico-lab down`", leftovers.join(", "));
+        bail!(
+            "namespaces from an earlier lab still exist ({}); run `calico-lab down`",
+            leftovers.join(", ")
+        );
     }
     std::fs::create_dir_all(dir)?;
     // A new lab starts from an empty datastore.
@@ -122,16 +151,26 @@ pub fn up(dir: &Path, hosts: usize, store: StoreKind) -> Result<LabState> {
         let _ = std::fs::remove_file(dir.join(stale));
     }
     let _ = std::fs::remove_dir_all(dir.join("etcd"));
-    say(&format!("creating the fabric (192.0.2.0/24) and {hosts} compute hosts"));
+    say(&format!(
+        "creating the fabric (192.0.2.0/24) and {hosts} compute hosts"
+    ));
     topology::create_fabric()?;
     let datastore = match store {
-        StoreKind::Local => Datastore::Local { path: dir.join("calico.db") },
+        StoreKind::Local => Datastore::Local {
+            path: dir.join("calico.db"),
+        },
         StoreKind::Etcd => {
             say("starting etcd inside the fabric namespace");
             start_etcd(dir)?
         }
     };
-    let mut state = LabState { dir: dir.to_path_buf(), datastore, hosts: Vec::new(), workloads: Vec::new() };
+    let mut state = LabState {
+        dir: dir.to_path_buf(),
+        datastore,
+        hosts: Vec::new(),
+        workloads: Vec::new(),
+        extra_pids: Vec::new(),
+    };
     state.save()?;
     for i in 1..=hosts {
         let h = topology::create_host(&format!("host{i}"), i)?;
@@ -139,29 +178,8 @@ pub fn up(dir: &Path, hosts: usize, store: StoreKind) -> Result<LabState> {
         state.save()?;
     }
     calicoctl(&state, &["apply", "-f", "-"], Some(LAB_POOL))?;
-    let node = sibling("calico-node")?;
-    for h in state.hosts.iter_mut() {
-        let state_dir = dir.join(&h.name);
-        std::fs::create_dir_all(&state_dir)?;
-        let mut env = vec![
-            ("NODENAME".to_string(), h.name.clone()),
-            ("IP".to_string(), format!("{}/24", h.ip)),
-            ("CALICO_STATE_DIR".to_string(), state_dir.display().to_string()),
-            ("FELIX_REPORTINGINTERVALSECS".to_string(), "5".to_string()),
-            ("CALICO_RESYNC_INTERVAL_SECS".to_string(), "2".to_string()),
-        ];
-        env.extend(match &state.datastore {
-            Datastore::Local { path } => vec![
-                ("DATASTORE_TYPE".to_string(), "local".to_string()),
-                ("DATASTORE_PATH".to_string(), path.display().to_string()),
-            ],
-            Datastore::Etcd { endpoint, .. } => vec![
-                ("DATASTORE_TYPE".to_string(), "etcdv3".to_string()),
-                ("ETCD_ENDPOINTS".to_string(), endpoint.clone()),
-            ],
-        });
-        let child = spawn(&h.ns, &[node.to_str().unwrap()], &env, &dir.join(format!("{}.log", h.name)))?;
-        h.agent_pid = Some(child.id());
+    for i in 0..state.hosts.len() {
+        start_agent(&mut state, i)?;
     }
     state.save()?;
     say("waiting for every calico-node to be ready");
@@ -171,17 +189,105 @@ pub fn up(dir: &Path, hosts: usize, store: StoreKind) -> Result<LabState> {
     Ok(state)
 }
 
+/// Starts calico-node inside host `i`'s namespace (logs appended to
+/// `<dir>/<host>.log`) and records its PID.
+pub fn start_agent(state: &mut LabState, i: usize) -> Result<()> {
+    let node = sibling("calico-node")?;
+    let dir = state.dir.clone();
+    let env_ds = state.datastore_env();
+    let h = &mut state.hosts[i];
+    let state_dir = dir.join(&h.name);
+    std::fs::create_dir_all(&state_dir)?;
+    let mut env = vec![
+        ("NODENAME".to_string(), h.name.clone()),
+        ("IP".to_string(), format!("{}/24", h.ip)),
+        (
+            "CALICO_STATE_DIR".to_string(),
+            state_dir.display().to_string(),
+        ),
+        ("FELIX_REPORTINGINTERVALSECS".to_string(), "5".to_string()),
+        ("CALICO_RESYNC_INTERVAL_SECS".to_string(), "2".to_string()),
+    ];
+    env.extend(env_ds);
+    let log = dir.join(format!("{}.log", h.name));
+    let child = crate::netns::spawn_appending(&h.ns, &[node.to_str().unwrap()], &env, &log)?;
+    h.agent_pid = Some(child.id());
+    state.save()
+}
+
+/// Stops host `i`'s agent (by PID). The dataplane it programmed stays.
+pub fn stop_agent(state: &mut LabState, i: usize) -> Result<()> {
+    if let Some(pid) = state.hosts[i].agent_pid.take() {
+        kill_pid(pid);
+    }
+    state.save()
+}
+
+/// Stops (`false`) or restarts (`true`) the lab's etcd, keeping its data.
+pub fn set_datastore_running(state: &mut LabState, running: bool) -> Result<()> {
+    let dir = state.dir.clone();
+    match &mut state.datastore {
+        Datastore::Local { .. } => {
+            bail!("the embedded datastore cannot be stopped; use --datastore etcd")
+        }
+        Datastore::Etcd { pid, .. } => {
+            if let Some(p) = pid.take() {
+                kill_pid(p);
+            }
+            if running {
+                let Datastore::Etcd { pid: new_pid, .. } = start_etcd(&dir)? else {
+                    unreachable!()
+                };
+                *pid = new_pid;
+            }
+        }
+    }
+    state.save()
+}
+
+/// Starts an echo server in the fabric namespace (an address outside every
+/// pool: what NAT-outgoing is for); its log shows the sources it saw.
+pub fn serve_external(state: &mut LabState, port: u16) -> Result<PathBuf> {
+    let probe = sibling("calico-probe")?;
+    let log = state.dir.join(format!("external-{port}.log"));
+    let child = spawn(
+        &fabric_ns(),
+        &[probe.to_str().unwrap(), "serve", "--tcp", &port.to_string()],
+        &[],
+        &log,
+    )?;
+    state.extra_pids.push(child.id());
+    state.save()?;
+    Ok(log)
+}
+
 /// Polls the agent's /readiness from inside its namespace.
 pub fn wait_ready(h: &topology::Host, dir: &Path) -> Result<()> {
     let probe = sibling("calico-lab")?;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !exec_ok(&h.ns, &[probe.to_str().unwrap(), "internal-http-ok", "127.0.0.1:9099", "/readiness"]) {
+    while !exec_ok(
+        &h.ns,
+        &[
+            probe.to_str().unwrap(),
+            "internal-http-ok",
+            "127.0.0.1:9099",
+            "/readiness",
+        ],
+    ) {
         if Instant::now() > deadline {
-            bail!("calico-node on {} is not ready after 30 s; see {}", h.name, dir.join(format!("{}.log", h.name)).display());
+            bail!(
+                "calico-node on {} is not ready after 30 s; see {}",
+                h.name,
+                dir.join(format!("{}.log", h.name)).display()
+            );
         }
         if let Some(pid) = h.agent_pid {
             if !Path::new(&format!("/proc/{pid}")).exists() {
-                bail!("calico-node on {} exited; see {}", h.name, dir.join(format!("{}.log", h.name)).display());
+                bail!(
+                    "calico-node on {} exited; see {}",
+                    h.name,
+                    dir.join(format!("{}.log", h.name)).display()
+                );
             }
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -192,22 +298,53 @@ pub fn wait_ready(h: &topology::Host, dir: &Path) -> Result<()> {
 /// Adds a workload: address from IPAM (the host's block of the lab pool),
 /// namespace + tap veth, echo servers on TCP 80, 81 and 5432, and its
 /// WorkloadEndpoint (written with calicoctl, as an orchestrator would).
-pub fn add_workload(state: &mut LabState, host: &str, namespace: &str, name: &str, labels: &[(&str, &str)]) -> Result<Workload> {
-    let h = state.host(host).ok_or_else(|| anyhow!("no host {host} in the lab"))?.clone();
+pub fn add_workload(
+    state: &mut LabState,
+    host: &str,
+    namespace: &str,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Result<Workload> {
+    let h = state
+        .host(host)
+        .ok_or_else(|| anyhow!("no host {host} in the lab"))?
+        .clone();
     let me = sibling("calico-lab")?;
-    let mut args = vec![me.to_str().unwrap().to_string(), "internal-assign".into(), "--host".into(), host.into(), "--handle".into(), format!("lab.{namespace}.{name}")];
+    let mut args = vec![
+        me.to_str().unwrap().to_string(),
+        "internal-assign".into(),
+        "--host".into(),
+        host.into(),
+        "--handle".into(),
+        format!("lab.{namespace}.{name}"),
+    ];
     for (k, v) in state.datastore_env() {
         args.push("--env".into());
         args.push(format!("{k}={v}"));
     }
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let ip: Ipv4Addr = netns::exec(&fabric_ns(), &argv)?.trim().parse().context("IPAM returned no IPv4 address")?;
+    let ip: Ipv4Addr = netns::exec(&fabric_ns(), &argv)?
+        .trim()
+        .parse()
+        .context("IPAM returned no IPv4 address")?;
     let mut w = topology::create_workload(&h, namespace, name, ip)?;
-    w.labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>();
+    w.labels = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect::<BTreeMap<_, _>>();
     let probe = sibling("calico-probe")?;
-    let server = spawn(&w.ns, &[probe.to_str().unwrap(), "serve", "--tcp", "80,81,5432"], &[], &state.dir.join(format!("w-{namespace}-{name}.log")))?;
+    let server = spawn(
+        &w.ns,
+        &[probe.to_str().unwrap(), "serve", "--tcp", "80,81,5432"],
+        &[],
+        &state.dir.join(format!("w-{namespace}-{name}.log")),
+    )?;
     w.server_pid = Some(server.id());
-    let labels_yaml: String = w.labels.iter().map(|(k, v)| format!("    {k}: {v}\n")).collect();
+    let labels_yaml: String = w
+        .labels
+        .iter()
+        .map(|(k, v)| format!("    {k}: {v}\n"))
+        .collect();
     let wep = format!(
         "apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata:\n  name: {}\n  namespace: {namespace}\n  labels:\n{labels_yaml}spec:\n  orchestrator: openstack\n  node: {host}\n  workload: {name}\n  endpoint: {}\n  interfaceName: {}\n  ipNetworks:\n  - {ip}/32\n",
         calico_api::endpoint::workload_endpoint_name(host, "openstack", name, &w.iface),
@@ -235,6 +372,9 @@ pub fn down(dir: &Path) -> Result<()> {
             }
         }
         if let Datastore::Etcd { pid: Some(pid), .. } = &state.datastore {
+            kill_pid(*pid);
+        }
+        for pid in &state.extra_pids {
             kill_pid(*pid);
         }
         let _ = std::fs::remove_file(LabState::file(dir));

@@ -23,7 +23,11 @@ use crate::lab::StoreKind;
 use crate::state::LabState;
 
 #[derive(Parser)]
-#[command(name = "calico-lab", version, about = "Simulated Calico compute hosts in network namespaces")]
+#[command(
+    name = "calico-lab",
+    version,
+    about = "Simulated Calico compute hosts in network namespaces"
+)]
 struct Cli {
     /// Where the lab keeps its state, logs and embedded datastore.
     #[arg(long, global = true, default_value = "/tmp/calico-lab")]
@@ -80,6 +84,28 @@ enum Cmd {
     },
     /// Show hosts, workloads, agents and routes of the running lab.
     Status,
+    /// Stop and start a host's calico-node (the dataplane stays programmed).
+    RestartAgent { host: String },
+    /// Stop a host's calico-node.
+    StopAgent { host: String },
+    /// Start a host's calico-node again.
+    StartAgent { host: String },
+    /// Stop or start the lab's etcd (its data is kept).
+    Datastore {
+        #[arg(value_parser = ["stop", "start"])]
+        action: String,
+    },
+    /// Start an echo server on the fabric (outside every pool); prints its log file.
+    ServeExternal {
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
+    /// Run a command inside a workload's (namespace/name) or host's namespace.
+    Exec {
+        target: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        cmd: Vec<String>,
+    },
     /// Stop the lab's processes and remove its namespaces.
     Down,
     /// (internal) allocate a workload address with IPAM, print it.
@@ -111,7 +137,9 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Cmd::Demo { datastore, keep } => demo::run(&cli.dir, datastore.into(), keep).map(|_| ExitCode::SUCCESS),
+        Cmd::Demo { datastore, keep } => {
+            demo::run(&cli.dir, datastore.into(), keep).map(|_| ExitCode::SUCCESS)
+        }
         Cmd::Up { hosts, datastore } => {
             let state = lab::up(&cli.dir, hosts, datastore.into()).inspect_err(|_| {
                 let _ = lab::down(&cli.dir);
@@ -119,13 +147,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
             print_status(&state);
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::AddWorkload { host, namespace, name, labels } => {
-            let Some(mut state) = LabState::load(&cli.dir)? else { bail!("no lab is up in {}", cli.dir.display()) };
+        Cmd::AddWorkload {
+            host,
+            namespace,
+            name,
+            labels,
+        } => {
+            let Some(mut state) = LabState::load(&cli.dir)? else {
+                bail!("no lab is up in {}", cli.dir.display())
+            };
             let labels: Vec<(String, String)> = labels
                 .iter()
-                .map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| anyhow::anyhow!("label {l:?} is not key=value")))
+                .map(|l| {
+                    l.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .ok_or_else(|| anyhow::anyhow!("label {l:?} is not key=value"))
+                })
                 .collect::<Result<_>>()?;
-            let refs: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let refs: Vec<(&str, &str)> = labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
             let w = lab::add_workload(&mut state, &host, &namespace, &name, &refs)?;
             println!("{} on {}: {} via {}", w.id(), w.host, w.ip, w.iface);
             Ok(ExitCode::SUCCESS)
@@ -137,6 +179,42 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::RestartAgent { host } => with_host(&cli.dir, &host, |s, i| {
+            lab::stop_agent(s, i)?;
+            lab::start_agent(s, i)?;
+            lab::wait_ready(&s.hosts[i], &s.dir)
+        }),
+        Cmd::StopAgent { host } => with_host(&cli.dir, &host, lab::stop_agent),
+        Cmd::StartAgent { host } => with_host(&cli.dir, &host, |s, i| {
+            lab::start_agent(s, i)?;
+            lab::wait_ready(&s.hosts[i], &s.dir)
+        }),
+        Cmd::Datastore { action } => {
+            let mut state = load(&cli.dir)?;
+            lab::set_datastore_running(&mut state, action == "start")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::ServeExternal { port } => {
+            let mut state = load(&cli.dir)?;
+            let log = lab::serve_external(&mut state, port)?;
+            println!("{}", log.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Exec { target, cmd } => {
+            let state = load(&cli.dir)?;
+            let ns = state
+                .workloads
+                .iter()
+                .find(|w| w.id() == target)
+                .map(|w| w.ns.clone())
+                .or_else(|| state.host(&target).map(|h| h.ns.clone()))
+                .ok_or_else(|| anyhow::anyhow!("no workload or host {target:?} in the lab"))?;
+            let status = std::process::Command::new("ip")
+                .args(["netns", "exec", &ns])
+                .args(&cmd)
+                .status()?;
+            Ok(ExitCode::from(status.code().unwrap_or(1) as u8))
+        }
         Cmd::Down => {
             lab::down(&cli.dir)?;
             println!("lab removed");
@@ -147,14 +225,44 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("{ip}");
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::InternalHttpOk { addr, path } => Ok(if http_ok(&addr, &path) { ExitCode::SUCCESS } else { ExitCode::FAILURE }),
+        Cmd::InternalHttpOk { addr, path } => Ok(if http_ok(&addr, &path) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }),
     }
 }
 
+fn load(dir: &std::path::Path) -> Result<LabState> {
+    LabState::load(dir)?.ok_or_else(|| anyhow::anyhow!("no lab is up in {}", dir.display()))
+}
+
+fn with_host(
+    dir: &std::path::Path,
+    host: &str,
+    f: impl FnOnce(&mut LabState, usize) -> Result<()>,
+) -> Result<ExitCode> {
+    let mut state = load(dir)?;
+    let i = state
+        .hosts
+        .iter()
+        .position(|h| h.name == host)
+        .ok_or_else(|| anyhow::anyhow!("no host {host} in the lab"))?;
+    f(&mut state, i)?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn http_ok(addr: &str, path: &str) -> bool {
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else { return false };
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return false;
+    };
     let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
-    if write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").is_err() {
+    if write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .is_err()
+    {
         return false;
     }
     let mut buf = String::new();
@@ -164,16 +272,43 @@ fn http_ok(addr: &str, path: &str) -> bool {
 
 fn print_status(s: &LabState) {
     println!("lab in {} ({:?})", s.dir.display(), s.datastore);
-    let mut rows = vec![vec!["HOST".to_string(), "ADDRESS".into(), "AGENT PID".into(), "NAMESPACE".into()]];
+    let mut rows = vec![vec![
+        "HOST".to_string(),
+        "ADDRESS".into(),
+        "AGENT PID".into(),
+        "NAMESPACE".into(),
+    ]];
     for h in &s.hosts {
-        rows.push(vec![h.name.clone(), h.ip.to_string(), h.agent_pid.map(|p| p.to_string()).unwrap_or_default(), h.ns.clone()]);
+        rows.push(vec![
+            h.name.clone(),
+            h.ip.to_string(),
+            h.agent_pid.map(|p| p.to_string()).unwrap_or_default(),
+            h.ns.clone(),
+        ]);
     }
     print!("{}", demo::table(&rows));
     if !s.workloads.is_empty() {
-        let mut rows = vec![vec!["WORKLOAD".to_string(), "HOST".into(), "ADDRESS".into(), "TAP".into(), "LABELS".into()]];
+        let mut rows = vec![vec![
+            "WORKLOAD".to_string(),
+            "HOST".into(),
+            "ADDRESS".into(),
+            "TAP".into(),
+            "LABELS".into(),
+        ]];
         for w in &s.workloads {
-            let labels = w.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
-            rows.push(vec![w.id(), w.host.clone(), w.ip.to_string(), w.iface.clone(), labels]);
+            let labels = w
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            rows.push(vec![
+                w.id(),
+                w.host.clone(),
+                w.ip.to_string(),
+                w.iface.clone(),
+                labels,
+            ]);
         }
         println!();
         print!("{}", demo::table(&rows));

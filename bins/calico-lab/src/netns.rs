@@ -29,9 +29,16 @@ pub fn ns_name(suffix: &str) -> String {
 
 /// Runs `ip ARGS`, failing with ip's own message.
 pub fn ip(args: &[&str]) -> Result<()> {
-    let o = Command::new("ip").args(args).output().context("cannot run ip (apt-get install iproute2)")?;
+    let o = Command::new("ip")
+        .args(args)
+        .output()
+        .context("cannot run ip (apt-get install iproute2)")?;
     if !o.status.success() {
-        bail!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&o.stderr).trim());
+        bail!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
     }
     Ok(())
 }
@@ -44,7 +51,11 @@ pub fn exec(ns: &str, cmd: &[&str]) -> Result<String> {
         .output()
         .with_context(|| format!("cannot run {cmd:?} in {ns}"))?;
     if !o.status.success() {
-        bail!("{} (in {ns}): {}", cmd.join(" "), String::from_utf8_lossy(&o.stderr).trim());
+        bail!(
+            "{} (in {ns}): {}",
+            cmd.join(" "),
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&o.stdout).into_owned())
 }
@@ -62,8 +73,14 @@ pub fn exec_ok(ns: &str, cmd: &[&str]) -> bool {
 }
 
 /// Starts a long-running process inside a namespace.
-pub fn spawn(ns: &str, cmd: &[&str], envs: &[(String, String)], log: &std::path::Path) -> Result<Child> {
-    let out = std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+pub fn spawn(
+    ns: &str,
+    cmd: &[&str],
+    envs: &[(String, String)],
+    log: &std::path::Path,
+) -> Result<Child> {
+    let out =
+        std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
     let err = out.try_clone()?;
     let child = Command::new("ip")
         .args(["netns", "exec", ns])
@@ -75,6 +92,30 @@ pub fn spawn(ns: &str, cmd: &[&str], envs: &[(String, String)], log: &std::path:
         .spawn()
         .with_context(|| format!("cannot start {cmd:?} in {ns}"))?;
     Ok(child)
+}
+
+/// Like `spawn`, appending to the log (an agent restarted keeps its history).
+pub fn spawn_appending(
+    ns: &str,
+    cmd: &[&str],
+    envs: &[(String, String)],
+    log: &std::path::Path,
+) -> Result<Child> {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("cannot open {}", log.display()))?;
+    let err = out.try_clone()?;
+    Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(cmd)
+        .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .with_context(|| format!("cannot start {cmd:?} in {ns}"))
 }
 
 pub fn add_ns(name: &str) -> Result<()> {

@@ -13,7 +13,11 @@ pub enum Datastore {
     /// The embedded store: one SQLite file every agent opens.
     Local { path: PathBuf },
     /// etcd running inside the fabric namespace.
-    Etcd { endpoint: String, pid: Option<u32>, data_dir: PathBuf },
+    Etcd {
+        endpoint: String,
+        pid: Option<u32>,
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -22,6 +26,9 @@ pub struct LabState {
     pub datastore: Datastore,
     pub hosts: Vec<Host>,
     pub workloads: Vec<Workload>,
+    /// Other processes the lab started (e.g. servers in the fabric).
+    #[serde(default)]
+    pub extra_pids: Vec<u32>,
 }
 
 impl LabState {
@@ -33,12 +40,16 @@ impl LabState {
         if !f.exists() {
             return Ok(None);
         }
-        let text = std::fs::read_to_string(&f).with_context(|| format!("cannot read {}", f.display()))?;
-        Ok(Some(serde_json::from_str(&text).with_context(|| format!("{} is not a lab state file", f.display()))?))
+        let text =
+            std::fs::read_to_string(&f).with_context(|| format!("cannot read {}", f.display()))?;
+        Ok(Some(serde_json::from_str(&text).with_context(|| {
+            format!("{} is not a lab state file", f.display())
+        })?))
     }
     pub fn save(&self) -> Result<()> {
         let f = Self::file(&self.dir);
-        std::fs::write(&f, serde_json::to_string_pretty(self)?).with_context(|| format!("cannot write {}", f.display()))
+        std::fs::write(&f, serde_json::to_string_pretty(self)?)
+            .with_context(|| format!("cannot write {}", f.display()))
     }
     /// Environment that points calicoctl/calico-node at the lab's datastore.
     pub fn datastore_env(&self) -> Vec<(String, String)> {

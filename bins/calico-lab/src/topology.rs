@@ -56,7 +56,15 @@ pub fn create_fabric() -> Result<()> {
     let fabric = fabric_ns();
     add_ns(&fabric)?;
     ip(&["-n", &fabric, "link", "add", "br0", "type", "bridge"])?;
-    ip(&["-n", &fabric, "addr", "add", &format!("{FABRIC_GW}/24"), "dev", "br0"])?;
+    ip(&[
+        "-n",
+        &fabric,
+        "addr",
+        "add",
+        &format!("{FABRIC_GW}/24"),
+        "dev",
+        "br0",
+    ])?;
     ip(&["-n", &fabric, "link", "set", "br0", "up"])?;
     Ok(())
 }
@@ -68,15 +76,41 @@ pub fn create_host(name: &str, index: usize) -> Result<Host> {
     let fabric = fabric_ns();
     add_ns(&ns)?;
     let peer = format!("up-{name}");
-    ip(&["link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &peer, "netns", &fabric])
-        .with_context(|| format!("cannot create the uplink of {name}"))?;
+    ip(&[
+        "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &peer, "netns",
+        &fabric,
+    ])
+    .with_context(|| format!("cannot create the uplink of {name}"))?;
     ip(&["-n", &fabric, "link", "set", &peer, "master", "br0", "up"])?;
     let addr = host_ip(index);
-    ip(&["-n", &ns, "addr", "add", &format!("{addr}/24"), "dev", "eth0"])?;
+    ip(&[
+        "-n",
+        &ns,
+        "addr",
+        "add",
+        &format!("{addr}/24"),
+        "dev",
+        "eth0",
+    ])?;
     ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
-    ip(&["-n", &ns, "route", "add", "default", "via", &FABRIC_GW.to_string(), "dev", "eth0"])?;
+    ip(&[
+        "-n",
+        &ns,
+        "route",
+        "add",
+        "default",
+        "via",
+        &FABRIC_GW.to_string(),
+        "dev",
+        "eth0",
+    ])?;
     sysctl(&ns, "net.ipv4.ip_forward", "1")?;
-    Ok(Host { name: name.to_string(), ns, ip: addr, agent_pid: None })
+    Ok(Host {
+        name: name.to_string(),
+        ns,
+        ip: addr,
+        agent_pid: None,
+    })
 }
 
 /// A tap name as Nova makes them: `tap` + the first 11 characters of the
@@ -92,15 +126,51 @@ pub fn tap_name(namespace: &str, name: &str) -> String {
 
 /// Creates a workload namespace plugged into its host by a tap veth, with
 /// its address and the Calico-style default route.
-pub fn create_workload(host: &Host, namespace: &str, name: &str, addr: Ipv4Addr) -> Result<Workload> {
+pub fn create_workload(
+    host: &Host,
+    namespace: &str,
+    name: &str,
+    addr: Ipv4Addr,
+) -> Result<Workload> {
     let ns = ns_name(&format!("w-{namespace}-{name}"));
     add_ns(&ns)?;
     let iface = tap_name(namespace, name);
-    ip(&["link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &iface, "netns", &host.ns])?;
-    ip(&["-n", &ns, "addr", "add", &format!("{addr}/32"), "dev", "eth0"])?;
+    ip(&[
+        "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &iface, "netns",
+        &host.ns,
+    ])?;
+    ip(&[
+        "-n",
+        &ns,
+        "addr",
+        "add",
+        &format!("{addr}/32"),
+        "dev",
+        "eth0",
+    ])?;
     ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
-    ip(&["-n", &ns, "route", "add", WORKLOAD_GW, "dev", "eth0", "scope", "link"])?;
-    ip(&["-n", &ns, "route", "add", "default", "via", WORKLOAD_GW, "dev", "eth0"])?;
+    ip(&[
+        "-n",
+        &ns,
+        "route",
+        "add",
+        WORKLOAD_GW,
+        "dev",
+        "eth0",
+        "scope",
+        "link",
+    ])?;
+    ip(&[
+        "-n",
+        &ns,
+        "route",
+        "add",
+        "default",
+        "via",
+        WORKLOAD_GW,
+        "dev",
+        "eth0",
+    ])?;
     ip(&["-n", &host.ns, "link", "set", &iface, "up"])?;
     Ok(Workload {
         namespace: namespace.to_string(),

@@ -54,7 +54,8 @@ impl Counts {
             Update::EndpointUpsert(_) => self.endpoints += 1,
             Update::EndpointRemove(_) => self.endpoints = self.endpoints.saturating_sub(1),
             Update::PolicyUpsert(p) => {
-                self.policies.insert(p.id.to_string(), p.inbound.len() + p.outbound.len());
+                self.policies
+                    .insert(p.id.to_string(), p.inbound.len() + p.outbound.len());
             }
             Update::PolicyRemove(id) => {
                 self.policies.remove(&id.to_string());
@@ -82,21 +83,45 @@ pub fn run(cfg: AgentConfig) -> Result<()> {
     metrics.beat();
     let host = &cfg.args.health_host;
     if cfg.args.health_port != 0 {
-        crate::health::serve(format!("{host}:{}", cfg.args.health_port), metrics.clone(), true, cfg.args.metrics_port == cfg.args.health_port);
+        crate::health::serve(
+            format!("{host}:{}", cfg.args.health_port),
+            metrics.clone(),
+            true,
+            cfg.args.metrics_port == cfg.args.health_port,
+        );
     }
     if cfg.args.metrics_port != 0 && cfg.args.metrics_port != cfg.args.health_port {
-        crate::health::serve(format!("{host}:{}", cfg.args.metrics_port), metrics.clone(), false, true);
+        crate::health::serve(
+            format!("{host}:{}", cfg.args.metrics_port),
+            metrics.clone(),
+            false,
+            true,
+        );
     }
 
     let mut dataplane = crate::dataplane::Dataplane::new(&cfg)?;
-    let mut calc = Calculator::new(HostIdentity { node_name: cfg.node_name.clone(), node_ip: cfg.node_ip() });
+    let mut calc = Calculator::new(HostIdentity {
+        node_name: cfg.node_name.clone(),
+        node_ip: cfg.node_ip(),
+    });
     calc.set_env_overrides(cfg.felix_env.clone());
 
     let (tx, rx) = mpsc::channel();
-    let syncer = Syncer { store: store.clone(), tx, metrics: metrics.clone() };
-    std::thread::Builder::new().name("syncer".into()).spawn(move || syncer.run())?;
+    let syncer = Syncer {
+        store: store.clone(),
+        tx,
+        metrics: metrics.clone(),
+    };
+    std::thread::Builder::new()
+        .name("syncer".into())
+        .spawn(move || syncer.run())?;
 
-    let mut status = StatusReporter::new(store, &cfg.region_segment(), &cfg.node_name, Duration::from_secs(cfg.args.reporting_interval_secs.max(1)));
+    let mut status = StatusReporter::new(
+        store,
+        &cfg.region_segment(),
+        &cfg.node_name,
+        Duration::from_secs(cfg.args.reporting_interval_secs.max(1)),
+    );
     let mut counts = Counts::default();
     // Local endpoints' orchestrator identity, for their status keys.
     let mut wep_ids: BTreeMap<EndpointKey, EndpointStatusId> = BTreeMap::new();
@@ -119,7 +144,9 @@ pub fn run(cfg: AgentConfig) -> Result<()> {
         let first = match rx.recv_timeout(wake.saturating_duration_since(now)) {
             Ok(m) => Some(m),
             Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => return Err(anyhow!("the syncer thread stopped")),
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(anyhow!("the syncer thread stopped"))
+            }
         };
         let mut msgs: Vec<SyncMsg> = first.into_iter().collect();
         let mut pools_changed = false;
@@ -130,7 +157,8 @@ pub fn run(cfg: AgentConfig) -> Result<()> {
                     for i in inputs {
                         pools_changed |= matches!(
                             &i,
-                            Input::Resource(AnyResource::IPPool(_)) | Input::ResourceRemoved { kind: "IPPool", .. }
+                            Input::Resource(AnyResource::IPPool(_))
+                                | Input::ResourceRemoved { kind: "IPPool", .. }
                         );
                         track_wep(&cfg.node_name, &i, &mut wep_ids);
                         calc.on_input(i);
@@ -169,7 +197,9 @@ pub fn run(cfg: AgentConfig) -> Result<()> {
         dirty |= !updates.is_empty();
         metrics.local_endpoints.set(counts.endpoints as u64);
         metrics.active_policies.set(counts.policies.len() as u64);
-        metrics.active_rules.set(counts.policies.values().sum::<usize>() as u64);
+        metrics
+            .active_rules
+            .set(counts.policies.values().sum::<usize>() as u64);
         metrics.ip_sets.set(counts.ip_sets as u64);
         metrics.routes.set(counts.routes as u64);
 
@@ -193,7 +223,9 @@ pub fn run(cfg: AgentConfig) -> Result<()> {
                 failed = true;
                 error!(error = %e, "dataplane apply failed; will retry");
             }
-            metrics.last_apply_micros.set(t.elapsed().as_micros() as u64);
+            metrics
+                .last_apply_micros
+                .set(t.elapsed().as_micros() as u64);
             metrics.applies.inc();
             if failed {
                 metrics.apply_errors.inc();
@@ -221,8 +253,15 @@ pub fn run(cfg: AgentConfig) -> Result<()> {
     }
 }
 
-fn report_endpoints(status: &mut StatusReporter, programmed: &BTreeMap<EndpointKey, ()>, ids: &BTreeMap<EndpointKey, EndpointStatusId>) {
-    let up: Vec<EndpointStatusId> = programmed.keys().filter_map(|k| ids.get(k).cloned()).collect();
+fn report_endpoints(
+    status: &mut StatusReporter,
+    programmed: &BTreeMap<EndpointKey, ()>,
+    ids: &BTreeMap<EndpointKey, EndpointStatusId>,
+) {
+    let up: Vec<EndpointStatusId> = programmed
+        .keys()
+        .filter_map(|k| ids.get(k).cloned())
+        .collect();
     status.report_endpoints(&up);
 }
 
@@ -230,7 +269,10 @@ fn report_endpoints(status: &mut StatusReporter, programmed: &BTreeMap<EndpointK
 fn track_wep(node: &str, input: &Input, ids: &mut BTreeMap<EndpointKey, EndpointStatusId>) {
     match input {
         Input::Resource(AnyResource::WorkloadEndpoint(w)) if w.spec.node == node => {
-            let key = EndpointKey { namespace: w.metadata.namespace.clone(), name: w.metadata.name.clone() };
+            let key = EndpointKey {
+                namespace: w.metadata.namespace.clone(),
+                name: w.metadata.name.clone(),
+            };
             ids.insert(
                 key,
                 EndpointStatusId {
@@ -240,8 +282,15 @@ fn track_wep(node: &str, input: &Input, ids: &mut BTreeMap<EndpointKey, Endpoint
                 },
             );
         }
-        Input::ResourceRemoved { kind: "WorkloadEndpoint", namespace, name } => {
-            ids.remove(&EndpointKey { namespace: namespace.clone(), name: name.clone() });
+        Input::ResourceRemoved {
+            kind: "WorkloadEndpoint",
+            namespace,
+            name,
+        } => {
+            ids.remove(&EndpointKey {
+                namespace: namespace.clone(),
+                name: name.clone(),
+            });
         }
         _ => {}
     }

@@ -11,7 +11,11 @@ use clap::Parser;
 use ipnet::{IpNet, Ipv4Net};
 
 #[derive(Parser, Debug, Clone)]
-#[command(name = "calico-node", version, about = "Calico per-host agent (calico-rs)")]
+#[command(
+    name = "calico-node",
+    version,
+    about = "Calico per-host agent (calico-rs)"
+)]
 pub struct Args {
     /// This host's name in the datastore (default: the state dir's
     /// `nodename` file, else the hostname).
@@ -90,7 +94,12 @@ pub fn resolve(args: Args) -> Result<AgentConfig> {
     let felix_env = std::env::vars()
         .filter(|(k, _)| k.starts_with("FELIX_"))
         .collect();
-    Ok(AgentConfig { node_name, ip, args, felix_env })
+    Ok(AgentConfig {
+        node_name,
+        ip,
+        args,
+        felix_env,
+    })
 }
 
 fn resolve_node_name(args: &Args) -> Result<String> {
@@ -111,7 +120,8 @@ fn resolve_node_name(args: &Args) -> Result<String> {
 }
 
 fn hostname() -> Result<String> {
-    let s = std::fs::read_to_string("/proc/sys/kernel/hostname").context("cannot read the hostname")?;
+    let s =
+        std::fs::read_to_string("/proc/sys/kernel/hostname").context("cannot read the hostname")?;
     Ok(s.trim().to_ascii_lowercase())
 }
 
@@ -119,7 +129,9 @@ fn parse_ip(s: &str) -> Result<Ipv4Net> {
     if let Ok(n) = s.parse::<Ipv4Net>() {
         return Ok(n);
     }
-    let a: Ipv4Addr = s.parse().map_err(|_| anyhow!("IP={s:?} is not an IPv4 address (e.g. 192.0.2.11 or 192.0.2.11/24)"))?;
+    let a: Ipv4Addr = s.parse().map_err(|_| {
+        anyhow!("IP={s:?} is not an IPv4 address (e.g. 192.0.2.11 or 192.0.2.11/24)")
+    })?;
     Ok(Ipv4Net::new(a, 32).expect("/32 is valid"))
 }
 
@@ -133,7 +145,10 @@ fn autodetect_ip() -> Option<Ipv4Net> {
         .map(|l| l.split_whitespace().collect::<Vec<_>>())
         .find(|f| f.len() > 2 && f[1] == "00000000")
         .map(|f| f[0].to_string())?;
-    let out = Command::new("ip").args(["-j", "-4", "addr", "show", "dev", &iface]).output().ok()?;
+    let out = Command::new("ip")
+        .args(["-j", "-4", "addr", "show", "dev", &iface])
+        .output()
+        .ok()?;
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
     let info = v.get(0)?.get("addr_info")?.as_array()?;
     info.iter().find_map(|a| {

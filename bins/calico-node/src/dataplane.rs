@@ -2,10 +2,14 @@
 //! managers (routes, VXLAN, IPIP probe, sysctls, MTU), driven together.
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use calico_calc::model::Update;
-use calico_dataplane::{ApplyStats, CommandNft, Condition, DataplaneError, Manager, PolicyManager, ProcSysctl, RoutingConfig, RtNetlink};
+use calico_dataplane::{
+    ApplyStats, CommandNft, Condition, DataplaneError, Manager, PolicyManager, ProcSysctl,
+    RoutingConfig, RtNetlink,
+};
 use tracing::warn;
 
 use crate::config::AgentConfig;
@@ -15,14 +19,24 @@ pub struct Dataplane {
     routing: calico_dataplane::Routing<RtNetlink, ProcSysctl>,
     /// Conditions last logged, so each is logged once when it appears.
     logged: BTreeSet<String>,
+    /// How long the last apply spent in the policy (nft) and routing parts.
+    pub last_policy_time: Duration,
+    pub last_routing_time: Duration,
 }
 
 impl Dataplane {
     pub fn new(cfg: &AgentConfig) -> Result<Dataplane> {
         let mut rc = RoutingConfig::new(cfg.node_name.clone());
         rc.state_dir = cfg.state_dir().to_path_buf();
-        let routing = calico_dataplane::Routing::kernel(rc).map_err(|e| anyhow!("cannot open netlink: {e}"))?;
-        Ok(Dataplane { policy: PolicyManager::new(CommandNft::new()), routing, logged: BTreeSet::new() })
+        let routing = calico_dataplane::Routing::kernel(rc)
+            .map_err(|e| anyhow!("cannot open netlink: {e}"))?;
+        Ok(Dataplane {
+            policy: PolicyManager::new(CommandNft::new()),
+            routing,
+            logged: BTreeSet::new(),
+            last_policy_time: Duration::ZERO,
+            last_routing_time: Duration::ZERO,
+        })
     }
 
     pub fn on_update(&mut self, u: &Update) {
@@ -32,8 +46,12 @@ impl Dataplane {
 
     /// Applies both; returns the first error (both are attempted).
     pub fn apply(&mut self) -> Result<ApplyStats, DataplaneError> {
+        let t = Instant::now();
         let p = self.policy.apply();
+        self.last_policy_time = t.elapsed();
+        let t = Instant::now();
         let r = self.routing.apply();
+        self.last_routing_time = t.elapsed();
         self.log_conditions();
         let mut stats = ApplyStats::default();
         let mut first = None;
@@ -56,14 +74,23 @@ impl Dataplane {
     /// True while something waits on the kernel (e.g. a tap device that
     /// Nova has not created yet): the agent retries soon.
     pub fn has_pending(&self) -> bool {
-        self.routing
-            .conditions()
-            .iter()
-            .any(|c| matches!(c, Condition::RoutesPending { .. } | Condition::InterfaceSettingsPending { .. } | Condition::VxlanPending { .. }))
+        self.routing.conditions().iter().any(|c| {
+            matches!(
+                c,
+                Condition::RoutesPending { .. }
+                    | Condition::InterfaceSettingsPending { .. }
+                    | Condition::VxlanPending { .. }
+            )
+        })
     }
 
     fn log_conditions(&mut self) {
-        let now: BTreeSet<String> = self.routing.conditions().iter().map(|c| c.to_string()).collect();
+        let now: BTreeSet<String> = self
+            .routing
+            .conditions()
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
         for c in now.difference(&self.logged) {
             warn!(condition = %c, "dataplane condition");
         }

@@ -41,17 +41,32 @@ pub fn serve(addr: String, metrics: Arc<Metrics>, health: bool, prometheus: bool
                     if metrics.live() {
                         respond(&mut stream, "200 OK", "text/plain", "live\n")
                     } else {
-                        respond(&mut stream, "503 Service Unavailable", "text/plain", "not live\n")
+                        respond(
+                            &mut stream,
+                            "503 Service Unavailable",
+                            "text/plain",
+                            "not live\n",
+                        )
                     }
                 }
                 "/readiness" if health => {
                     if metrics.ready() {
                         respond(&mut stream, "200 OK", "text/plain", "ready\n")
                     } else {
-                        respond(&mut stream, "503 Service Unavailable", "text/plain", "not ready\n")
+                        respond(
+                            &mut stream,
+                            "503 Service Unavailable",
+                            "text/plain",
+                            "not ready\n",
+                        )
                     }
                 }
-                "/metrics" if prometheus => respond(&mut stream, "200 OK", "text/plain; version=0.0.4", &metrics.render()),
+                "/metrics" if prometheus => respond(
+                    &mut stream,
+                    "200 OK",
+                    "text/plain; version=0.0.4",
+                    &metrics.render(),
+                ),
                 _ => respond(&mut stream, "404 Not Found", "text/plain", "not found\n"),
             }
         }

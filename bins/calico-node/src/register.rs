@@ -21,12 +21,17 @@ fn retry<T>(mut f: impl FnMut() -> Result<T, ClientError>) -> Result<T> {
     for _ in 0..RETRIES {
         match f() {
             Ok(v) => return Ok(v),
-            Err(e @ (ClientError::Conflict { .. } | ClientError::AlreadyExists { .. })) => last = Some(e),
+            Err(e @ (ClientError::Conflict { .. } | ClientError::AlreadyExists { .. })) => {
+                last = Some(e)
+            }
             Err(ClientError::Store(e)) if e.is_conflict() => last = Some(ClientError::Store(e)),
             Err(e) => return Err(anyhow!("{e}")),
         }
     }
-    Err(anyhow!("gave up after {RETRIES} conflicting writes: {}", last.map(|e| e.to_string()).unwrap_or_default()))
+    Err(anyhow!(
+        "gave up after {RETRIES} conflicting writes: {}",
+        last.map(|e| e.to_string()).unwrap_or_default()
+    ))
 }
 
 /// Creates or updates the Node resource with this host's address, keeping
@@ -34,7 +39,9 @@ fn retry<T>(mut f: impl FnMut() -> Result<T, ClientError>) -> Result<T> {
 pub fn ensure_node(client: &Client, cfg: &AgentConfig) -> Result<Node> {
     retry(|| {
         let existing = client.get_as::<Node>("", &cfg.node_name)?;
-        let mut node = existing.clone().unwrap_or_else(|| Node::new(cfg.node_name.clone(), Default::default()));
+        let mut node = existing
+            .clone()
+            .unwrap_or_else(|| Node::new(cfg.node_name.clone(), Default::default()));
         if let Some(ip) = &cfg.ip {
             let bgp = node.spec.bgp.get_or_insert_with(NodeBgpSpec::default);
             bgp.ipv4_address = ip_with_prefix(ip);
@@ -99,7 +106,10 @@ pub fn ensure_default_tier(client: &Client) -> Result<()> {
 fn random_mac() -> String {
     let b = *uuid::Uuid::new_v4().as_bytes();
     let first = (b[0] & 0xfe) | 0x02;
-    format!("{first:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[1], b[2], b[3], b[4], b[5])
+    format!(
+        "{first:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        b[1], b[2], b[3], b[4], b[5]
+    )
 }
 
 #[cfg(test)]

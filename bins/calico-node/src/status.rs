@@ -34,7 +34,12 @@ fn now() -> String {
 }
 
 impl StatusReporter {
-    pub fn new(store: Arc<dyn Datastore>, region: &str, host: &str, interval: Duration) -> StatusReporter {
+    pub fn new(
+        store: Arc<dyn Datastore>,
+        region: &str,
+        host: &str,
+        interval: Duration,
+    ) -> StatusReporter {
         StatusReporter {
             store,
             host_prefix: format!("/calico/felix/v2/{region}/host/{host}"),
@@ -60,7 +65,10 @@ impl StatusReporter {
         .to_string();
         let lease = match self.lease {
             Some(l) if self.store.keep_alive(l).is_ok() => l,
-            _ => match self.store.grant_lease(self.interval.mul_f64(2.5).max(Duration::from_secs(5))) {
+            _ => match self
+                .store
+                .grant_lease(self.interval.mul_f64(2.5).max(Duration::from_secs(5)))
+            {
                 Ok(l) => {
                     self.lease = Some(l);
                     l
@@ -71,11 +79,18 @@ impl StatusReporter {
                 }
             },
         };
-        if let Err(e) = self.store.put(&self.status_key(), value.as_bytes(), Some(lease)) {
+        if let Err(e) = self
+            .store
+            .put(&self.status_key(), value.as_bytes(), Some(lease))
+        {
             warn!(error = %e, "cannot write status");
             return;
         }
-        let _ = self.store.put(&format!("{}/last_reported_status", self.host_prefix), value.as_bytes(), None);
+        let _ = self.store.put(
+            &format!("{}/last_reported_status", self.host_prefix),
+            value.as_bytes(),
+            None,
+        );
     }
 
     /// Makes the endpoint status keys match `up` (each endpoint that is
@@ -89,9 +104,16 @@ impl StatusReporter {
             );
             desired.insert(key, r#"{"status":"up"}"#.to_string());
         }
-        let stale: Vec<String> = self.written.keys().filter(|k| !desired.contains_key(*k)).cloned().collect();
+        let stale: Vec<String> = self
+            .written
+            .keys()
+            .filter(|k| !desired.contains_key(*k))
+            .cloned()
+            .collect();
         for k in stale {
-            if self.store.delete(&k, None).is_ok() || !self.store.get(&k).map(|v| v.is_some()).unwrap_or(true) {
+            if self.store.delete(&k, None).is_ok()
+                || !self.store.get(&k).map(|v| v.is_some()).unwrap_or(true)
+            {
                 self.written.remove(&k);
             }
         }

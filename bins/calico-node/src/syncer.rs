@@ -44,7 +44,8 @@ pub fn decode(kv: &KeyValue) -> Result<Option<Input>, String> {
     }
     if kv.key.starts_with(BLOCK_PREFIX) {
         let cidr = block_cidr(&kv.key).ok_or_else(|| format!("{}: not a block key", kv.key))?;
-        let v: serde_json::Value = serde_json::from_slice(&kv.value).map_err(|e| format!("{}: {e}", kv.key))?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&kv.value).map_err(|e| format!("{}: {e}", kv.key))?;
         let affinity = v
             .get("affinity")
             .and_then(|a| a.as_str())
@@ -66,7 +67,11 @@ pub fn removal(key: &str) -> Option<Input> {
             _ => return None,
         };
         let kind = lookup_kind(info.kind)?.kind;
-        return Some(Input::ResourceRemoved { kind, namespace, name });
+        return Some(Input::ResourceRemoved {
+            kind,
+            namespace,
+            name,
+        });
     }
     if key.starts_with(BLOCK_PREFIX) {
         return block_cidr(key).map(|cidr| Input::BlockRemoved { cidr });
@@ -129,12 +134,20 @@ impl Syncer {
             inputs.extend(removal(key));
         }
         *known = seen;
-        info!(revision, changes = inputs.len(), "datastore snapshot loaded");
+        info!(
+            revision,
+            changes = inputs.len(),
+            "datastore snapshot loaded"
+        );
         inputs.push(Input::InSync);
-        if self.tx.send(SyncMsg::Inputs(inputs)).is_err() || self.tx.send(SyncMsg::InSync).is_err() {
+        if self.tx.send(SyncMsg::Inputs(inputs)).is_err() || self.tx.send(SyncMsg::InSync).is_err()
+        {
             return Ok(());
         }
-        let watch = self.store.watch("/calico/", revision + 1).map_err(|e| e.to_string())?;
+        let watch = self
+            .store
+            .watch("/calico/", revision + 1)
+            .map_err(|e| e.to_string())?;
         loop {
             let Some(ev) = watch.recv() else {
                 return Err("watch closed".into());
@@ -190,29 +203,58 @@ mod tests {
     use super::*;
 
     fn kv(key: &str, value: &str) -> KeyValue {
-        KeyValue { key: key.into(), value: value.as_bytes().to_vec(), create_revision: 1, mod_revision: 1, version: 1, lease: 0 }
+        KeyValue {
+            key: key.into(),
+            value: value.as_bytes().to_vec(),
+            create_revision: 1,
+            mod_revision: 1,
+            version: 1,
+            lease: 0,
+        }
     }
 
     #[test]
     fn decodes_resources_blocks_and_removals() {
         let pool = r#"{"apiVersion":"projectcalico.org/v3","kind":"IPPool","metadata":{"name":"p"},"spec":{"cidr":"10.0.0.0/16"}}"#;
-        match decode(&kv("/calico/resources/v3/projectcalico.org/ippools/p", pool)).unwrap() {
+        match decode(&kv(
+            "/calico/resources/v3/projectcalico.org/ippools/p",
+            pool,
+        ))
+        .unwrap()
+        {
             Some(Input::Resource(r)) => assert_eq!(r.name(), "p"),
             other => panic!("{other:?}"),
         }
         let block = r#"{"cidr":"10.0.0.0/26","affinity":"host:h1","allocations":[],"unallocated":[],"attributes":[],"deleted":false}"#;
-        match decode(&kv("/calico/ipam/v2/assignment/ipv4/block/10.0.0.0-26", block)).unwrap() {
+        match decode(&kv(
+            "/calico/ipam/v2/assignment/ipv4/block/10.0.0.0-26",
+            block,
+        ))
+        .unwrap()
+        {
             Some(Input::Block { cidr, affinity }) => {
                 assert_eq!(cidr.to_string(), "10.0.0.0/26");
                 assert_eq!(affinity.as_deref(), Some("h1"));
             }
             other => panic!("{other:?}"),
         }
-        assert!(decode(&kv("/calico/resources/v3/projectcalico.org/ippools/p", "{not json")).is_err());
+        assert!(decode(&kv(
+            "/calico/resources/v3/projectcalico.org/ippools/p",
+            "{not json"
+        ))
+        .is_err());
         assert_eq!(
             removal("/calico/resources/v3/projectcalico.org/networkpolicies/prod/web"),
-            Some(Input::ResourceRemoved { kind: "NetworkPolicy", namespace: "prod".into(), name: "web".into() })
+            Some(Input::ResourceRemoved {
+                kind: "NetworkPolicy",
+                namespace: "prod".into(),
+                name: "web".into()
+            })
         );
-        assert!(decode(&kv("/calico/felix/v2/no-region/host/h/status", "{}")).unwrap().is_none());
+        assert!(
+            decode(&kv("/calico/felix/v2/no-region/host/h/status", "{}"))
+                .unwrap()
+                .is_none()
+        );
     }
 }

@@ -277,6 +277,12 @@ fn serve(s: Serve) -> i32 {
         };
         threads.push(std::thread::spawn(move || {
             for conn in l.incoming().flatten() {
+                // One line per connection with the source address the server
+                // sees, so tests can observe NAT.
+                if let (Ok(peer), Ok(local)) = (conn.peer_addr(), conn.local_addr()) {
+                    println!("CONN tcp from {peer} to {local}");
+                    let _ = std::io::stdout().flush();
+                }
                 std::thread::spawn(move || echo_tcp(conn));
             }
         }));

@@ -5,7 +5,8 @@
 //!     Echo servers (TCP: echo every byte back; UDP: echo each datagram) on
 //!     every listed port, bound to ADDR (default `::`, dual stack, falling
 //!     back to 0.0.0.0). Prints `READY tcp=... udp=...` once all sockets are
-//!     bound, then runs until killed.
+//!     bound, then `CONN tcp from PEER to LOCAL` per accepted connection, and
+//!     runs until killed.
 //!
 //! calico-probe tcp IP:PORT [--timeout-ms 500] [--bind SRCIP] [--count 1] [--interval-ms 100]
 //! calico-probe udp IP:PORT [--timeout-ms 500] [--bind SRCIP] [--count 1] [--interval-ms 100]

@@ -179,7 +179,9 @@ pub struct Route {
     pub target: RouteTarget,
 }
 
-/// A remote host's VXLAN tunnel endpoint.
+/// A host's VXLAN tunnel endpoint. Remote hosts' are used for ARP/FDB
+/// entries and routes; this host's own is emitted too, so the dataplane can
+/// configure `vxlan.calico` from it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Vtep {
     pub node: String,

@@ -116,9 +116,9 @@ impl<B: NetlinkBackend> Manager for IpipManager<B> {
                 }
                 Err(e) if e.kind == ErrorKind::NotSupported => {
                     let detail = format!("creating {} failed: {}", self.iface, e.message);
-                    for pool in &self.ipip_pools {
-                        tracing::warn!(%pool, %detail, "kernel has no IP-in-IP support");
-                    }
+                    // Reported through `conditions()`; the agent logs each
+                    // condition once, so a periodic re-probe stays quiet.
+                    tracing::debug!(%detail, "kernel has no IP-in-IP support");
                     self.unsupported = Some(detail);
                     self.dirty = false;
                     return Ok(stats);

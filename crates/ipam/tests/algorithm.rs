@@ -421,6 +421,11 @@ fn pool_deletion(f: &Fixture) {
     let usage = f.ipam.utilization().unwrap();
     assert_eq!(usage.len(), 1);
     assert!(usage[0].name.is_none() && usage[0].blocks.len() == 1);
+    // The pool comes back with another block size: the old /26 block is
+    // still found for the address it holds.
+    f.pool("q2", "10.15.0.0/24", block_size(28));
+    let at = f.ipam.assignment_attributes(kept[0]).unwrap().unwrap();
+    assert_eq!(at.handle(), Some("h2"));
     // A released orphan empties and deletes its block.
     assert_eq!(
         f.ipam

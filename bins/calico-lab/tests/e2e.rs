@@ -1,0 +1,483 @@
+//! End-to-end tests of calico-node in network namespaces, through the lab:
+//! the article's policies across two hosts (VXLAN), NAT-outgoing,
+//! anti-spoofing, drift repair, restart without a lost packet and a
+//! datastore outage. Root only (they create namespaces); every lab is torn
+//! down by a guard, even when an assertion fails.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Labs are heavy on a 2-core machine: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const LAB: &str = env!("CARGO_BIN_EXE_calico-lab");
+
+fn sibling(name: &str) -> PathBuf {
+    let p = Path::new(LAB).parent().unwrap().join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace` first",
+        p.display()
+    );
+    p
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+struct Lab {
+    dir: tempfile::TempDir,
+    prefix: String,
+}
+
+impl Lab {
+    fn up(name: &str, hosts: usize, datastore: &str) -> Lab {
+        for b in ["calico-node", "calicoctl", "calico-probe"] {
+            sibling(b);
+        }
+        let lab = Lab {
+            dir: tempfile::tempdir().unwrap(),
+            prefix: format!("e2{name}-"),
+        };
+        lab.ok(&[
+            "up",
+            "--hosts",
+            &hosts.to_string(),
+            "--datastore",
+            datastore,
+        ]);
+        lab
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        // Global flags first: `exec` takes everything after its target.
+        Command::new(LAB)
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--prefix")
+            .arg(&self.prefix)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "calico-lab {args:?} failed:\n{}\n{}\nagent logs:\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+            self.logs()
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn logs(&self) -> String {
+        let mut s = String::new();
+        for h in ["host1", "host2"] {
+            if let Ok(t) = std::fs::read_to_string(self.dir.path().join(format!("{h}.log"))) {
+                let tail: Vec<&str> = t.lines().rev().take(15).collect();
+                s.push_str(&format!(
+                    "--- {h}\n{}\n",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                ));
+            }
+        }
+        s
+    }
+
+    /// calicoctl against the lab's datastore, input on stdin.
+    fn calicoctl(&self, args: &[&str], input: &str) -> String {
+        let state: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(self.dir.path().join("lab.json")).unwrap(),
+        )
+        .unwrap();
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &format!("{}fabric", self.prefix)])
+            .arg(sibling("calicoctl"))
+            .args(args);
+        cmd.env_remove("DATASTORE_TYPE")
+            .env_remove("ETCD_ENDPOINTS");
+        if let Some(path) = state["datastore"]["Local"]["path"].as_str() {
+            cmd.env("DATASTORE_TYPE", "local")
+                .env("DATASTORE_PATH", path);
+        } else {
+            cmd.env("DATASTORE_TYPE", "etcdv3").env(
+                "ETCD_ENDPOINTS",
+                state["datastore"]["Etcd"]["endpoint"].as_str().unwrap(),
+            );
+        }
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert!(
+            o.status.success(),
+            "calicoctl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn add(&self, host: &str, ns: &str, name: &str, app: &str) -> String {
+        let out = self.ok(&[
+            "add-workload",
+            "--host",
+            host,
+            "--namespace",
+            ns,
+            name,
+            "--label",
+            &format!("app={app}"),
+        ]);
+        // "<ns>/<name> on <host>: <ip> via <tap>"
+        out.split_whitespace().nth(3).unwrap().to_string()
+    }
+
+    fn exec(&self, target: &str, cmd: &[&str]) -> Output {
+        let mut args = vec!["exec", target];
+        args.extend_from_slice(cmd);
+        self.run(&args)
+    }
+
+    fn reach(&self, from: &str, ip: &str, port: u16) -> bool {
+        let probe = sibling("calico-probe");
+        self.exec(
+            from,
+            &[
+                probe.to_str().unwrap(),
+                "tcp",
+                &format!("{ip}:{port}"),
+                "--timeout-ms",
+                "400",
+            ],
+        )
+        .status
+        .success()
+    }
+
+    /// Waits until `reach` gives `want` (the agent applies asynchronously).
+    fn expect_reach(&self, from: &str, ip: &str, port: u16, want: bool, why: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.reach(from, ip, port) != want {
+            assert!(
+                Instant::now() < deadline,
+                "{why}: {from} -> {ip}:{port} should be {}\n{}",
+                if want { "allowed" } else { "denied" },
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.run(&["down"]);
+    }
+}
+
+const ARTICLE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/article");
+
+fn article() -> String {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(ARTICLE_DIR)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+const FIX: &str = "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: default-deny-all\nspec:\n  selector: all()\n  types: [Ingress, Egress]\n  egress:\n  - action: Allow\n";
+
+#[test]
+fn agent_enforces_the_article_and_survives_restarts_and_drift() {
+    if !is_root() {
+        eprintln!("SKIP: needs root for network namespaces");
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::up("a", 2, "local");
+    lab.calicoctl(&["apply", "-f", "-"], &article());
+    let web = lab.add("host1", "production", "web", "web");
+    let db = lab.add("host2", "production", "database", "database");
+    let sweb = lab.add("host1", "staging", "web", "web");
+    let sdb = lab.add("host2", "staging", "database", "database");
+    let fe = lab.add("host2", "frontend", "frontend", "frontend");
+
+    // The article as published: the GNP's explicit Deny sorts first (the trap).
+    lab.expect_reach(
+        "production/web",
+        &fe,
+        81,
+        false,
+        "frontend 81 is never allowed",
+    );
+    lab.expect_reach(
+        "production/web",
+        &db,
+        80,
+        false,
+        "the trap: default-deny-all runs before web-db-policy",
+    );
+
+    // The fix: end-of-tier deny instead of an explicit Deny rule.
+    lab.calicoctl(&["apply", "-f", "-"], FIX);
+    lab.expect_reach(
+        "production/web",
+        &db,
+        5432,
+        true,
+        "web-db-policy allows web -> database across hosts (VXLAN)",
+    );
+    lab.expect_reach(
+        "production/web",
+        &fe,
+        80,
+        true,
+        "frontend-allow-http allows TCP 80",
+    );
+    lab.expect_reach(
+        "production/web",
+        &fe,
+        81,
+        false,
+        "frontend-allow-http allows only TCP 80",
+    );
+    lab.expect_reach(
+        "production/web",
+        &sdb,
+        80,
+        false,
+        "staging's deny-all-default",
+    );
+    lab.expect_reach(
+        "staging/web",
+        &sdb,
+        80,
+        false,
+        "staging's deny-all-default applies within staging too",
+    );
+    lab.expect_reach(
+        "staging/database",
+        &web,
+        80,
+        false,
+        "nothing allows ingress to production/web",
+    );
+    let _ = sweb;
+
+    // Remote workloads are reached over vxlan.calico.
+    let routes = String::from_utf8_lossy(&lab.exec("host1", &["ip", "route"]).stdout).into_owned();
+    assert!(
+        routes
+            .lines()
+            .any(|l| l.contains("dev vxlan.calico") && l.contains("onlink")),
+        "{routes}"
+    );
+
+    // NAT-outgoing: a destination outside every pool sees the host's address.
+    let log = lab
+        .ok(&["serve-external", "--port", "8080"])
+        .trim()
+        .to_string();
+    lab.expect_reach(
+        "production/web",
+        "192.0.2.1",
+        8080,
+        true,
+        "natOutgoing lets workloads reach the outside",
+    );
+    let seen = std::fs::read_to_string(&log).unwrap();
+    // The server listens dual-stack, so IPv4 peers show as ::ffff:a.b.c.d.
+    let sources: Vec<&str> = seen
+        .lines()
+        .filter_map(|l| l.strip_prefix("CONN tcp from "))
+        .collect();
+    assert!(!sources.is_empty(), "no connection seen: {seen}");
+    assert!(
+        sources
+            .iter()
+            .all(|s| s.contains("192.0.2.11]") || s.starts_with("192.0.2.11:")),
+        "source should be host1's address: {seen}"
+    );
+    assert!(!seen.contains(&web), "workload address leaked: {seen}");
+
+    // Anti-spoofing: a workload may only send from its own address.
+    assert!(lab
+        .exec(
+            "production/web",
+            &["ip", "addr", "add", "198.19.250.250/32", "dev", "eth0"]
+        )
+        .status
+        .success());
+    let probe = sibling("calico-probe");
+    let spoofed = lab.exec(
+        "production/web",
+        &[
+            probe.to_str().unwrap(),
+            "tcp",
+            &format!("{fe}:80"),
+            "--bind",
+            "198.19.250.250",
+            "--timeout-ms",
+            "500",
+        ],
+    );
+    assert!(
+        !spoofed.status.success(),
+        "spoofed source must be dropped: {}",
+        String::from_utf8_lossy(&spoofed.stdout)
+    );
+    lab.expect_reach(
+        "production/web",
+        &fe,
+        80,
+        true,
+        "its own address still works",
+    );
+
+    // Drift repair: our table and a route removed behind the agent's back.
+    assert!(lab
+        .exec("host2", &["nft", "delete", "table", "inet", "calico"])
+        .status
+        .success());
+    assert!(lab
+        .exec("host2", &["ip", "route", "del", &format!("{db}/32")])
+        .status
+        .success());
+    lab.expect_reach(
+        "production/web",
+        &fe,
+        81,
+        false,
+        "policy restored after the table was deleted",
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = String::from_utf8_lossy(&lab.exec("host2", &["ip", "route"]).stdout).into_owned();
+        if r.lines().any(|l| l.starts_with(&format!("{db} "))) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "route to {db} not restored: {r}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    lab.expect_reach(
+        "production/web",
+        &db,
+        5432,
+        true,
+        "the workload route is back",
+    );
+
+    // Restart without a lost packet: ping web -> database across restarts of both agents.
+    let ping = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &format!("{}w-production-web", lab.prefix),
+            "ping",
+            "-n",
+            "-q",
+            "-i",
+            "0.05",
+            "-c",
+            "120",
+            &db,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("ping (apt-get install iputils-ping)");
+    std::thread::sleep(Duration::from_millis(500));
+    lab.ok(&["restart-agent", "host2"]);
+    lab.ok(&["restart-agent", "host1"]);
+    let out = ping.wait_with_output().unwrap();
+    let summary = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        summary.contains("120 received") && summary.contains(" 0% packet loss"),
+        "packets lost across restarts: {summary}"
+    );
+    // And the restarted agents still enforce.
+    lab.expect_reach("production/web", &fe, 81, false, "policy after restart");
+    lab.expect_reach("production/web", &db, 5432, true, "allow after restart");
+}
+
+#[test]
+fn datastore_outage_keeps_the_dataplane_and_catches_up() {
+    if !is_root() {
+        eprintln!("SKIP: needs root for network namespaces");
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::up("b", 2, "etcd");
+    lab.calicoctl(&["apply", "-f", "-"], &article());
+    lab.calicoctl(&["apply", "-f", "-"], FIX);
+    let _web = lab.add("host1", "production", "web", "web");
+    let db = lab.add("host2", "production", "database", "database");
+    lab.expect_reach("production/web", &db, 5432, true, "before the outage");
+
+    lab.ok(&["datastore", "stop"]);
+    std::thread::sleep(Duration::from_secs(2));
+    lab.expect_reach(
+        "production/web",
+        &db,
+        5432,
+        true,
+        "the dataplane stays while etcd is down",
+    );
+    // The agents are alive (not crashed) and keep enforcing.
+    assert!(lab.exec("host2", &["true"]).status.success());
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(lab.dir.path().join("lab.json")).unwrap())
+            .unwrap();
+    for h in state["hosts"].as_array().unwrap() {
+        let pid = h["agent_pid"].as_u64().unwrap();
+        assert!(
+            Path::new(&format!("/proc/{pid}")).exists(),
+            "agent {} died during the outage\n{}",
+            h["name"],
+            lab.logs()
+        );
+    }
+
+    lab.ok(&["datastore", "start"]);
+    // A change made after the store returns reaches the dataplane.
+    lab.calicoctl(
+        &[
+            "delete",
+            "networkpolicy",
+            "web-db-policy",
+            "-n",
+            "production",
+        ],
+        "",
+    );
+    lab.expect_reach(
+        "production/web",
+        &db,
+        5432,
+        false,
+        "the agent resynced and removed the allow",
+    );
+}
