@@ -1,29 +1,12 @@
 #!/usr/bin/env bash
-# The main job until the agent exists: an embedded datastore, every YAML
-# document of the article applied with calicoctl, and read back as tables.
+# The main job: the lab demo. Two simulated compute hosts (network
+# namespaces) each run calico-node; the article's resources are applied
+# verbatim with calicoctl; workloads in production, staging and frontend get
+# addresses from IPAM; a reachability matrix shows what the kernel enforces
+# and which policy decided, before and after fixing the article's ordering
+# trap. Everything is torn down at the end. Needs root.
+#   DATASTORE=etcd bash scripts/demo.sh   # the same with etcd
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-cargo build --release -q -p calicoctl
-ctl=target/release/calicoctl
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-export DATASTORE_TYPE=local DATASTORE_PATH="$work/calico.db"
-
-step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
-
-echo "Embedded datastore: $DATASTORE_PATH"
-step "$ctl" version
-step "$ctl" apply -f tests/fixtures/article/
-step "$ctl" get bgppeers
-step "$ctl" get ippools -o wide
-step "$ctl" get globalnetworkpolicies -o wide
-step "$ctl" get networkpolicies -A -o wide
-step "$ctl" get networkpolicies -n production web-db-policy -o yaml
-step "$ctl" get policies -A -l "projectcalico.org/namespace == 'x'" || true
-step "$ctl" label ippool default-pool tier=gold
-step "$ctl" get ippools -l "tier == 'gold'"
-
-echo
-echo "The article's YAML as published (indentation lost) is refused with a hint:"
-step "$ctl" apply -f tests/fixtures/flattened/flattened-bgp-peer.yaml || true
+cargo build --release -q --workspace --bins
+exec target/release/calico-lab demo --datastore "${DATASTORE:-local}" "$@"

@@ -7,6 +7,7 @@ packages=(
   etcd-server etcd-client   # the multi-host datastore, and etcdctl for tests
   protobuf-compiler          # etcd-client's build uses protoc on some versions
   iproute2 nftables          # the dataplane and its tests
+  iputils-ping               # traffic in the end-to-end tests
   sqlite3                    # to inspect the embedded store by hand
   iperf3                     # calico-bench pps (64-byte UDP packets per second)
 )

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Result};
 use calico_api::AnyResource;
@@ -15,7 +15,7 @@ use calico_calc::input::{HostIdentity, Input};
 use calico_calc::model::{EndpointKey, Update};
 use calico_calc::Calculator;
 use calico_client::{load_client_config, Client};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::AgentConfig;
 use crate::metrics::Metrics;
@@ -148,12 +148,16 @@ pub fn run(cfg: AgentConfig) -> Result<()> {
                 return Err(anyhow!("the syncer thread stopped"))
             }
         };
+        // When this batch arrived, for the per-batch debug line below.
+        let received = (SystemTime::now(), Instant::now());
+        let mut batch_inputs = 0usize;
         let mut msgs: Vec<SyncMsg> = first.into_iter().collect();
         let mut pools_changed = false;
         msgs.extend(rx.try_iter());
         for m in msgs {
             match m {
                 SyncMsg::Inputs(inputs) => {
+                    batch_inputs += inputs.len();
                     for i in inputs {
                         pools_changed |= matches!(
                             &i,
@@ -195,6 +199,7 @@ pub fn run(cfg: AgentConfig) -> Result<()> {
             dataplane.on_update(u);
         }
         dirty |= !updates.is_empty();
+        let calc_time = received.1.elapsed();
         metrics.local_endpoints.set(counts.endpoints as u64);
         metrics.active_policies.set(counts.policies.len() as u64);
         metrics
@@ -204,11 +209,13 @@ pub fn run(cfg: AgentConfig) -> Result<()> {
         metrics.routes.set(counts.routes as u64);
 
         let now = Instant::now();
+        let mut resynced = false;
         if now >= next_resync {
             next_resync = now + resync_every;
             if calc_in_sync {
                 dataplane.resync();
                 dirty = true;
+                resynced = true;
             }
         }
         if retry_at.is_some_and(|r| now >= r) {
@@ -227,6 +234,21 @@ pub fn run(cfg: AgentConfig) -> Result<()> {
                 .last_apply_micros
                 .set(t.elapsed().as_micros() as u64);
             metrics.applies.inc();
+            // Where the time of a change goes (calico-bench latency reads it).
+            debug!(
+                inputs = batch_inputs,
+                updates = updates.len(),
+                resync = resynced,
+                recv_unix_us = received
+                    .0
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_micros())
+                    .unwrap_or(0),
+                calc_ms = calc_time.as_secs_f64() * 1e3,
+                nft_ms = dataplane.last_policy_time.as_secs_f64() * 1e3,
+                routes_ms = dataplane.last_routing_time.as_secs_f64() * 1e3,
+                "batch applied"
+            );
             if failed {
                 metrics.apply_errors.inc();
                 retry_at = Some(Instant::now() + Duration::from_millis(500));

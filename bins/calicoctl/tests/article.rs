@@ -258,3 +258,33 @@ fn unreachable_etcd_is_one_clear_line() {
     assert!(err.contains("127.0.0.1:1"), "{err}");
     assert!(start.elapsed() < std::time::Duration::from_secs(15));
 }
+
+#[test]
+fn apply_warns_about_the_articles_ordering_trap() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = local_ctl(dir.path());
+    let o = ctl.run(&["apply", "-f", fixtures_dir().to_str().unwrap()]);
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.lines().any(
+            |l| l.starts_with("warning: GlobalNetworkPolicy default-deny-all")
+                && l.contains("NetworkPolicy production/web-db-policy")
+        ),
+        "{err}"
+    );
+    // With an order on the default deny (after the namespaced policies), no warning.
+    let fixed = dir.path().join("fixed.yaml");
+    std::fs::write(
+        &fixed,
+        "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: default-deny-all\nspec:\n  order: 2000\n  selector: all()\n  ingress:\n  - action: Deny\n  egress:\n  - action: Allow\n---\napiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata:\n  name: web-db-policy\n  namespace: production\nspec:\n  order: 100\n  selector: app == 'database'\n  ingress:\n  - action: Allow\n    source:\n      selector: app == 'web'\n  egress:\n  - action: Allow\n---\napiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata:\n  name: frontend-allow-http\n  namespace: frontend\nspec:\n  order: 100\n  selector: app == 'frontend'\n  ingress:\n  - action: Allow\n    protocol: TCP\n    destination:\n      ports: [80]\n",
+    )
+    .unwrap();
+    let o = ctl.run(&["apply", "-f", fixed.to_str().unwrap()]);
+    assert!(o.status.success());
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("warning:"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

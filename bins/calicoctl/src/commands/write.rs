@@ -129,5 +129,59 @@ pub fn run(global: &Global, files: &FileArgs, mode: Mode) -> Result<()> {
     if skipped > 0 {
         println!("Skipped {skipped} resource(s) that already exist");
     }
+    warn_shadowed(&client, &written);
     Ok(())
+}
+
+/// Warns when a written policy makes later Allow rules unreachable (or is
+/// itself made unreachable) for the endpoints they select: the ordering
+/// trap of a default-deny with an explicit Deny rule and no `order`.
+fn warn_shadowed(client: &calico_client::Client, written: &[calico_client::client::Written]) {
+    use calico_api::{lookup_kind, AnyResource};
+    let is_policy = |r: &AnyResource| {
+        matches!(
+            r,
+            AnyResource::NetworkPolicy(_) | AnyResource::GlobalNetworkPolicy(_)
+        )
+    };
+    if !written.iter().any(|w| is_policy(&w.resource)) {
+        return;
+    }
+    let mut policies = Vec::new();
+    for kind in ["NetworkPolicy", "GlobalNetworkPolicy"] {
+        if let Ok(l) = client.list(lookup_kind(kind).expect("registered"), None) {
+            policies.extend(l.items);
+        }
+    }
+    let endpoints = client
+        .list_as::<calico_api::endpoint::WorkloadEndpoint>(None)
+        .unwrap_or_default();
+    let touched = |kind: calico_calc::model::PolicyKind, ns: &str, name: &str| {
+        written.iter().any(|w| {
+            let m = w.resource.metadata();
+            let k = match w.resource {
+                AnyResource::NetworkPolicy(_) => calico_calc::model::PolicyKind::NetworkPolicy,
+                AnyResource::GlobalNetworkPolicy(_) => {
+                    calico_calc::model::PolicyKind::GlobalNetworkPolicy
+                }
+                _ => return false,
+            };
+            k == kind && m.name == name && (ns.is_empty() || m.namespace == ns)
+        })
+    };
+    for s in calico_calc::analysis::shadowed_allows(&policies, &endpoints) {
+        if !touched(s.earlier.kind, &s.earlier.namespace, &s.earlier.name)
+            && !touched(s.later.kind, &s.later.namespace, &s.later.name)
+        {
+            continue;
+        }
+        eprintln!(
+            "warning: {} ({:?} rule {}: Deny with no match criteria) runs before {} in the same tier, so the latter's {:?} Allow rules can never be reached for the endpoints it selects; set `order` on both (lower runs first) or drop the explicit Deny and rely on the deny at the end of the tier",
+            s.earlier,
+            s.direction,
+            s.rule + 1,
+            s.later,
+            s.direction,
+        );
+    }
 }
