@@ -508,7 +508,7 @@ pub fn latency(args: &[String]) -> Result<()> {
     let deny = lab.dir.join("toggle-deny.yaml");
     std::fs::write(&deny, toggle_policy("Deny"))?;
     // Starts allowed; the first change denies.
-    let mut samples: Vec<(f64, f64)> = Vec::new();
+    let mut samples: Vec<Sample> = Vec::new();
     for i in 0..warmup + changes {
         let (file, expect) = if i % 2 == 0 {
             (&deny, "closed")
@@ -526,7 +526,7 @@ pub fn latency(args: &[String]) -> Result<()> {
             .stderr(Stdio::piped());
         let t0 = SystemTime::now();
         let out = cmd.output()?;
-        let ctl = SystemTime::now().duration_since(t0).unwrap_or_default();
+        let ctl_end = SystemTime::now();
         if !out.status.success() {
             bail!(
                 "calicoctl apply: {}",
@@ -541,17 +541,22 @@ pub fn latency(args: &[String]) -> Result<()> {
         else {
             bail!("change {i} ({expect}): the poller says {reply:?}");
         };
-        let ms = (flip - unix_ns(t0)) as f64 / 1e6;
+        if flip < unix_ns(t0) {
+            bail!("change {i} ({expect}): the outcome flipped before the apply started");
+        }
         if i >= warmup {
-            samples.push((ms, ctl.as_secs_f64() * 1e3));
+            samples.push(Sample {
+                t0: unix_ns(t0),
+                ctl_end: unix_ns(ctl_end),
+                flip,
+            });
         }
     }
     drop(poller);
 
-    let mut lat: Vec<f64> = samples.iter().map(|s| s.0).collect();
-    let mut ctl: Vec<f64> = samples.iter().map(|s| s.1).collect();
-    lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    ctl.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let ms = |ns: i128| ns as f64 / 1e6;
+    let lat = sorted(samples.iter().map(|s| ms(s.flip - s.t0)));
+    let ctl = sorted(samples.iter().map(|s| ms(s.ctl_end - s.t0)));
     println!(
         "latency: {changes} changes (Allow<->Deny of one NetworkPolicy, after {warmup} warm-up changes), {endpoints} endpoints on the host"
     );
@@ -563,21 +568,38 @@ pub fn latency(args: &[String]) -> Result<()> {
         lat[0]
     );
     println!(
-        "latency: of which the calicoctl process (start, write, exit) p50 {:.1} ms, p99 {:.1} ms",
+        "latency:   calicoctl process (ip netns exec, start, datastore write, exit) p50 {:.1} ms, p99 {:.1} ms",
         percentile(&ctl, 50.0),
         percentile(&ctl, 99.0)
     );
-    report_agent_log(&lab.host_log(), log_mark)?;
+    report_agent_log(&lab.host_log(), log_mark, &samples)?;
     Ok(())
 }
 
+/// One measured change, as Unix nanoseconds.
+struct Sample {
+    /// Right before `calicoctl apply` was started.
+    t0: i128,
+    /// When calicoctl had exited.
+    ctl_end: i128,
+    /// Start of the first probe attempt with the new outcome.
+    flip: i128,
+}
+
+fn sorted(v: impl Iterator<Item = f64>) -> Vec<f64> {
+    let mut v: Vec<f64> = v.collect();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v
+}
+
 /// Summarises the agent's log since `from` (byte offset): warnings and
-/// errors by message, and the per-batch timings it logs at debug level.
-fn report_agent_log(path: &Path, from: u64) -> Result<()> {
+/// errors by message, and where each change's time went, from the
+/// agent's per-batch debug lines (`batch applied`).
+fn report_agent_log(path: &Path, from: u64, samples: &[Sample]) -> Result<()> {
     let text = std::fs::read(path)?;
     let text = String::from_utf8_lossy(&text[(from as usize).min(text.len())..]).into_owned();
     let mut problems: BTreeMap<String, usize> = BTreeMap::new();
-    let mut batches: Vec<BTreeMap<String, f64>> = Vec::new();
+    let mut batches: Vec<BTreeMap<String, String>> = Vec::new();
     for line in text.lines() {
         if line.contains(" WARN ") || line.contains(" ERROR ") {
             // Drop the timestamp; keep level and message.
@@ -586,15 +608,12 @@ fn report_agent_log(path: &Path, from: u64) -> Result<()> {
             *problems.entry(msg).or_default() += 1;
         }
         if line.contains("batch applied") {
-            let mut f = BTreeMap::new();
-            for tok in line.split_whitespace() {
-                if let Some((k, v)) = tok.split_once('=') {
-                    if let Ok(v) = v.parse::<f64>() {
-                        f.insert(k.to_string(), v);
-                    }
-                }
-            }
-            batches.push(f);
+            let fields = line
+                .split_whitespace()
+                .filter_map(|tok| tok.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            batches.push(fields);
         }
     }
     let n: usize = problems.values().sum();
@@ -605,30 +624,67 @@ fn report_agent_log(path: &Path, from: u64) -> Result<()> {
     for (m, c) in problems.iter().take(10) {
         println!("  {c} x {m}");
     }
-    // Batches that carried a policy change (the pending-route retries and
-    // drift checks carry no inputs).
-    let changed: Vec<&BTreeMap<String, f64>> = batches
+    let num = |b: &BTreeMap<String, String>, k: &str| -> f64 {
+        b.get(k).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+    };
+    let resyncs: Vec<f64> = batches
         .iter()
-        .filter(|b| b.get("inputs").copied().unwrap_or(0.0) > 0.0)
+        .filter(|b| b.get("resync").map(String::as_str) == Some("true"))
+        .map(|b| num(b, "nft_ms"))
         .collect();
-    if !changed.is_empty() {
-        let mut stat = |key: &str| -> Option<(f64, f64)> {
-            let mut v: Vec<f64> = changed.iter().filter_map(|b| b.get(key).copied()).collect();
-            if v.is_empty() {
-                return None;
-            }
-            v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-            Some((percentile(&v, 50.0), percentile(&v, 99.0)))
-        };
-        let parts: Vec<String> = ["watch_ms", "calc_ms", "nft_ms", "routes_ms"]
+    let idle = sorted(
+        batches
             .iter()
-            .filter_map(|k| stat(k).map(|(p50, p99)| format!("{k} p50 {p50:.2} / p99 {p99:.2}")))
-            .collect();
+            .filter(|b| {
+                num(b, "inputs") == 0.0 && b.get("resync").map(String::as_str) != Some("true")
+            })
+            .map(|b| num(b, "nft_ms") + num(b, "routes_ms")),
+    );
+    println!(
+        "latency: agent applies during the run: {} ({} drift checks, nft part mean {:.1} ms; {} without inputs (pending-route retries), p50 {:.1} ms)",
+        batches.len(),
+        resyncs.len(),
+        resyncs.iter().sum::<f64>() / resyncs.len().max(1) as f64,
+        idle.len(),
+        if idle.is_empty() { 0.0 } else { percentile(&idle, 50.0) }
+    );
+    // Each change's batch: the first with inputs received after its start.
+    let mut parts: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut with_resync = 0;
+    for s in samples {
+        let Some(b) = batches
+            .iter()
+            .find(|b| num(b, "inputs") > 0.0 && (num(b, "recv_unix_us") as i128) * 1000 > s.t0)
+        else {
+            continue;
+        };
+        let recv = num(b, "recv_unix_us") as i128 * 1000;
+        let (calc, nft) = (num(b, "calc_ms"), num(b, "nft_ms"));
+        if b.get("resync").map(String::as_str) == Some("true") {
+            with_resync += 1;
+        }
+        let mut add = |k: &'static str, v: f64| parts.entry(k).or_default().push(v);
+        add("1 calicoctl", (s.ctl_end - s.t0) as f64 / 1e6);
+        add("2 write->agent", (recv - s.ctl_end) as f64 / 1e6);
+        add("3 agent->packets", (s.flip - recv) as f64 / 1e6);
+        add("4  of which calc", calc);
+        add("5 nft apply (incl. exit)", nft);
+    }
+    if !parts.is_empty() {
         println!(
-            "latency: agent batches with inputs: {} ({})",
-            changed.len(),
-            parts.join(", ")
+            "latency: per change ({} matched to an agent batch; {with_resync} of those batches included a drift check), ms:",
+            parts.values().next().map(Vec::len).unwrap_or(0)
         );
+        for (k, v) in parts {
+            let v = sorted(v.into_iter());
+            println!(
+                "  {:<22} p50 {:>6.1}  p99 {:>6.1}  max {:>6.1}",
+                &k[2..],
+                percentile(&v, 50.0),
+                percentile(&v, 99.0),
+                v[v.len() - 1]
+            );
+        }
     }
     Ok(())
 }

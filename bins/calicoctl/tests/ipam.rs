@@ -125,15 +125,16 @@ impl Env {
 
     fn assign(&self, ip: &str, host: &str, handle: &str, attrs: &[(&str, &str)]) {
         self.ipam
-            .assign_ip(&AssignIpArgs {
-                ip: Some(ip.parse().unwrap()),
-                handle_id: Some(handle.into()),
-                attrs: attrs
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-                hostname: host.into(),
-            })
+            .assign_ip(
+                &AssignIpArgs::new(ip.parse().unwrap(), host)
+                    .handle(handle)
+                    .attrs(
+                        attrs
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect(),
+                    ),
+            )
             .unwrap();
     }
 

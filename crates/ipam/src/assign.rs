@@ -157,21 +157,33 @@ impl AutoAssignResult {
 }
 
 /// Assignment of one specific address.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct AssignIpArgs {
-    pub ip: Option<IpAddr>,
+    pub ip: IpAddr,
     pub handle_id: Option<String>,
     pub attrs: BTreeMap<String, String>,
+    /// The node the address is for (its block is claimed for it if unowned).
     pub hostname: String,
 }
 
 impl AssignIpArgs {
     pub fn new(ip: IpAddr, hostname: &str) -> AssignIpArgs {
         AssignIpArgs {
-            ip: Some(ip),
+            ip,
+            handle_id: None,
+            attrs: BTreeMap::new(),
             hostname: hostname.to_string(),
-            ..Default::default()
         }
+    }
+
+    pub fn handle(mut self, handle_id: &str) -> AssignIpArgs {
+        self.handle_id = Some(handle_id.to_string());
+        self
+    }
+
+    pub fn attrs(mut self, attrs: BTreeMap<String, String>) -> AssignIpArgs {
+        self.attrs = attrs;
+        self
     }
 }
 
@@ -721,8 +733,9 @@ impl Ipam {
 
     /// Up to `num` addresses from one block, written with the handle in one
     /// transaction; re-reads and retries on conflict. `aff_check`: the block
-    /// must be affine to the host (strict affinity).
-    /// Returns the addresses and how many remain free in the block.
+    /// must (still) be affine to the host (strict affinity); if it is not,
+    /// nothing is assigned from it. Returns the addresses and how many remain
+    /// free in the block.
     fn assign_from_block(
         &self,
         ctx: &Ctx,
@@ -737,15 +750,9 @@ impl Ipam {
             retry.attempt()?;
             let mut b = cur.value.clone();
             if aff_check && !b.is_affine_to(ctx.host) {
-                return Err(IpamError::AffinityMismatch {
-                    ip: b.cidr.network(),
-                    block: b.cidr,
-                    owner: b
-                        .affinity
-                        .clone()
-                        .unwrap_or_else(|| "not affine to any host".into()),
-                    host: ctx.host.to_string(),
-                });
+                // Strict affinity, and the block stopped being ours since we
+                // chose it (its affinity was released): use another one.
+                return Ok((Vec::new(), 0));
             }
             let ips = b.auto_assign(num, ctx.handle, ctx.attrs, &ctx.reserved);
             if ips.is_empty() {
@@ -787,9 +794,7 @@ impl Ipam {
     /// claiming its block for the host if nobody has it. Fails if the address
     /// is taken, or if strict affinity is on and the block is another host's.
     pub fn assign_ip(&self, args: &AssignIpArgs) -> Result<()> {
-        let ip = args
-            .ip
-            .ok_or_else(|| IpamError::Invalid("assign_ip needs an address".into()))?;
+        let ip = args.ip;
         let host = args.hostname.as_str();
         if host.is_empty() {
             return Err(IpamError::Invalid("assign_ip needs a host name".into()));

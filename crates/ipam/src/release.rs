@@ -135,22 +135,26 @@ impl Ipam {
             retry.attempt()?;
             let mut out = ReleaseResult::default();
             let Some(cur) = get::<AllocationBlock>(self.store(), &key)? else {
-                // The pool's block size may not be the block's (pool deleted
-                // and re-created): look for the block that holds them.
-                if let Some(first) = reqs.first() {
-                    if let Some(other) = self.find_block_for(first.address, &[])? {
-                        if other != *cidr {
-                            let (inside, outside): (Vec<_>, Vec<_>) = reqs
-                                .iter()
-                                .cloned()
-                                .partition(|r| other.contains(&r.address));
-                            let mut out = self.release_from_block(&other, &inside, pools)?;
-                            out.not_allocated.extend(outside.iter().map(|r| r.address));
-                            return Ok(out);
-                        }
+                // The pool's block size may not be the blocks' (pool deleted
+                // and re-created with another size): release from the blocks
+                // that actually hold the addresses.
+                let version = crate::keys::version_of(cidr);
+                let listed = self.store().list(&crate::keys::block_prefix(version))?;
+                let blocks: Vec<IpNet> = listed
+                    .kvs
+                    .iter()
+                    .filter_map(|kv| crate::keys::parse_block_key(&kv.key))
+                    .collect();
+                let mut groups: BTreeMap<IpNet, Vec<ReleaseOptions>> = BTreeMap::new();
+                for r in reqs {
+                    match blocks.iter().find(|c| c.contains(&r.address)) {
+                        Some(c) if c != cidr => groups.entry(*c).or_default().push(r.clone()),
+                        _ => out.not_allocated.push(r.address),
                     }
                 }
-                out.not_allocated = reqs.iter().map(|r| r.address).collect();
+                for (c, rs) in groups {
+                    out.merge(self.release_from_block(&c, &rs, pools)?);
+                }
                 return Ok(out);
             };
             let mut b = cur.value.clone();
