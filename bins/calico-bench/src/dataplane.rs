@@ -641,7 +641,7 @@ fn report_agent_log(path: &Path, from: u64, samples: &[Sample]) -> Result<()> {
             .map(|b| num(b, "nft_ms") + num(b, "routes_ms")),
     );
     println!(
-        "latency: agent applies during the run: {} ({} drift checks, nft part mean {:.1} ms; {} without inputs (pending-route retries), p50 {:.1} ms)",
+        "latency: agent applies during the run: {} ({} read the nft table back, nft part mean {:.1} ms; {} without inputs (pending-route retries, drift checks), p50 {:.1} ms)",
         batches.len(),
         resyncs.len(),
         resyncs.iter().sum::<f64>() / resyncs.len().max(1) as f64,
@@ -664,15 +664,15 @@ fn report_agent_log(path: &Path, from: u64, samples: &[Sample]) -> Result<()> {
             with_resync += 1;
         }
         let mut add = |k: &'static str, v: f64| parts.entry(k).or_default().push(v);
-        add("1 calicoctl", (s.ctl_end - s.t0) as f64 / 1e6);
-        add("2 write->agent", (recv - s.ctl_end) as f64 / 1e6);
-        add("3 agent->packets", (s.flip - recv) as f64 / 1e6);
-        add("4  of which calc", calc);
-        add("5 nft apply (incl. exit)", nft);
+        add("1 start->agent has it", (recv - s.t0) as f64 / 1e6);
+        add("2 agent->packets obey", (s.flip - recv) as f64 / 1e6);
+        add("3  of which calc", calc);
+        add("4 nft apply (incl. exit)", nft);
+        add("5 calicoctl process", (s.ctl_end - s.t0) as f64 / 1e6);
     }
     if !parts.is_empty() {
         println!(
-            "latency: per change ({} matched to an agent batch; {with_resync} of those batches included a drift check), ms:",
+            "latency: per change ({} matched to an agent batch; {with_resync} of those batches read the nft table back), ms:",
             parts.values().next().map(Vec::len).unwrap_or(0)
         );
         for (k, v) in parts {
@@ -931,20 +931,58 @@ fn iperf(lab: &Lab, client: &Workload, server: &Workload, secs: usize) -> Result
     }
     let _ = srv.wait();
     let v = result.ok_or_else(|| anyhow!("iperf3 did not run; see {}", log.display()))?;
-    let sum = &v["end"]["sum"];
-    let secs = sum["seconds"]
-        .as_f64()
-        .context("iperf3: no end.sum.seconds")?;
-    let packets = sum["packets"]
-        .as_f64()
-        .context("iperf3: no end.sum.packets")?;
-    let lost = sum["lost_packets"].as_f64().unwrap_or(0.0);
-    Ok((packets / secs, (packets - lost) / secs))
+    // iperf3 3.12: `sum_sent` is the client's count, `sum_received` the
+    // server's (`packets` there counts sequence numbers, received + lost).
+    let field = |sum: &str, k: &str| -> Result<f64> {
+        v["end"][sum][k]
+            .as_f64()
+            .with_context(|| format!("iperf3 -J: no end.{sum}.{k}"))
+    };
+    let sent = field("sum_sent", "packets")? / field("sum_sent", "seconds")?;
+    let delivered = (field("sum_received", "packets")? - field("sum_received", "lost_packets")?)
+        / field("sum_received", "seconds")?;
+    Ok((sent, delivered))
+}
+
+/// A table of our own on the host (not the agent's) counting the test
+/// flow's packets by conntrack state, before Calico's forward chain runs.
+fn ct_counter_table(server: &Workload) -> String {
+    format!(
+        "table ip calico-bench-ct {{
+  counter new {{}}
+  counter established {{}}
+  chain count {{
+    type filter hook forward priority -10; policy accept;
+    ip daddr {ip} udp dport 5201 ct state new counter name new
+    ip daddr {ip} udp dport 5201 ct state established counter name established
+  }}
+}}
+",
+        ip = server.ip
+    )
+}
+
+/// (new, established) packet counts of the test flow so far.
+fn ct_counts(lab: &Lab) -> Result<(u64, u64)> {
+    let mut out = [0u64; 2];
+    for (i, name) in ["new", "established"].iter().enumerate() {
+        let text = lab.exec_out(
+            HOST,
+            &["nft", "list", "counter", "ip", "calico-bench-ct", name],
+        )?;
+        out[i] = text
+            .split_whitespace()
+            .skip_while(|w| *w != "packets")
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .context("no packet count in nft list counter")?;
+    }
+    Ok((out[0], out[1]))
 }
 
 pub fn pps(args: &[String]) -> Result<()> {
     let mut o = Opts::parse(args, "/tmp/calico-bench-pps", "bp-")?;
-    let rounds = o.num("rounds", 3)?;
+    let rounds = o.num("rounds", 6)?;
     let count = o.num("policies", 1000)?;
     let secs = o.num("seconds", 5)?;
     o.done()?;
@@ -961,6 +999,9 @@ pub fn pps(args: &[String]) -> Result<()> {
     std::fs::write(&policies, pps_policies(count))?;
     let ingress = lab.dir.join("allow-ingress.yaml");
     std::fs::write(&ingress, PPS_ALLOW_INGRESS)?;
+    let ct_table = lab.dir.join("ct-counters.nft");
+    std::fs::write(&ct_table, ct_counter_table(&server))?;
+    lab.exec_out(HOST, &["nft", "-f", ct_table.to_str().unwrap()])?;
     let mut base = Vec::new();
     let mut with = Vec::new();
     for r in 0..rounds {
@@ -980,13 +1021,17 @@ pub fn pps(args: &[String]) -> Result<()> {
                 Duration::from_secs(60),
                 || Ok(policy_jumps(&lab, &server.iface)? == want),
             )?;
+            let before = ct_counts(&lab)?;
             let (sent, delivered) = iperf(&lab, &client, &server, secs)?;
+            let after = ct_counts(&lab)?;
             println!(
-                "pps: round {} {:>4} policies on the receiver: sent {:.1} kpps, delivered {:.1} kpps",
+                "pps: round {} {:>4} policies on the receiver: sent {:.1} kpps, delivered {:.1} kpps; UDP packets forwarded as conntrack new {}, established {}",
                 r + 1,
                 want,
                 sent / 1e3,
-                delivered / 1e3
+                delivered / 1e3,
+                after.0 - before.0,
+                after.1 - before.1
             );
             if with_policies {
                 with.push(delivered);

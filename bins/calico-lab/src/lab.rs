@@ -305,6 +305,20 @@ pub fn add_workload(
     name: &str,
     labels: &[(&str, &str)],
 ) -> Result<Workload> {
+    add_workload_at(state, host, namespace, name, labels, None)
+}
+
+/// `add_workload` with an optional fixed address, as when Neutron rather
+/// than Calico IPAM assigns it: no IPAM block covers it, so other hosts
+/// reach it through a per-address route.
+pub fn add_workload_at(
+    state: &mut LabState,
+    host: &str,
+    namespace: &str,
+    name: &str,
+    labels: &[(&str, &str)],
+    fixed: Option<Ipv4Addr>,
+) -> Result<Workload> {
     let h = state
         .host(host)
         .ok_or_else(|| anyhow!("no host {host} in the lab"))?
@@ -323,10 +337,13 @@ pub fn add_workload(
         args.push(format!("{k}={v}"));
     }
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let ip: Ipv4Addr = netns::exec(&fabric_ns(), &argv)?
-        .trim()
-        .parse()
-        .context("IPAM returned no IPv4 address")?;
+    let ip: Ipv4Addr = match fixed {
+        Some(ip) => ip,
+        None => netns::exec(&fabric_ns(), &argv)?
+            .trim()
+            .parse()
+            .context("IPAM returned no IPv4 address")?,
+    };
     let mut w = topology::create_workload(&h, namespace, name, ip)?;
     w.labels = labels
         .iter()

@@ -81,6 +81,9 @@ enum Cmd {
         /// Labels as key=value.
         #[arg(long = "label")]
         labels: Vec<String>,
+        /// A fixed address instead of one from IPAM (as Neutron assigns them).
+        #[arg(long)]
+        ip: Option<std::net::Ipv4Addr>,
     },
     /// Show hosts, workloads, agents and routes of the running lab.
     Status,
@@ -152,6 +155,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             namespace,
             name,
             labels,
+            ip,
         } => {
             let Some(mut state) = LabState::load(&cli.dir)? else {
                 bail!("no lab is up in {}", cli.dir.display())
@@ -168,7 +172,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
-            let w = lab::add_workload(&mut state, &host, &namespace, &name, &refs)?;
+            let w = lab::add_workload_at(&mut state, &host, &namespace, &name, &refs, ip)?;
             println!("{} on {}: {} via {}", w.id(), w.host, w.ip, w.iface);
             Ok(ExitCode::SUCCESS)
         }

@@ -209,6 +209,116 @@ fn agent_enforces_the_article_and_survives_restarts_and_drift() {
         "the workload route is back",
     );
 
+    // A workload whose address Neutron assigned (no IPAM block covers it) is
+    // reached across hosts through a per-address VXLAN route.
+    lab.calicoctl(
+        &["apply", "-f", "-"],
+        "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: neutron-pool\nspec:\n  cidr: 198.18.100.0/24\n  vxlanMode: Always\n  nodeSelector: has(neutron-only)\n",
+    );
+    let out = lab.ok(&[
+        "add-workload",
+        "--host",
+        "host1",
+        "--namespace",
+        "production",
+        "vm7",
+        "--label",
+        "app=web",
+        "--ip",
+        "198.18.100.7",
+    ]);
+    assert!(out.contains("198.18.100.7"), "{out}");
+    lab.expect_reach(
+        "production/vm7",
+        &db,
+        5432,
+        true,
+        "a Neutron-addressed VM reaches the database on the other host",
+    );
+    let r2 = String::from_utf8_lossy(&lab.exec("host2", &["ip", "route"]).stdout).into_owned();
+    assert!(
+        r2.lines()
+            .any(|l| l.starts_with("198.18.100.7 ") && l.contains("vxlan.calico")),
+        "{r2}"
+    );
+
+    // The agent allocated its VXLAN tunnel address from IPAM and recorded it.
+    let node: serde_json::Value =
+        serde_json::from_str(&lab.calicoctl(&["get", "node", "host1", "-o", "json"], "")).unwrap();
+    let tunnel = node["spec"]["ipv4VXLANTunnelAddr"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        tunnel.starts_with("198.19."),
+        "tunnel address from the lab pool: {node}"
+    );
+
+    // Status flows back: liveness under a lease, endpoint status, metrics.
+    let store = calico_datastore::LocalStore::open(&lab.dir.path().join("calico.db")).unwrap();
+    use calico_datastore::Datastore;
+    let status = store
+        .get("/calico/felix/v2/no-region/host/host1/status")
+        .unwrap()
+        .expect("felix status key");
+    assert_ne!(status.lease, 0, "the status key lives under a lease");
+    let eps = store
+        .list("/calico/felix/v2/no-region/host/host2/workload/openstack/")
+        .unwrap();
+    assert!(
+        eps.kvs.iter().any(
+            |kv| kv.key.contains("/workload/openstack/database/endpoint/")
+                && kv.value_str() == Some(r#"{"status":"up"}"#)
+        ),
+        "{:?}",
+        eps.kvs.iter().map(|k| &k.key).collect::<Vec<_>>()
+    );
+    let metrics = lab.exec("host1", &["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9091; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3"]);
+    let metrics = String::from_utf8_lossy(&metrics.stdout).into_owned();
+    let endpoints_line = metrics
+        .lines()
+        .find(|l| l.starts_with("felix_active_local_endpoints "))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert_eq!(
+        endpoints_line, "felix_active_local_endpoints 3",
+        "{metrics}"
+    );
+
+    // Bad data written behind calicoctl's back is logged with its key and skipped.
+    store
+        .put(
+            "/calico/resources/v3/projectcalico.org/networkpolicies/production/broken",
+            b"{not json",
+            None,
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    lab.expect_reach(
+        "production/web",
+        &fe,
+        81,
+        false,
+        "still enforcing after bad data",
+    );
+    lab.expect_reach(
+        "production/web",
+        &db,
+        5432,
+        true,
+        "still allowing after bad data",
+    );
+    let log = std::fs::read_to_string(lab.dir.path().join("host1.log")).unwrap();
+    assert!(
+        log.contains("networkpolicies/production/broken"),
+        "the bad key is logged"
+    );
+    store
+        .delete(
+            "/calico/resources/v3/projectcalico.org/networkpolicies/production/broken",
+            None,
+        )
+        .unwrap();
+
     // Restart without a lost packet: ping web -> database across restarts of both agents.
     let ping = Command::new("ip")
         .args([

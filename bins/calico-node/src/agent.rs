@@ -19,7 +19,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::AgentConfig;
 use crate::metrics::Metrics;
-use crate::status::{EndpointStatusId, StatusReporter};
+use crate::status::{EndpointStatusId, StatusReporter, StatusThread};
 use crate::syncer::{SyncMsg, Syncer};
 
 /// Connects, retrying until the datastore answers (the agent may start
@@ -116,12 +116,12 @@ pub fn run(cfg: AgentConfig) -> Result<()> {
         .name("syncer".into())
         .spawn(move || syncer.run())?;
 
-    let mut status = StatusReporter::new(
+    let status = StatusThread::spawn(StatusReporter::new(
         store,
         &cfg.region_segment(),
         &cfg.node_name,
         Duration::from_secs(cfg.args.reporting_interval_secs.max(1)),
-    );
+    ))?;
     let mut counts = Counts::default();
     // Local endpoints' orchestrator identity, for their status keys.
     let mut wep_ids: BTreeMap<EndpointKey, EndpointStatusId> = BTreeMap::new();
@@ -213,9 +213,8 @@ pub fn run(cfg: AgentConfig) -> Result<()> {
         if now >= next_resync {
             next_resync = now + resync_every;
             if calc_in_sync {
-                dataplane.resync();
+                resynced = dataplane.resync();
                 dirty = true;
-                resynced = true;
             }
         }
         if retry_at.is_some_and(|r| now >= r) {
@@ -261,30 +260,28 @@ pub fn run(cfg: AgentConfig) -> Result<()> {
             }
             dirty = false;
             if cfg.args.once && !failed {
-                status.report();
-                report_endpoints(&mut status, &programmed, &wep_ids);
+                status.report(endpoints_up(&programmed, &wep_ids));
+                status.finish();
                 info!("--once: synced and applied; exiting");
                 return Ok(());
             }
         }
         if Instant::now() >= next_status {
             next_status = Instant::now() + status_every;
-            status.report();
-            report_endpoints(&mut status, &programmed, &wep_ids);
+            status.report(endpoints_up(&programmed, &wep_ids));
         }
     }
 }
 
-fn report_endpoints(
-    status: &mut StatusReporter,
+/// The status identities of the programmed local endpoints.
+fn endpoints_up(
     programmed: &BTreeMap<EndpointKey, ()>,
     ids: &BTreeMap<EndpointKey, EndpointStatusId>,
-) {
-    let up: Vec<EndpointStatusId> = programmed
+) -> Vec<EndpointStatusId> {
+    programmed
         .keys()
         .filter_map(|k| ids.get(k).cloned())
-        .collect();
-    status.report_endpoints(&up);
+        .collect()
 }
 
 /// Remembers orchestrator/workload/endpoint of this host's WorkloadEndpoints.

@@ -1,21 +1,70 @@
 //! The host's dataplane: the nftables policy manager and the routing
 //! managers (routes, VXLAN, IPIP probe, sysctls, MTU), driven together.
+//!
+//! Drift checks of nftables are skipped while the network namespace's
+//! nftables generation is still the one our last write or read left: every
+//! change to any nft object is a transaction that bumps it, so an unchanged
+//! generation means nothing drifted. Reading the table back is not cheap
+//! (1,000 endpoints: ~5 MB of `nft -j` output, ~0.5 s), and it runs on the
+//! agent's main loop, so every policy change arriving meanwhile waited.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use calico_calc::model::Update;
+use calico_dataplane::nft::ListedTable;
 use calico_dataplane::{
-    ApplyStats, CommandNft, Condition, DataplaneError, Manager, PolicyManager, ProcSysctl,
-    RoutingConfig, RtNetlink,
+    ApplyStats, CommandNft, Condition, DataplaneError, Manager, NftBackend, PolicyManager,
+    ProcSysctl, RoutingConfig, RtNetlink,
 };
 use tracing::warn;
 
 use crate::config::AgentConfig;
 
+/// `nft` as the policy manager's backend, remembering the nftables
+/// generation after its last transaction or listing when nothing else
+/// changed nftables in between.
+pub struct AgentNft {
+    inner: CommandNft,
+    /// The generation at which the kernel held exactly what we last wrote
+    /// or read; `None` if unknown.
+    clean_generation: Option<u32>,
+}
+
+impl AgentNft {
+    /// True if nftables cannot have changed since our last write or read.
+    fn unchanged(&self) -> bool {
+        self.clean_generation.is_some() && crate::nftgen::generation().ok() == self.clean_generation
+    }
+}
+
+impl NftBackend for AgentNft {
+    fn apply(&mut self, script: &str) -> Result<(), DataplaneError> {
+        let before = crate::nftgen::generation().ok();
+        let res = self.inner.apply(script);
+        let after = crate::nftgen::generation().ok();
+        // One `nft -f` is one transaction: one step means it was only ours.
+        self.clean_generation = match (before, after, &res) {
+            (Some(b), Some(a), Ok(())) if a == b.wrapping_add(1) => Some(a),
+            _ => None,
+        };
+        res
+    }
+    fn list_table(&mut self) -> Result<Option<ListedTable>, DataplaneError> {
+        let before = crate::nftgen::generation().ok();
+        let res = self.inner.list_table();
+        let after = crate::nftgen::generation().ok();
+        self.clean_generation = match (before, after, &res) {
+            (Some(b), Some(a), Ok(_)) if a == b => Some(a),
+            _ => None,
+        };
+        res
+    }
+}
+
 pub struct Dataplane {
-    policy: PolicyManager<CommandNft>,
+    policy: PolicyManager<AgentNft>,
     routing: calico_dataplane::Routing<RtNetlink, ProcSysctl>,
     /// Conditions last logged, so each is logged once when it appears.
     logged: BTreeSet<String>,
@@ -31,7 +80,10 @@ impl Dataplane {
         let routing = calico_dataplane::Routing::kernel(rc)
             .map_err(|e| anyhow!("cannot open netlink: {e}"))?;
         Ok(Dataplane {
-            policy: PolicyManager::new(CommandNft::new()),
+            policy: PolicyManager::new(AgentNft {
+                inner: CommandNft::new(),
+                clean_generation: None,
+            }),
             routing,
             logged: BTreeSet::new(),
             last_policy_time: Duration::ZERO,
@@ -66,9 +118,16 @@ impl Dataplane {
         first.map_or(Ok(stats), Err)
     }
 
-    pub fn resync(&mut self) {
-        self.policy.resync();
+    /// Drift check at the next apply: routes, links and sysctls always;
+    /// nftables only if its generation moved since our last write or read.
+    /// Returns true if the nft table will be read back.
+    pub fn resync(&mut self) -> bool {
         self.routing.resync();
+        if self.policy.backend().unchanged() {
+            return false;
+        }
+        self.policy.resync();
+        true
     }
 
     /// True while something waits on the kernel (e.g. a tap device that

@@ -13,6 +13,7 @@ mod config;
 mod dataplane;
 mod health;
 mod metrics;
+mod nftgen;
 mod register;
 mod status;
 mod syncer;

@@ -4,7 +4,8 @@
 //! the OpenStack driver turns into Neutron port status.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use calico_datastore::{Datastore, LeaseId};
@@ -121,6 +122,51 @@ impl StatusReporter {
             if self.written.get(&k) != Some(&v) && self.store.put(&k, v.as_bytes(), None).is_ok() {
                 self.written.insert(k, v);
             }
+        }
+    }
+}
+
+/// A [`StatusReporter`] on its own thread: its datastore writes (the
+/// liveness key, and one per endpoint that came up or went) never hold up
+/// the agent's main loop, where a policy change would wait behind them
+/// (a host gaining 1,000 endpoints wrote 1,000 keys in a row there).
+/// Queued reports are coalesced to the newest. The main loop still sends
+/// every report, so a stuck loop stops the liveness reports as before.
+pub struct StatusThread {
+    tx: Option<mpsc::Sender<Vec<EndpointStatusId>>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl StatusThread {
+    pub fn spawn(mut reporter: StatusReporter) -> std::io::Result<StatusThread> {
+        let (tx, rx) = mpsc::channel::<Vec<EndpointStatusId>>();
+        let handle = std::thread::Builder::new()
+            .name("status".into())
+            .spawn(move || {
+                while let Ok(up) = rx.recv() {
+                    let up = rx.try_iter().last().unwrap_or(up);
+                    reporter.report();
+                    reporter.report_endpoints(&up);
+                }
+            })?;
+        Ok(StatusThread {
+            tx: Some(tx),
+            handle: Some(handle),
+        })
+    }
+
+    /// Queues a report: liveness, and `up` as the endpoints that are up.
+    pub fn report(&self, up: Vec<EndpointStatusId>) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(up);
+        }
+    }
+
+    /// Waits until every queued report is written.
+    pub fn finish(mut self) {
+        drop(self.tx.take());
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
         }
     }
 }
