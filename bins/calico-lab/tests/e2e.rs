@@ -255,7 +255,7 @@ fn agent_enforces_the_article_and_survives_restarts_and_drift() {
     );
 
     // Status flows back: liveness under a lease, endpoint status, metrics.
-    let store = calico_datastore::LocalStore::open(&lab.dir.path().join("calico.db")).unwrap();
+    let store = calico_datastore::LocalStore::open(lab.dir.path().join("calico.db")).unwrap();
     use calico_datastore::Datastore;
     let status = store
         .get("/calico/felix/v2/no-region/host/host1/status")
