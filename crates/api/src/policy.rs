@@ -533,39 +533,80 @@ pub struct NetworkPolicySpec {
     pub performance_hints: Vec<String>,
 }
 
-impl Spec for NetworkPolicySpec {
-    fn apply_defaults(&mut self, _meta: &ObjectMeta) {
-        if self.tier.is_empty() {
-            self.tier = DEFAULT_TIER.to_string();
-        }
-        if self.types.is_empty() {
-            self.types = default_types(&self.ingress, &self.egress);
-        }
+/// The fields NetworkPolicy and GlobalNetworkPolicy share, borrowed, so
+/// their defaults and checks are written once.
+struct CommonPolicy<'a> {
+    kind: &'static str,
+    tier: &'a str,
+    order: Option<f64>,
+    selector: &'a str,
+    service_account_selector: &'a str,
+    types: &'a [PolicyType],
+    ingress: &'a [Rule],
+    egress: &'a [Rule],
+    performance_hints: &'a [String],
+}
+
+fn default_common(
+    tier: &mut String,
+    types: &mut Vec<PolicyType>,
+    ingress: &[Rule],
+    egress: &[Rule],
+) {
+    if tier.is_empty() {
+        *tier = DEFAULT_TIER.to_string();
     }
-    fn validate(&self, meta: &ObjectMeta, errs: &mut FieldErrors) {
-        check_tier_name(&self.tier, errs);
-        check_tier_prefix("NetworkPolicy", &meta.name, &self.tier, errs);
-        check_order(self.order, errs);
-        if let Some(sel) = check_selector("spec.selector", &self.selector, errs) {
-            if sel.uses_global() {
-                errs.add(
-                    "spec.selector",
-                    "global() may not be used in a policy selector",
-                );
-            }
-        }
-        if !self.service_account_selector.is_empty() {
-            check_selector(
-                "spec.serviceAccountSelector",
-                &self.service_account_selector,
-                errs,
+    if types.is_empty() {
+        *types = default_types(ingress, egress);
+    }
+}
+
+fn validate_common(p: CommonPolicy<'_>, meta: &ObjectMeta, errs: &mut FieldErrors) {
+    check_tier_name(p.tier, errs);
+    check_tier_prefix(p.kind, &meta.name, p.tier, errs);
+    check_order(p.order, errs);
+    if let Some(sel) = check_selector("spec.selector", p.selector, errs) {
+        if sel.uses_global() {
+            errs.add(
+                "spec.selector",
+                "global() may not be used in a policy selector",
             );
         }
-        check_types(&self.types, &self.ingress, &self.egress, errs);
-        check_rules("spec.ingress", &self.ingress, errs);
-        check_rules("spec.egress", &self.egress, errs);
-        check_no_http_in_egress(&self.egress, errs);
-        check_hints(&self.performance_hints, errs);
+    }
+    if !p.service_account_selector.is_empty() {
+        check_selector(
+            "spec.serviceAccountSelector",
+            p.service_account_selector,
+            errs,
+        );
+    }
+    check_types(p.types, p.ingress, p.egress, errs);
+    check_rules("spec.ingress", p.ingress, errs);
+    check_rules("spec.egress", p.egress, errs);
+    check_no_http_in_egress(p.egress, errs);
+    check_hints(p.performance_hints, errs);
+}
+
+impl Spec for NetworkPolicySpec {
+    fn apply_defaults(&mut self, _meta: &ObjectMeta) {
+        default_common(&mut self.tier, &mut self.types, &self.ingress, &self.egress);
+    }
+    fn validate(&self, meta: &ObjectMeta, errs: &mut FieldErrors) {
+        validate_common(
+            CommonPolicy {
+                kind: "NetworkPolicy",
+                tier: &self.tier,
+                order: self.order,
+                selector: &self.selector,
+                service_account_selector: &self.service_account_selector,
+                types: &self.types,
+                ingress: &self.ingress,
+                egress: &self.egress,
+                performance_hints: &self.performance_hints,
+            },
+            meta,
+            errs,
+        );
     }
 }
 
@@ -604,38 +645,27 @@ pub struct GlobalNetworkPolicySpec {
 
 impl Spec for GlobalNetworkPolicySpec {
     fn apply_defaults(&mut self, _meta: &ObjectMeta) {
-        if self.tier.is_empty() {
-            self.tier = DEFAULT_TIER.to_string();
-        }
-        if self.types.is_empty() {
-            self.types = default_types(&self.ingress, &self.egress);
-        }
+        default_common(&mut self.tier, &mut self.types, &self.ingress, &self.egress);
     }
     fn validate(&self, meta: &ObjectMeta, errs: &mut FieldErrors) {
-        check_tier_name(&self.tier, errs);
-        check_tier_prefix("GlobalNetworkPolicy", &meta.name, &self.tier, errs);
-        check_order(self.order, errs);
-        if let Some(sel) = check_selector("spec.selector", &self.selector, errs) {
-            if sel.uses_global() {
-                errs.add(
-                    "spec.selector",
-                    "global() may not be used in a policy selector",
-                );
-            }
-        }
+        validate_common(
+            CommonPolicy {
+                kind: "GlobalNetworkPolicy",
+                tier: &self.tier,
+                order: self.order,
+                selector: &self.selector,
+                service_account_selector: &self.service_account_selector,
+                types: &self.types,
+                ingress: &self.ingress,
+                egress: &self.egress,
+                performance_hints: &self.performance_hints,
+            },
+            meta,
+            errs,
+        );
         if !self.namespace_selector.is_empty() {
             check_selector("spec.namespaceSelector", &self.namespace_selector, errs);
         }
-        if !self.service_account_selector.is_empty() {
-            check_selector(
-                "spec.serviceAccountSelector",
-                &self.service_account_selector,
-                errs,
-            );
-        }
-        check_types(&self.types, &self.ingress, &self.egress, errs);
-        check_rules("spec.ingress", &self.ingress, errs);
-        check_rules("spec.egress", &self.egress, errs);
         if self.do_not_track && self.pre_dnat {
             errs.add("spec.preDNAT", "preDNAT and doNotTrack cannot both be true");
         }
@@ -654,8 +684,6 @@ impl Spec for GlobalNetworkPolicySpec {
                 "preDNAT policy cannot have Egress in types (preDNAT applies to ingress only)",
             );
         }
-        check_no_http_in_egress(&self.egress, errs);
-        check_hints(&self.performance_hints, errs);
     }
 }
 
