@@ -476,6 +476,7 @@ pub fn latency(args: &[String]) -> Result<()> {
     let client = lab.add_workload("client", &[("role", "client")])?;
     lab.apply("base.yaml", LATENCY_BASE)?;
     lab.apply("toggle-allow.yaml", &toggle_policy("Allow"))?;
+    let fillers_mark = std::fs::metadata(lab.host_log())?.len();
     let t = Instant::now();
     lab.apply("fillers.yaml", &filler_endpoints(endpoints - 2))?;
     println!(
@@ -572,7 +573,7 @@ pub fn latency(args: &[String]) -> Result<()> {
         percentile(&ctl, 50.0),
         percentile(&ctl, 99.0)
     );
-    report_agent_log(&lab.host_log(), log_mark, &samples)?;
+    report_agent_log(&lab.host_log(), fillers_mark, log_mark, &samples)?;
     Ok(())
 }
 
@@ -592,38 +593,75 @@ fn sorted(v: impl Iterator<Item = f64>) -> Vec<f64> {
     v
 }
 
-/// Summarises the agent's log since `from` (byte offset): warnings and
-/// errors by message, and where each change's time went, from the
-/// agent's per-batch debug lines (`batch applied`).
-fn report_agent_log(path: &Path, from: u64, samples: &[Sample]) -> Result<()> {
-    let text = std::fs::read(path)?;
-    let text = String::from_utf8_lossy(&text[(from as usize).min(text.len())..]).into_owned();
-    let mut problems: BTreeMap<String, usize> = BTreeMap::new();
-    let mut batches: Vec<BTreeMap<String, String>> = Vec::new();
-    for line in text.lines() {
-        if line.contains(" WARN ") || line.contains(" ERROR ") {
-            // Drop the timestamp; keep level and message.
-            let msg = line.split_once(' ').map(|(_, r)| r).unwrap_or(line).trim();
-            let msg: String = msg.chars().take(160).collect();
-            *problems.entry(msg).or_default() += 1;
-        }
-        if line.contains("batch applied") {
-            let fields = line
-                .split_whitespace()
-                .filter_map(|tok| tok.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            batches.push(fields);
-        }
+/// Summarises the agent's log: warnings and errors since the filler
+/// endpoints were applied (byte offset `fillers`), grouped by message with
+/// interface names and addresses masked, and how often any one exact line
+/// repeats (a storm repeats); then, from the changes on (offset `changes`),
+/// where each change's time went, from the agent's per-batch debug lines
+/// (`batch applied`).
+fn report_agent_log(path: &Path, fillers: u64, changes: u64, samples: &[Sample]) -> Result<()> {
+    let bytes = std::fs::read(path)?;
+    let since = |from: u64| {
+        String::from_utf8_lossy(&bytes[(from as usize).min(bytes.len())..]).into_owned()
+    };
+    let problem = |line: &str| line.contains(" WARN ") || line.contains(" ERROR ");
+    // Drop the timestamp; mask what differs per endpoint.
+    let mask = |line: &str| -> String {
+        let msg = line.split_once(' ').map(|(_, r)| r).unwrap_or(line).trim();
+        msg.split(' ')
+            .map(|w| {
+                if w.starts_with("tap") {
+                    "<tap>"
+                } else if w.trim_start_matches('(').starts_with("198.") {
+                    "<ip>"
+                } else {
+                    w
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+            .chars()
+            .take(140)
+            .collect()
+    };
+    let text = since(fillers);
+    let mut groups: BTreeMap<String, usize> = BTreeMap::new();
+    let mut exact: BTreeMap<String, usize> = BTreeMap::new();
+    for line in text.lines().filter(|l| problem(l)) {
+        *groups.entry(mask(line)).or_default() += 1;
+        *exact
+            .entry(
+                line.split_once(' ')
+                    .map(|(_, r)| r)
+                    .unwrap_or(line)
+                    .to_string(),
+            )
+            .or_default() += 1;
     }
-    let n: usize = problems.values().sum();
+    let n: usize = groups.values().sum();
     println!(
-        "latency: agent log during the changes: {n} warning/error lines{}",
+        "latency: agent warnings/errors since the filler endpoints were applied: {n} lines, any one line at most {} times{}",
+        exact.values().max().copied().unwrap_or(0),
         if n == 0 { "" } else { ":" }
     );
-    for (m, c) in problems.iter().take(10) {
+    for (m, c) in groups.iter().take(10) {
         println!("  {c} x {m}");
     }
+    let text = since(changes);
+    println!(
+        "latency: of which during the changes: {}",
+        text.lines().filter(|l| problem(l)).count()
+    );
+    let batches: Vec<BTreeMap<String, String>> = text
+        .lines()
+        .filter(|l| l.contains("batch applied"))
+        .map(|line| {
+            line.split_whitespace()
+                .filter_map(|tok| tok.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect();
     let num = |b: &BTreeMap<String, String>, k: &str| -> f64 {
         b.get(k).and_then(|v| v.parse().ok()).unwrap_or(0.0)
     };
@@ -640,11 +678,18 @@ fn report_agent_log(path: &Path, from: u64, samples: &[Sample]) -> Result<()> {
             })
             .map(|b| num(b, "nft_ms") + num(b, "routes_ms")),
     );
+    let read_back = if resyncs.is_empty() {
+        "none read the nft table back".to_string()
+    } else {
+        format!(
+            "{} read the nft table back, taking {:.1} ms on average",
+            resyncs.len(),
+            resyncs.iter().sum::<f64>() / resyncs.len() as f64
+        )
+    };
     println!(
-        "latency: agent applies during the run: {} ({} read the nft table back, nft part mean {:.1} ms; {} without inputs (pending-route retries, drift checks), p50 {:.1} ms)",
+        "latency: agent applies during the run: {} ({read_back}; {} without inputs (pending-route retries, drift checks), p50 {:.1} ms)",
         batches.len(),
-        resyncs.len(),
-        resyncs.iter().sum::<f64>() / resyncs.len().max(1) as f64,
         idle.len(),
         if idle.is_empty() { 0.0 } else { percentile(&idle, 50.0) }
     );

@@ -118,10 +118,15 @@ impl Syncer {
     fn sync_once(&self, known: &mut HashMap<String, i64>) -> Result<(), String> {
         let mut inputs = Vec::new();
         let mut seen: HashMap<String, i64> = HashMap::new();
-        let mut revision = 0;
+        // The two lists are read at different revisions; the watch starts
+        // after the EARLIER one, or a change made between them under the
+        // first prefix (e.g. another host's Node getting its VXLAN tunnel
+        // address while this agent starts) would never be seen. Events the
+        // second list already holds are skipped by revision below.
+        let mut revision = i64::MAX;
         for prefix in [RESOURCE_PREFIX, BLOCK_PREFIX] {
             let res = self.store.list(prefix).map_err(|e| e.to_string())?;
-            revision = revision.max(res.revision);
+            revision = revision.min(res.revision);
             for kv in res.kvs {
                 seen.insert(kv.key.clone(), kv.mod_revision);
                 if known.get(&kv.key) == Some(&kv.mod_revision) {
@@ -158,13 +163,21 @@ impl Syncer {
             while let Some(e) = ev {
                 match e {
                     WatchEvent::Put { kv, .. } => {
-                        if kv.key.starts_with(RESOURCE_PREFIX) || kv.key.starts_with(BLOCK_PREFIX) {
+                        let listed_newer =
+                            known.get(&kv.key).is_some_and(|&r| r >= kv.mod_revision);
+                        if (kv.key.starts_with(RESOURCE_PREFIX) || kv.key.starts_with(BLOCK_PREFIX))
+                            && !listed_newer
+                        {
                             known.insert(kv.key.clone(), kv.mod_revision);
                             self.push_decoded(&kv, &mut batch);
                         }
                     }
-                    WatchEvent::Delete { key, .. } => {
-                        if known.remove(&key).is_some() {
+                    WatchEvent::Delete {
+                        key, mod_revision, ..
+                    } => {
+                        // (A replayed delete of a key listed since re-created is stale.)
+                        if known.get(&key).is_some_and(|&r| r < mod_revision) {
+                            known.remove(&key);
                             batch.extend(removal(&key));
                         }
                     }
