@@ -262,17 +262,26 @@ fn agent_enforces_the_article_and_survives_restarts_and_drift() {
         .unwrap()
         .expect("felix status key");
     assert_ne!(status.lease, 0, "the status key lives under a lease");
-    let eps = store
-        .list("/calico/felix/v2/no-region/host/host2/workload/openstack/")
-        .unwrap();
-    assert!(
-        eps.kvs.iter().any(
-            |kv| kv.key.contains("/workload/openstack/database/endpoint/")
+    // Endpoint status is written with the periodic report (every 5 s in the lab).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let eps = store
+            .list("/calico/felix/v2/no-region/host/host2/workload/openstack/")
+            .unwrap();
+        let up = eps.kvs.iter().any(|kv| {
+            kv.key.contains("/workload/openstack/database/endpoint/")
                 && kv.value_str() == Some(r#"{"status":"up"}"#)
-        ),
-        "{:?}",
-        eps.kvs.iter().map(|k| &k.key).collect::<Vec<_>>()
-    );
+        });
+        if up {
+            break;
+        }
+        let keys: Vec<&String> = eps.kvs.iter().map(|k| &k.key).collect();
+        assert!(
+            Instant::now() < deadline,
+            "no endpoint status for production/database: {keys:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
     let metrics = lab.exec("host1", &["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9091; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3"]);
     let metrics = String::from_utf8_lossy(&metrics.stdout).into_owned();
     let endpoints_line = metrics
