@@ -13,58 +13,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use calico_calc::model::Update;
-use calico_dataplane::nft::ListedTable;
 use calico_dataplane::{
-    ApplyStats, CommandNft, Condition, DataplaneError, Manager, NftBackend, PolicyManager,
+    ApplyStats, CommandNft, Condition, DataplaneError, GenerationTracked, Manager, PolicyManager,
     ProcSysctl, RoutingConfig, RtNetlink,
 };
 use tracing::warn;
 
 use crate::config::AgentConfig;
 
-/// `nft` as the policy manager's backend, remembering the nftables
-/// generation after its last transaction or listing when nothing else
-/// changed nftables in between.
-pub struct AgentNft {
-    inner: CommandNft,
-    /// The generation at which the kernel held exactly what we last wrote
-    /// or read; `None` if unknown.
-    clean_generation: Option<u32>,
-}
-
-impl AgentNft {
-    /// True if nftables cannot have changed since our last write or read.
-    fn unchanged(&self) -> bool {
-        self.clean_generation.is_some() && crate::nftgen::generation().ok() == self.clean_generation
-    }
-}
-
-impl NftBackend for AgentNft {
-    fn apply(&mut self, script: &str) -> Result<(), DataplaneError> {
-        let before = crate::nftgen::generation().ok();
-        let res = self.inner.apply(script);
-        let after = crate::nftgen::generation().ok();
-        // One `nft -f` is one transaction: one step means it was only ours.
-        self.clean_generation = match (before, after, &res) {
-            (Some(b), Some(a), Ok(())) if a == b.wrapping_add(1) => Some(a),
-            _ => None,
-        };
-        res
-    }
-    fn list_table(&mut self) -> Result<Option<ListedTable>, DataplaneError> {
-        let before = crate::nftgen::generation().ok();
-        let res = self.inner.list_table();
-        let after = crate::nftgen::generation().ok();
-        self.clean_generation = match (before, after, &res) {
-            (Some(b), Some(a), Ok(_)) if a == b => Some(a),
-            _ => None,
-        };
-        res
-    }
-}
-
 pub struct Dataplane {
-    policy: PolicyManager<AgentNft>,
+    policy: PolicyManager<GenerationTracked<CommandNft>>,
     routing: calico_dataplane::Routing<RtNetlink, ProcSysctl>,
     /// Conditions last logged, so each is logged once when it appears.
     logged: BTreeSet<String>,
@@ -80,10 +38,7 @@ impl Dataplane {
         let routing = calico_dataplane::Routing::kernel(rc)
             .map_err(|e| anyhow!("cannot open netlink: {e}"))?;
         Ok(Dataplane {
-            policy: PolicyManager::new(AgentNft {
-                inner: CommandNft::new(),
-                clean_generation: None,
-            }),
+            policy: PolicyManager::new(GenerationTracked::new(CommandNft::new())),
             routing,
             logged: BTreeSet::new(),
             last_policy_time: Duration::ZERO,

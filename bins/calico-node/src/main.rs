@@ -13,7 +13,6 @@ mod config;
 mod dataplane;
 mod health;
 mod metrics;
-mod nftgen;
 mod register;
 mod status;
 mod syncer;

@@ -10,7 +10,7 @@ use calico_calc::model::Update;
 
 // nftables policy: one `table inet calico` (see `nft::PolicyManager`).
 pub mod nft;
-pub use nft::{CommandNft, FakeNft, NftBackend, PolicyManager};
+pub use nft::{CommandNft, FakeNft, GenerationTracked, NftBackend, PolicyManager};
 
 // Routes, links and per-interface settings (see `routing::Routing` for the
 // combined manager).

@@ -56,9 +56,11 @@
 pub mod backend;
 pub mod command;
 pub mod fake;
+pub mod generation;
 mod manager;
 pub mod render;
 pub mod table;
+pub mod tracked;
 
 pub use backend::{parse_listing_json, ListedChain, ListedSet, ListedTable, NftBackend};
 pub use command::CommandNft;
@@ -66,6 +68,7 @@ pub use fake::FakeNft;
 pub use manager::PolicyManager;
 pub use render::{Dir, SetKind};
 pub use table::{ChainKind, ChainSpec, Elems, RuleSpec, SetDef, SetSpec, Table};
+pub use tracked::GenerationTracked;
 
 #[cfg(test)]
 mod tests;
