@@ -45,6 +45,8 @@ impl Lab {
             dir: tempfile::tempdir().unwrap(),
             prefix: format!("e2{name}-"),
         };
+        // Namespaces an interrupted earlier run may have left (same prefix).
+        let _ = lab.run(&["down"]);
         lab.ok(&[
             "up",
             "--hosts",
