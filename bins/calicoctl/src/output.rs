@@ -100,7 +100,9 @@ pub fn known_columns(kind: &str) -> Vec<&'static str> {
     if !v.contains(&"NAME") {
         v.insert(0, "NAME");
     }
-    v.push("NAMESPACE");
+    if calico_api::lookup_kind(kind).is_some_and(|k| k.namespaced) {
+        v.push("NAMESPACE");
+    }
     v
 }
 
