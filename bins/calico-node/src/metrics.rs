@@ -68,82 +68,85 @@ impl Metrics {
     }
 
     pub fn render(&self) -> String {
-        let mut s = String::new();
-        let mut g = |name: &str, help: &str, kind: &str, v: f64| {
-            s.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
-            ));
+        let in_sync = if self.in_sync.load(Ordering::Relaxed) {
+            1.0
+        } else {
+            0.0
         };
-        g(
-            "felix_active_local_endpoints",
-            "Local workload endpoints.",
-            "gauge",
-            self.local_endpoints.get() as f64,
-        );
-        g(
-            "felix_active_local_policies",
-            "Policies and profiles active on this host.",
-            "gauge",
-            self.active_policies.get() as f64,
-        );
-        g(
-            "felix_active_local_rules",
-            "Rules of the active policies and profiles.",
-            "gauge",
-            self.active_rules.get() as f64,
-        );
-        g(
-            "felix_ipsets_calico",
-            "IP sets programmed.",
-            "gauge",
-            self.ip_sets.get() as f64,
-        );
-        g(
-            "felix_routes",
-            "Routes in the desired state.",
-            "gauge",
-            self.routes.get() as f64,
-        );
-        g(
-            "felix_int_dataplane_apply_time_seconds",
-            "Duration of the last dataplane apply.",
-            "gauge",
-            self.last_apply_micros.get() as f64 / 1e6,
-        );
-        g(
-            "felix_int_dataplane_applies_total",
-            "Dataplane applies.",
-            "counter",
-            self.applies.get() as f64,
-        );
-        g(
-            "felix_int_dataplane_failures_total",
-            "Failed dataplane applies (retried).",
-            "counter",
-            self.apply_errors.get() as f64,
-        );
-        g(
-            "felix_datastore_errors_total",
-            "Datastore connection errors.",
-            "counter",
-            self.datastore_errors.get() as f64,
-        );
-        g(
-            "felix_datastore_bad_values_total",
-            "Datastore values skipped because they do not decode.",
-            "counter",
-            self.bad_datastore_values.get() as f64,
-        );
-        g(
-            "felix_resync_state",
-            "1 when in sync with the datastore.",
-            "gauge",
-            if self.in_sync.load(Ordering::Relaxed) {
-                1.0
-            } else {
-                0.0
-            },
-        );
-        s
+        // (name, help, type, value), in the order Prometheus shows them.
+        let series: [(&str, &str, &str, f64); 11] = [
+            (
+                "felix_active_local_endpoints",
+                "Local workload endpoints.",
+                "gauge",
+                self.local_endpoints.get() as f64,
+            ),
+            (
+                "felix_active_local_policies",
+                "Policies and profiles active on this host.",
+                "gauge",
+                self.active_policies.get() as f64,
+            ),
+            (
+                "felix_active_local_rules",
+                "Rules of the active policies and profiles.",
+                "gauge",
+                self.active_rules.get() as f64,
+            ),
+            (
+                "felix_ipsets_calico",
+                "IP sets programmed.",
+                "gauge",
+                self.ip_sets.get() as f64,
+            ),
+            (
+                "felix_routes",
+                "Routes in the desired state.",
+                "gauge",
+                self.routes.get() as f64,
+            ),
+            (
+                "felix_int_dataplane_apply_time_seconds",
+                "Duration of the last dataplane apply.",
+                "gauge",
+                self.last_apply_micros.get() as f64 / 1e6,
+            ),
+            (
+                "felix_int_dataplane_applies_total",
+                "Dataplane applies.",
+                "counter",
+                self.applies.get() as f64,
+            ),
+            (
+                "felix_int_dataplane_failures_total",
+                "Failed dataplane applies (retried).",
+                "counter",
+                self.apply_errors.get() as f64,
+            ),
+            (
+                "felix_datastore_errors_total",
+                "Datastore connection errors.",
+                "counter",
+                self.datastore_errors.get() as f64,
+            ),
+            (
+                "felix_datastore_bad_values_total",
+                "Datastore values skipped because they do not decode.",
+                "counter",
+                self.bad_datastore_values.get() as f64,
+            ),
+            (
+                "felix_resync_state",
+                "1 when in sync with the datastore.",
+                "gauge",
+                in_sync,
+            ),
+        ];
+        series
+            .iter()
+            .map(|(name, help, kind, v)| {
+                format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n")
+            })
+            .collect()
     }
 }
