@@ -138,7 +138,27 @@ fn main() -> ExitCode {
     }
 }
 
+/// Network namespaces, veths and nftables need root; say so up front
+/// rather than failing halfway through with an `ip` error.
+fn require_root(cmd: &Cmd) -> Result<()> {
+    let internal = matches!(
+        cmd,
+        Cmd::InternalAssign { .. } | Cmd::InternalHttpOk { .. } | Cmd::Status
+    );
+    let root = std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false);
+    if !internal && !root {
+        bail!("calico-lab creates network namespaces and must run as root (try sudo)");
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
+    require_root(&cli.command)?;
     match cli.command {
         Cmd::Demo { datastore, keep } => {
             demo::run(&cli.dir, datastore.into(), keep).map(|_| ExitCode::SUCCESS)
