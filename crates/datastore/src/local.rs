@@ -42,11 +42,11 @@ use crate::{
 /// How often a watcher looks for commits made by OTHER processes (commits by
 /// this process wake its watchers at once). The check is `PRAGMA
 /// data_version`, a read of the WAL index in shared memory costing a few
-/// microseconds, so 40 checks a second per watcher is negligible CPU while
+/// microseconds, so 100 checks a second per watcher is negligible CPU while
 /// keeping cross-process propagation (agent reacting to a calicoctl write)
 /// well under human-noticeable latency. The same tick bounds how late an
 /// expired lease is noticed when nobody writes.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(25);
+pub const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Schema version stored in `PRAGMA user_version`.
 pub const SCHEMA_VERSION: i64 = 1;
