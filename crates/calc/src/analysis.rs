@@ -173,6 +173,17 @@ fn parse_pols(policies: &[AnyResource]) -> Vec<Pol<'_>> {
     out
 }
 
+/// True if any policy has an unconditional Deny, the only case in which
+/// `shadowed_allows` can report anything; callers with many endpoints skip
+/// loading them otherwise.
+pub fn any_unconditional_deny(policies: &[AnyResource]) -> bool {
+    parse_pols(policies).iter().any(|p| {
+        [PolicyType::Ingress, PolicyType::Egress]
+            .into_iter()
+            .any(|d| p.rules(d).and_then(deny_all_rule).is_some())
+    })
+}
+
 /// Reports Allow rules that an earlier unconditional Deny makes unreachable.
 /// `policies` may hold any resources; NetworkPolicies and
 /// GlobalNetworkPolicies are considered.

@@ -122,3 +122,14 @@ fn only_certain_shadowing_is_reported() {
     // Without endpoints nothing is certain.
     assert!(shadowed_allows(&docs, &[]).is_empty());
 }
+
+#[test]
+fn endpoints_are_needed_only_with_an_unconditional_deny() {
+    use calico_calc::analysis::any_unconditional_deny;
+    let allow_only: Vec<AnyResource> = resources(&format!("{WEB_DB}---\n{FRONTEND}"));
+    assert!(!any_unconditional_deny(&allow_only));
+    let with_deny: Vec<AnyResource> = resources(&format!("{WEB_DB}---\n{DEFAULT_DENY_ALL}"));
+    assert!(any_unconditional_deny(&with_deny));
+    // staging's deny-all-default denies all ingress unconditionally too.
+    assert!(any_unconditional_deny(&resources(DENY_ALL_DEFAULT)));
+}

@@ -153,6 +153,11 @@ fn warn_shadowed(client: &calico_client::Client, written: &[calico_client::clien
             policies.extend(l.items);
         }
     }
+    // Endpoints matter only when some policy denies unconditionally; a large
+    // cluster's endpoints are not read for every policy apply otherwise.
+    if !calico_calc::analysis::any_unconditional_deny(&policies) {
+        return;
+    }
     let endpoints = client
         .list_as::<calico_api::endpoint::WorkloadEndpoint>(None)
         .unwrap_or_default();
