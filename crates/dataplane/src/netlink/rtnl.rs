@@ -73,6 +73,21 @@ fn neigh_addr(ip: IpAddr) -> NeighbourAddress {
     }
 }
 
+/// The destination address and link-layer address of a neighbour or FDB
+/// message (ARP entries and bridge FDB entries share the message type).
+fn dest_and_mac(attrs: &[NeighbourAttribute]) -> (Option<IpAddr>, Option<Mac>) {
+    let mut dst = None;
+    let mut mac = None;
+    for a in attrs {
+        match a {
+            NeighbourAttribute::Destination(d) => dst = from_neigh_addr(d),
+            NeighbourAttribute::LinkLayerAddress(l) => mac = mac_of(l),
+            _ => {}
+        }
+    }
+    (dst, mac)
+}
+
 fn from_neigh_addr(a: &NeighbourAddress) -> Option<IpAddr> {
     match a {
         NeighbourAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
@@ -565,15 +580,7 @@ impl NetlinkBackend for RtNetlink {
                 if m.header.ifindex != idx {
                     continue;
                 }
-                let mut ip = None;
-                let mut mac = None;
-                for a in &m.attributes {
-                    match a {
-                        NeighbourAttribute::Destination(d) => ip = from_neigh_addr(d),
-                        NeighbourAttribute::LinkLayerAddress(l) => mac = mac_of(l),
-                        _ => {}
-                    }
-                }
+                let (ip, mac) = dest_and_mac(&m.attributes);
                 if let Some(ip) = ip {
                     out.push(Neighbour {
                         iface: iface.to_string(),
@@ -622,15 +629,7 @@ impl NetlinkBackend for RtNetlink {
             if m.header.ifindex != idx || !m.header.flags.contains(NeighbourFlags::Own) {
                 continue;
             }
-            let mut mac = None;
-            let mut dst = None;
-            for a in &m.attributes {
-                match a {
-                    NeighbourAttribute::LinkLayerAddress(l) => mac = mac_of(l),
-                    NeighbourAttribute::Destination(d) => dst = from_neigh_addr(d),
-                    _ => {}
-                }
-            }
+            let (dst, mac) = dest_and_mac(&m.attributes);
             if let Some(mac) = mac {
                 out.push(FdbEntry {
                     iface: iface.to_string(),
