@@ -30,7 +30,11 @@
 //!   `cali-pri-<hash>`/`cali-pro-<hash>` (16 hex digits of SHA-256 over the
 //!   policy id). Allow = set mark 0x10000 + return, Deny = drop, Pass = set
 //!   mark 0x20000 + return, Log = `log prefix "<logPrefix> "` and continue.
-//!   Every rule has a counter and the comment `<policy> <rule id>`.
+//!   Every rule has a counter and the comment `<policy> <rule id>`. A rule
+//!   of one address family always carries its family. Consecutive rules with
+//!   the same action are merged into one set lookup where they differ only in
+//!   addresses, protocol and ports (comment `<policy> <first>..<last> (N
+//!   merged)`), so their cost does not grow with their number: see [`rules`].
 //!
 //! Sets and maps: `s4-<hash>`/`s6-<hash>` (one pair per model IP set, interval
 //! sets of addresses), `n4-`/`n6-` (named ports: `addr . inet_proto .
@@ -59,6 +63,7 @@ pub mod fake;
 pub mod generation;
 mod manager;
 pub mod render;
+pub mod rules;
 pub mod table;
 pub mod tracked;
 

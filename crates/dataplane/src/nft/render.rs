@@ -5,12 +5,11 @@
 //! accepted the packet, `0x20000` = a policy passed it to the next tier.
 
 use std::collections::BTreeSet;
-use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use calico_calc::model::{
-    Action, EndpointToHostAction, HostConfig, IpSetId, IpSetMember, LocalEndpoint, Policy,
-    PolicyId, PolicyKind, Pool, PortRange, ProtoPort, Rule, Side, TierDefault,
+    EndpointToHostAction, HostConfig, IpSetId, IpSetMember, LocalEndpoint, Policy, PolicyId,
+    PolicyKind, Pool, ProtoPort, TierDefault,
 };
 use ipnet::IpNet;
 use sha2::{Digest, Sha256};
@@ -570,33 +569,9 @@ pub fn policy_chain(
         };
         let label = policy_label(id);
         let profile = id.kind == PolicyKind::Profile;
-        for rule in list {
-            rules.extend(rule_specs(rule, profile, &label, log_prefix, refs));
-        }
+        rules = super::rules::policy_rules(list, profile, &label, log_prefix, refs);
     }
     ChainSpec::regular(rules)
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Fam {
-    V4,
-    V6,
-}
-
-fn fam_of(n: &IpNet) -> Fam {
-    match n {
-        IpNet::V4(_) => Fam::V4,
-        IpNet::V6(_) => Fam::V6,
-    }
-}
-
-fn side_is_family_specific(s: &Side) -> bool {
-    !s.nets.is_empty()
-        || !s.not_nets.is_empty()
-        || s.ip_set.is_some()
-        || !s.not_ip_sets.is_empty()
-        || !s.named_port_sets.is_empty()
-        || !s.not_named_port_sets.is_empty()
 }
 
 fn net_list(nets: &[IpNet]) -> String {
@@ -606,186 +581,6 @@ fn net_list(nets: &[IpNet]) -> String {
         let items: Vec<String> = nets.iter().map(net_text).collect();
         format!("{{ {} }}", items.join(", "))
     }
-}
-
-fn port_list(ports: &[PortRange]) -> String {
-    let items: Vec<String> = ports
-        .iter()
-        .map(|p| {
-            if p.min == p.max {
-                p.min.to_string()
-            } else {
-                format!("{}-{}", p.min, p.max)
-            }
-        })
-        .collect();
-    if items.len() == 1 {
-        items[0].clone()
-    } else {
-        format!("{{ {} }}", items.join(", "))
-    }
-}
-
-/// nft rules for one model rule. A rule is split per address family when it
-/// uses family-specific matches (and dropped for a family it cannot match),
-/// and split again when a side's ports are an OR of a numeric list and
-/// named-port sets.
-pub fn rule_specs(
-    rule: &Rule,
-    profile: bool,
-    label: &str,
-    log_prefix: &str,
-    refs: &mut BTreeSet<SetRef>,
-) -> Vec<RuleSpec> {
-    let mut fams = vec![Fam::V4, Fam::V6];
-    match rule.ip_version {
-        Some(4) => fams.retain(|f| *f == Fam::V4),
-        Some(6) => fams.retain(|f| *f == Fam::V6),
-        _ => {}
-    }
-    match rule.protocol {
-        Some(1) => fams.retain(|f| *f == Fam::V4),
-        Some(58) => fams.retain(|f| *f == Fam::V6),
-        _ => {}
-    }
-    for side in [&rule.src, &rule.dst] {
-        if !side.nets.is_empty() {
-            fams.retain(|f| side.nets.iter().any(|n| fam_of(n) == *f));
-        }
-    }
-    let specific = rule.ip_version.is_some()
-        || rule.icmp_type.is_some()
-        || rule.not_icmp_type.is_some()
-        || side_is_family_specific(&rule.src)
-        || side_is_family_specific(&rule.dst);
-    let variants: Vec<Option<Fam>> = if specific {
-        fams.into_iter().map(Some).collect()
-    } else {
-        vec![None]
-    };
-
-    let action = match (rule.action, profile) {
-        (Action::Allow, _) => format!("counter meta mark set meta mark | {MARK_ACCEPT} return"),
-        (Action::Deny, _) => "counter drop".to_string(),
-        (Action::Pass, false) => format!("counter meta mark set meta mark | {MARK_PASS} return"),
-        (Action::Pass, true) => "counter return".to_string(),
-        (Action::Log, _) => format!(
-            "counter log prefix \"{} \"",
-            super::table::sanitize_comment(log_prefix)
-        ),
-    };
-    let comment = format!("{label} {}", rule.id);
-    let uses_ports = !rule.src.ports.is_empty()
-        || !rule.dst.ports.is_empty()
-        || !rule.src.not_ports.is_empty()
-        || !rule.dst.not_ports.is_empty();
-
-    let mut out = Vec::new();
-    'fam: for fam in variants {
-        let mut m = String::new();
-        if let Some(p) = rule.protocol {
-            let _ = write!(m, "meta l4proto {p} ");
-        } else if uses_ports {
-            m.push_str("meta l4proto { 6, 17, 132, 136 } ");
-        }
-        if let Some(p) = rule.not_protocol {
-            let _ = write!(m, "meta l4proto != {p} ");
-        }
-        let icmp = if fam == Some(Fam::V6) {
-            "icmpv6"
-        } else {
-            "icmp"
-        };
-        if let Some(t) = rule.icmp_type {
-            let _ = write!(m, "{icmp} type {t} ");
-            if let Some(c) = rule.icmp_code {
-                let _ = write!(m, "{icmp} code {c} ");
-            }
-        }
-        if let Some(t) = rule.not_icmp_type {
-            match rule.not_icmp_code {
-                Some(c) => {
-                    let _ = write!(m, "{icmp} type . {icmp} code != {{ {t} . {c} }} ");
-                }
-                None => {
-                    let _ = write!(m, "{icmp} type != {t} ");
-                }
-            }
-        }
-        let mut alts: Vec<Vec<String>> = Vec::new();
-        for (side, dirw) in [(&rule.src, "s"), (&rule.dst, "d")] {
-            let (ip, v6) = match fam {
-                Some(Fam::V6) => ("ip6", true),
-                _ => ("ip", false),
-            };
-            let addr = format!("{ip} {dirw}addr");
-            let port = format!("th {dirw}port");
-            if let Some(f) = fam {
-                if !side.nets.is_empty() {
-                    let nets = aggregate(side.nets.iter().filter(|n| fam_of(n) == f).copied());
-                    if nets.is_empty() {
-                        continue 'fam;
-                    }
-                    let _ = write!(m, "{addr} {} ", net_list(&nets));
-                }
-                let not_nets = aggregate(side.not_nets.iter().filter(|n| fam_of(n) == f).copied());
-                if !not_nets.is_empty() {
-                    let _ = write!(m, "{addr} != {} ", net_list(&not_nets));
-                }
-                if let Some(id) = &side.ip_set {
-                    refs.insert((id.clone(), SetKind::Addr));
-                    let _ = write!(m, "{addr} @{} ", ipset_name(id, SetKind::Addr, v6));
-                }
-                for id in &side.not_ip_sets {
-                    refs.insert((id.clone(), SetKind::Addr));
-                    let _ = write!(m, "{addr} != @{} ", ipset_name(id, SetKind::Addr, v6));
-                }
-                for id in &side.not_named_port_sets {
-                    refs.insert((id.clone(), SetKind::NamedPort));
-                    let _ = write!(
-                        m,
-                        "{addr} . meta l4proto . {port} != @{} ",
-                        ipset_name(id, SetKind::NamedPort, v6)
-                    );
-                }
-            }
-            if !side.not_ports.is_empty() {
-                let _ = write!(m, "{port} != {} ", port_list(&side.not_ports));
-            }
-            // Positive ports: an OR of the numeric list and each named set.
-            let mut side_alts = Vec::new();
-            if !side.ports.is_empty() {
-                side_alts.push(format!("{port} {} ", port_list(&side.ports)));
-            }
-            if fam.is_some() {
-                for id in &side.named_port_sets {
-                    refs.insert((id.clone(), SetKind::NamedPort));
-                    side_alts.push(format!(
-                        "{addr} . meta l4proto . {port} @{} ",
-                        ipset_name(id, SetKind::NamedPort, v6)
-                    ));
-                }
-            }
-            if !side_alts.is_empty() {
-                alts.push(side_alts);
-            }
-        }
-        // Cartesian product of the sides' alternatives.
-        let mut bodies = vec![m];
-        for side_alts in alts {
-            let mut next = Vec::new();
-            for b in &bodies {
-                for a in &side_alts {
-                    next.push(format!("{b}{a}"));
-                }
-            }
-            bodies = next;
-        }
-        for b in bodies {
-            out.push(RuleSpec::commented(format!("{b}{action}"), comment.clone()));
-        }
-    }
-    out
 }
 
 /// 1:1 NAT map elements (floating IPs) of all endpoints: (dnat, snat) per

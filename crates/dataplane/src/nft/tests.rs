@@ -404,7 +404,7 @@ fn rule_matches_render_per_family() {
         min: 1500,
         max: 1500,
     }];
-    let out = render::rule_specs(&r, false, "p", "calico-packet", &mut refs);
+    let out = super::rules::rule_specs(&r, false, "p", "calico-packet", &mut refs);
     let bodies: Vec<&str> = out.iter().map(|r| r.body.as_str()).collect();
     let n4 = ipset_name("s:np", SetKind::NamedPort, false);
     let n6 = ipset_name("s:np", SetKind::NamedPort, true);
@@ -424,32 +424,32 @@ fn rule_matches_render_per_family() {
     icmp.protocol = Some(1);
     icmp.icmp_type = Some(8);
     icmp.icmp_code = Some(0);
-    let out = render::rule_specs(&icmp, false, "p", "x", &mut refs);
+    let out = super::rules::rule_specs(&icmp, false, "p", "x", &mut refs);
     assert_eq!(out.len(), 1);
     assert_eq!(
         out[0].body,
-        "meta l4proto 1 icmp type 8 icmp code 0 counter drop"
+        "meta nfproto ipv4 meta l4proto 1 icmp type 8 icmp code 0 counter drop"
     );
     let mut icmp6 = rule(Action::Deny, "i6");
     icmp6.protocol = Some(58);
     icmp6.not_icmp_type = Some(128);
     icmp6.not_icmp_code = Some(0);
-    let out = render::rule_specs(&icmp6, false, "p", "x", &mut refs);
+    let out = super::rules::rule_specs(&icmp6, false, "p", "x", &mut refs);
     assert_eq!(out.len(), 1);
     assert_eq!(
         out[0].body,
-        "meta l4proto 58 icmpv6 type . icmpv6 code != { 128 . 0 } counter drop"
+        "meta nfproto ipv6 meta l4proto 58 icmpv6 type . icmpv6 code != { 128 . 0 } counter drop"
     );
     // ip_version 6 with IPv4 nets cannot match anything.
     let mut never = rule(Action::Allow, "n");
     never.ip_version = Some(6);
     never.dst.nets = vec![net("198.18.0.0/24")];
-    assert!(render::rule_specs(&never, false, "p", "x", &mut refs).is_empty());
+    assert!(super::rules::rule_specs(&never, false, "p", "x", &mut refs).is_empty());
     // ip_version 4 alone: one IPv4 rule.
     let mut v4 = rule(Action::Allow, "v4");
     v4.ip_version = Some(4);
     v4.dst.not_ip_sets = vec!["s:x".into()];
-    let out = render::rule_specs(&v4, false, "p", "x", &mut refs);
+    let out = super::rules::rule_specs(&v4, false, "p", "x", &mut refs);
     assert_eq!(
         out.iter().map(|r| r.body.clone()).collect::<Vec<_>>(),
         vec![format!(
@@ -457,6 +457,67 @@ fn rule_matches_render_per_family() {
             ipset_name("s:x", SetKind::Addr, false)
         )]
     );
+}
+
+/// The fail-open found by the differential check: `notNets` of one family
+/// must not leave the other family's copy of the rule unguarded.
+#[test]
+fn every_family_copy_carries_its_family() {
+    let mut refs = BTreeSet::new();
+    let mut r = rule(Action::Allow, "r");
+    r.protocol = Some(6);
+    r.src.not_nets = vec![net("198.19.0.0/24")];
+    let bodies: Vec<String> = super::rules::rule_specs(&r, false, "p", "x", &mut refs)
+        .into_iter()
+        .map(|r| r.body)
+        .collect();
+    assert_eq!(
+        bodies,
+        vec![
+            format!("meta l4proto 6 ip saddr != 198.19.0.0/24 {ACCEPT}"),
+            format!("meta nfproto ipv6 meta l4proto 6 {ACCEPT}"),
+        ]
+    );
+    // ipVersion alone, and a negated selector of the other family's set.
+    let mut v6 = rule(Action::Deny, "v6");
+    v6.ip_version = Some(6);
+    let out = super::rules::rule_specs(&v6, false, "p", "x", &mut refs);
+    assert_eq!(out[0].body, "meta nfproto ipv6 counter drop");
+}
+
+#[test]
+fn runs_of_same_action_merge_into_one_set_lookup() {
+    let mut refs = BTreeSet::new();
+    let sg = |cidr: &str, lo: u16, hi: u16, id: &str| {
+        let mut r = rule(Action::Allow, id);
+        r.ip_version = Some(4);
+        r.protocol = Some(6);
+        r.src.nets = vec![net(cidr)];
+        r.dst.ports = vec![PortRange { min: lo, max: hi }];
+        r
+    };
+    let mut log = rule(Action::Log, "log");
+    log.protocol = Some(17);
+    let rules = vec![
+        sg("10.0.0.0/8", 80, 90, "a"),
+        sg("10.1.0.0/16", 85, 100, "b"),
+        sg("192.0.2.1/32", 22, 22, "c"),
+        log,
+        sg("10.0.0.0/8", 443, 443, "d"),
+        rule(Action::Deny, "e"),
+    ];
+    let out = super::rules::policy_rules(&rules, false, "p", "pfx", &mut refs);
+    let texts: Vec<String> = out.iter().map(|r| r.body.clone()).collect();
+    assert_eq!(
+        texts,
+        vec![
+            format!("ip saddr . meta l4proto . th dport {{ 192.0.2.1 . 6 . 22, 10.0.0.0/8 . 6 . 80-90, 10.1.0.0/16 . 6 . 91-100 }} {ACCEPT}"),
+            "meta l4proto 17 counter log prefix \"pfx \"".to_string(),
+            format!("meta l4proto 6 ip saddr 10.0.0.0/8 th dport 443 {ACCEPT}"),
+            "counter drop".to_string(),
+        ]
+    );
+    assert_eq!(out[0].comment.as_deref(), Some("p a..c (3 merged)"));
 }
 
 // ---------------------------------------------------------------- incremental
