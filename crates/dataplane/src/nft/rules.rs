@@ -499,7 +499,7 @@ fn merge_key(a: &Atom) -> Option<MergeKey> {
 }
 
 enum Item {
-    Single(Atom, String),
+    Single(Box<Atom>, String),
     Group(MergeKey),
 }
 
@@ -523,7 +523,7 @@ fn run_specs(
                     }
                     members.push((atom, rule.id.clone()));
                 }
-                None => items.push(Item::Single(atom, rule.id.clone())),
+                None => items.push(Item::Single(Box::new(atom), rule.id.clone())),
             }
         }
     }
