@@ -198,6 +198,9 @@ fn filter_side(side: &Side, fam: Option<Fam>, port: PortAlt) -> Option<AtomSide>
     if !side.nets.is_empty() && nets.is_empty() {
         return None;
     }
+    if !side.not_ports.is_empty() && complement(&side.not_ports).is_empty() {
+        return None; // every port is excluded
+    }
     Some(AtomSide {
         nets,
         not_nets: of_fam(&side.not_nets),
@@ -360,8 +363,35 @@ fn side_fixed_text(
         );
     }
     if !side.not_ports.is_empty() {
-        let _ = write!(m, "{port} != {} ", port_list(&side.not_ports));
+        // As the complement, never `!=`: nft 1.0.6 merges `th sport != A
+        // th dport != B` into one 32-bit `!=`, which matches when either
+        // differs (found by the differential test).
+        let _ = write!(m, "{port} {} ", port_list(&complement(&side.not_ports)));
     }
+}
+
+/// The ports (0–65535) outside `ranges`.
+fn complement(ranges: &[PortRange]) -> Vec<PortRange> {
+    let mut sorted = ranges.to_vec();
+    sorted.sort();
+    let mut out = Vec::new();
+    let mut next: u32 = 0;
+    for r in sorted {
+        if (r.min as u32) > next {
+            out.push(PortRange {
+                min: next as u16,
+                max: r.min - 1,
+            });
+        }
+        next = next.max(r.max as u32 + 1);
+    }
+    if next <= u16::MAX as u32 {
+        out.push(PortRange {
+            min: next as u16,
+            max: u16::MAX,
+        });
+    }
+    out
 }
 
 /// The positive port alternative of one side.
@@ -745,6 +775,18 @@ mod tests {
                     .collect()
             }),
         }
+    }
+
+    #[test]
+    fn negated_ports_render_as_their_complement() {
+        let r = |min, max| PortRange { min, max };
+        assert_eq!(complement(&[r(80, 80)]), vec![r(0, 79), r(81, 65535)]);
+        assert_eq!(complement(&[r(1, 1023), r(0, 0)]), vec![r(1024, 65535)]);
+        assert_eq!(
+            complement(&[r(5, 9), r(7, 20), r(65535, 65535)]),
+            vec![r(0, 4), r(21, 65534)]
+        );
+        assert!(complement(&[r(0, 65535)]).is_empty());
     }
 
     #[test]

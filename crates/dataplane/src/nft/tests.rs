@@ -411,10 +411,10 @@ fn rule_matches_render_per_family() {
     assert_eq!(
         bodies,
         vec![
-            format!("meta l4proto 17 ip saddr 198.18.0.0/24 ip saddr != 198.18.0.128/25 th dport != 1500 th dport {{ 53, 1000-2000 }} {ACCEPT}"),
-            format!("meta l4proto 17 ip saddr 198.18.0.0/24 ip saddr != 198.18.0.128/25 th dport != 1500 ip daddr . meta l4proto . th dport @{n4} {ACCEPT}"),
-            format!("meta l4proto 17 ip6 saddr 2001:db8::/64 th dport != 1500 th dport {{ 53, 1000-2000 }} {ACCEPT}"),
-            format!("meta l4proto 17 ip6 saddr 2001:db8::/64 th dport != 1500 ip6 daddr . meta l4proto . th dport @{n6} {ACCEPT}"),
+            format!("meta l4proto 17 ip saddr 198.18.0.0/24 ip saddr != 198.18.0.128/25 th dport {{ 0-1499, 1501-65535 }} th dport {{ 53, 1000-2000 }} {ACCEPT}"),
+            format!("meta l4proto 17 ip saddr 198.18.0.0/24 ip saddr != 198.18.0.128/25 th dport {{ 0-1499, 1501-65535 }} ip daddr . meta l4proto . th dport @{n4} {ACCEPT}"),
+            format!("meta l4proto 17 ip6 saddr 2001:db8::/64 th dport {{ 0-1499, 1501-65535 }} th dport {{ 53, 1000-2000 }} {ACCEPT}"),
+            format!("meta l4proto 17 ip6 saddr 2001:db8::/64 th dport {{ 0-1499, 1501-65535 }} ip6 daddr . meta l4proto . th dport @{n6} {ACCEPT}"),
         ]
     );
     assert!(refs.contains(&("s:np".to_string(), SetKind::NamedPort)));
