@@ -1,5 +1,6 @@
-//! The host's dataplane: the nftables policy manager and the routing
-//! managers (routes, VXLAN, IPIP probe, sysctls, MTU), driven together.
+//! The host's dataplane: the nftables policy manager, the routing managers
+//! (routes, VXLAN, IPIP probe, sysctls, MTU) and the conntrack clean-up of
+//! addresses endpoints give up, driven together.
 //!
 //! Drift checks of nftables are skipped while the network namespace's
 //! nftables generation is still the one our last write or read left: every
@@ -14,8 +15,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Result};
 use calico_calc::model::Update;
 use calico_dataplane::{
-    ApplyStats, CommandNft, Condition, DataplaneError, GenerationTracked, Manager, PolicyManager,
-    ProcSysctl, RoutingConfig, RtNetlink,
+    ApplyStats, CommandConntrack, CommandNft, Condition, ConntrackManager, DataplaneError,
+    GenerationTracked, Manager, PolicyManager, ProcSysctl, RoutingConfig, RtNetlink,
 };
 use tracing::warn;
 
@@ -24,6 +25,8 @@ use crate::config::AgentConfig;
 pub struct Dataplane {
     policy: PolicyManager<GenerationTracked<CommandNft>>,
     routing: calico_dataplane::Routing<RtNetlink, ProcSysctl>,
+    /// Deletes the flows of addresses local endpoints give up; applied last.
+    conntrack: ConntrackManager<CommandConntrack>,
     /// Conditions last logged, so each is logged once when it appears.
     logged: BTreeSet<String>,
     /// How long the last apply spent in the policy (nft) and routing parts.
@@ -40,6 +43,7 @@ impl Dataplane {
         Ok(Dataplane {
             policy: PolicyManager::new(GenerationTracked::new(CommandNft::new())),
             routing,
+            conntrack: ConntrackManager::new(CommandConntrack::new()),
             logged: BTreeSet::new(),
             last_policy_time: Duration::ZERO,
             last_routing_time: Duration::ZERO,
@@ -49,6 +53,7 @@ impl Dataplane {
     pub fn on_update(&mut self, u: &Update) {
         self.policy.on_update(u);
         self.routing.on_update(u);
+        self.conntrack.on_update(u);
     }
 
     /// Applies both; returns the first error (both are attempted).
@@ -59,10 +64,12 @@ impl Dataplane {
         let t = Instant::now();
         let r = self.routing.apply();
         self.last_routing_time = t.elapsed();
+        // After the new policy is in place, so reconnects meet it.
+        let c = self.conntrack.apply();
         self.log_conditions();
         let mut stats = ApplyStats::default();
         let mut first = None;
-        for res in [p, r] {
+        for res in [p, r, c] {
             match res {
                 Ok(s) => stats.writes += s.writes,
                 Err(e) => {

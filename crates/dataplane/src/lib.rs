@@ -15,6 +15,7 @@ pub use nft::{CommandNft, FakeNft, GenerationTracked, NftBackend, PolicyManager}
 // Routes, links and per-interface settings (see `routing::Routing` for the
 // combined manager).
 pub mod condition;
+pub mod conntrack;
 pub mod iface;
 pub mod ipip;
 pub mod mtu;
@@ -25,6 +26,7 @@ pub mod sysctl;
 pub mod vxlan;
 
 pub use condition::{Condition, KernelFeature, PendingReason};
+pub use conntrack::{CommandConntrack, ConntrackBackend, ConntrackManager, FakeConntrack};
 pub use iface::InterfaceSysctlManager;
 pub use ipip::IpipManager;
 pub use mtu::MtuManager;

@@ -10,25 +10,12 @@
 //! `CALICO_DIFF_LONG=1` runs the long mode (several seeds, ≥ 20,000
 //! verdicts) whose result is recorded in docs/benchmarks.md.
 
-mod generate;
-mod topology;
-
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use calico_api::decode::decode_documents;
-use calico_api::AnyResource;
-use calico_calc::input::{HostIdentity, Input};
 use calico_calc::reference::{evaluate, Packet, World};
-use calico_calc::Calculator;
-use calico_dataplane::nft::{CommandNft, PolicyManager};
-use calico_dataplane::Manager;
 
-use generate::Rng;
-use topology::{next_source_port, probe, Probe, Topology, Workload, TCP_PORTS, UDP_PORTS};
-
-const NODE: &str = "h";
 /// Probes answered within this are allowed; a disagreement is re-probed
 /// with the long timeout before it counts (a busy 2-core machine).
 const SHORT: Duration = Duration::from_millis(300);
@@ -36,99 +23,11 @@ const LONG: Duration = Duration::from_millis(2000);
 /// Probes in flight per source workload.
 const WORKERS_PER_SOURCE: usize = 12;
 
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-/// Whether the test can run here; under CI=true a missing prerequisite is
-/// a failure, elsewhere a counted skip.
-fn prerequisites_met(test: &str) -> bool {
-    let mut missing = Vec::new();
-    if !is_root() {
-        missing.push("root".to_string());
-    }
-    for tool in ["ip", "nft"] {
-        let found = std::process::Command::new(tool).arg("-V").output().is_ok();
-        if !found {
-            missing.push(format!("`{tool}`"));
-        }
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let why = format!("needs {}", missing.join(", "));
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{test}: {why} (CI=true: a missing prerequisite fails the test)"
-    );
-    println!("SKIP: {test}: {why}");
-    false
-}
-
-fn workload_resource(w: &Workload) -> AnyResource {
-    let labels: String = w
-        .labels
-        .iter()
-        .map(|(k, v)| format!("    {k}: {v}\n"))
-        .collect();
-    let doc = format!(
-        "apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata:\n  name: {NODE}-openstack-{name}-eth0\n  namespace: {ns}\n  labels:\n{labels}spec:\n  node: {NODE}\n  orchestrator: openstack\n  workload: {name}\n  endpoint: eth0\n  interfaceName: {iface}\n  ipNetworks: [{v4}/32, '{v6}/128']\n  profiles: [kns.{ns}, open]\n  ports:\n  - {{name: http, port: 80, protocol: TCP}}\n  - {{name: dns, port: 53, protocol: UDP}}\n  - {{name: pg, port: 5432, protocol: TCP}}\n",
-        name = w.name,
-        ns = w.namespace,
-        iface = w.iface,
-        v4 = w.v4,
-        v6 = w.v6,
-    );
-    let mut r = decode_documents(&doc).unwrap().pop().unwrap().resource;
-    r.apply_defaults();
-    r.validate().unwrap();
-    r
-}
-
-/// The calculation and the dataplane of the simulated host.
-struct Host {
-    calc: Calculator,
-    nft: PolicyManager<CommandNft>,
-    applied: Vec<AnyResource>,
-}
-
-impl Host {
-    fn new(topo: &Topology) -> Host {
-        let mut calc = Calculator::new(HostIdentity {
-            node_name: NODE.into(),
-            node_ip: None,
-        });
-        for w in &topo.workloads {
-            calc.on_input(Input::Resource(workload_resource(w)));
-        }
-        calc.on_input(Input::InSync);
-        Host {
-            calc,
-            nft: PolicyManager::new(CommandNft::in_netns(topo.host.clone())),
-            applied: Vec::new(),
-        }
-    }
-
-    /// Replaces the previous round's resources with `world` and programs it.
-    fn program(&mut self, world: &[AnyResource]) {
-        for r in self.applied.drain(..) {
-            let m = r.metadata();
-            self.calc.on_input(Input::ResourceRemoved {
-                kind: r.kind(),
-                namespace: m.namespace.clone(),
-                name: m.name.clone(),
-            });
-        }
-        for r in world {
-            self.calc.on_input(Input::Resource(r.clone()));
-            self.applied.push(r.clone());
-        }
-        for u in self.calc.flush() {
-            self.nft.on_update(&u);
-        }
-        self.nft.apply().expect("nft apply");
-    }
-}
+use super::generate::{self, Rng};
+use super::topology::{
+    self, next_source_port, probe, Probe, Topology, Workload, TCP_PORTS, UDP_PORTS,
+};
+use super::{prerequisites_met, workload_resource, Host};
 
 #[derive(Clone, Debug)]
 struct Case {
@@ -305,7 +204,7 @@ fn dump_ruleset(host: &str, label: &str) -> String {
 
 fn run(seeds: &[u64], rounds: usize) -> Tally {
     let topo = Topology::new(&format!("cdiff-{}", std::process::id()));
-    let mut host = Host::new(&topo);
+    let mut host = Host::new(&topo, &[]);
     let mut tally = Tally {
         verdicts: 0,
         allowed: 0,
@@ -335,7 +234,10 @@ fn run(seeds: &[u64], rounds: usize) -> Tally {
 
 #[test]
 fn kernel_verdicts_match_the_reference_evaluator() {
-    if !prerequisites_met("kernel_verdicts_match_the_reference_evaluator") {
+    if !prerequisites_met(
+        "kernel_verdicts_match_the_reference_evaluator",
+        &["ip", "nft"],
+    ) {
         return;
     }
     let long = std::env::var("CALICO_DIFF_LONG").is_ok_and(|v| v == "1");

@@ -241,14 +241,25 @@ impl Topology {
             }
             ready_tx.send(()).unwrap();
             let mut buf = [0u8; 64];
+            // Accepted connections echo until closed (long-lived flows).
+            let mut conns: Vec<std::net::TcpStream> = Vec::new();
             while !stop.load(Ordering::SeqCst) {
                 let mut busy = false;
                 for l in &tcp {
                     while let Ok((conn, _)) = l.accept() {
                         busy = true;
-                        drop(conn);
+                        conn.set_nonblocking(true).unwrap();
+                        conns.push(conn);
                     }
                 }
+                conns.retain_mut(|c| match std::io::Read::read(c, &mut buf) {
+                    Ok(0) => false,
+                    Ok(n) => {
+                        busy = true;
+                        std::io::Write::write_all(c, &buf[..n]).is_ok()
+                    }
+                    Err(e) => e.kind() == ErrorKind::WouldBlock,
+                });
                 for u in &udp {
                     while let Ok((n, from)) = u.recv_from(&mut buf) {
                         busy = true;
