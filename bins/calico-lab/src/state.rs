@@ -46,10 +46,15 @@ impl LabState {
             format!("{} is not a lab state file", f.display())
         })?))
     }
+    /// Written to a temporary file and renamed over the old one, so a
+    /// `calico-lab` running meanwhile (`exec` during `restart-agent`) never
+    /// reads half a file.
     pub fn save(&self) -> Result<()> {
         let f = Self::file(&self.dir);
-        std::fs::write(&f, serde_json::to_string_pretty(self)?)
-            .with_context(|| format!("cannot write {}", f.display()))
+        let tmp = f.with_extension(format!("json.{}", std::process::id()));
+        std::fs::write(&tmp, serde_json::to_string_pretty(self)?)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &f).with_context(|| format!("cannot replace {}", f.display()))
     }
     /// Environment that points calicoctl/calico-node at the lab's datastore.
     pub fn datastore_env(&self) -> Vec<(String, String)> {
