@@ -287,7 +287,7 @@ fn is_label_name(s: &str) -> bool {
 
 pub fn is_label_key(k: &str) -> bool {
     match k.rsplit_once('/') {
-        Some((prefix, name)) => is_dns1123_subdomain(prefix) && is_label_name(name),
+        Some((prefix, name)) => is_resource_name(prefix) && is_label_name(name),
         None => is_label_name(k),
     }
 }

@@ -582,6 +582,37 @@ impl BGPConfigurationSpec {
         }
     }
 
+    /// Cluster-wide settings that upstream's client accepts only in the
+    /// `default` configuration, not in per-node ones.
+    fn check_default_only(&self, errs: &mut FieldErrors) {
+        let set = [
+            (
+                "nodeToNodeMeshEnabled",
+                self.node_to_node_mesh_enabled.is_some(),
+            ),
+            ("asNumber", self.as_number.is_some()),
+            (
+                "serviceLoadBalancerIPs",
+                !self.service_load_balancer_ips.is_empty(),
+            ),
+            ("serviceExternalIPs", !self.service_external_ips.is_empty()),
+            ("serviceClusterIPs", !self.service_cluster_ips.is_empty()),
+            ("nodeMeshPassword", self.node_mesh_password.is_some()),
+            (
+                "nodeMeshMaxRestartTime",
+                self.node_mesh_max_restart_time.is_some(),
+            ),
+        ];
+        for (field, is_set) in set {
+            if is_set {
+                errs.add(
+                    format!("spec.{field}"),
+                    format!("{field} can only be set in the \"default\" BGPConfiguration"),
+                );
+            }
+        }
+    }
+
     /// Node-to-node mesh settings mean nothing with the mesh turned off.
     fn check_mesh(&self, errs: &mut FieldErrors) {
         if self.node_to_node_mesh_enabled != Some(false) {
@@ -610,11 +641,14 @@ impl Spec for BGPConfigurationSpec {
         }
     }
 
-    fn validate(&self, _meta: &ObjectMeta, errs: &mut FieldErrors) {
+    fn validate(&self, meta: &ObjectMeta, errs: &mut FieldErrors) {
         self.check_enums(errs);
         self.check_addresses(errs);
         self.check_communities(errs);
         self.check_mesh(errs);
+        if meta.name != "default" {
+            self.check_default_only(errs);
+        }
         if let Some(t) = &self.node_mesh_max_restart_time {
             if crate::duration::parse_go_duration(t).is_err() {
                 errs.add(
