@@ -23,8 +23,10 @@ pub struct IpNat {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EndpointPort {
+    #[serde(default)]
     pub name: String,
     pub protocol: crate::numorstring::Protocol,
+    #[serde(default)]
     pub port: u16,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_port: Option<u16>,
@@ -32,27 +34,87 @@ pub struct EndpointPort {
     pub host_ip: String,
 }
 
-fn check_ports(ports: &[EndpointPort], errs: &mut FieldErrors) {
-    for (i, p) in ports.iter().enumerate() {
-        if p.name.is_empty() {
-            errs.add(format!("spec.ports[{i}].name"), "a named port needs a name");
-        } else if !crate::numorstring::is_port_name(&p.name) {
+/// Which endpoint a port list belongs to: only workload ports may map a host
+/// port, and only they may then go without a name.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PortOwner {
+    Workload,
+    Host,
+}
+
+fn check_port_name(field: &str, p: &EndpointPort, owner: PortOwner, errs: &mut FieldErrors) {
+    let host_mapped = p.host_port.is_some_and(|h| h != 0);
+    if p.name.is_empty() {
+        if owner == PortOwner::Host || !host_mapped {
             errs.add(
-                format!("spec.ports[{i}].name"),
-                format!(
-                    "invalid port name {:?}: {}",
-                    p.name,
-                    crate::numorstring::PORT_NAME_RULE
-                ),
+                field,
+                "a port needs a name (a workload port may omit it only when it maps a hostPort)",
             );
         }
-        if !p.protocol.supports_ports() {
+    } else if !crate::numorstring::is_port_name(&p.name) {
+        errs.add(
+            field,
+            format!(
+                "invalid port name {:?}: {}",
+                p.name,
+                crate::numorstring::PORT_NAME_RULE
+            ),
+        );
+    }
+}
+
+fn check_host_mapping(f: &str, p: &EndpointPort, owner: PortOwner, errs: &mut FieldErrors) {
+    if owner == PortOwner::Host {
+        if p.host_port.is_some() || !p.host_ip.is_empty() {
             errs.add(
-                format!("spec.ports[{i}].protocol"),
-                "named ports must be TCP, UDP or SCTP",
+                format!("{f}.hostPort"),
+                "hostPort and hostIP belong to workload endpoint ports only",
             );
+        }
+    } else if !p.host_ip.is_empty() {
+        if let Err(m) = crate::validate::parse_masked_net(&p.host_ip) {
+            errs.add(format!("{f}.hostIP"), m);
         }
     }
+}
+
+fn check_ports(ports: &[EndpointPort], owner: PortOwner, errs: &mut FieldErrors) {
+    for (i, p) in ports.iter().enumerate() {
+        let f = format!("spec.ports[{i}]");
+        check_port_name(&format!("{f}.name"), p, owner, errs);
+        if !p.protocol.supports_ports() {
+            errs.add(
+                format!("{f}.protocol"),
+                "endpoint ports must be TCP, UDP or SCTP",
+            );
+        }
+        if p.port == 0 {
+            errs.add(format!("{f}.port"), "port must be 1-65535");
+        }
+        check_host_mapping(&f, p, owner, errs);
+    }
+}
+
+/// Checks fields that name other resources (nodes, profiles, orchestrators).
+fn check_refs(fields: &[(&str, &str, &str)], profiles: &[String], errs: &mut FieldErrors) {
+    for (field, what, value) in fields {
+        if !value.is_empty() {
+            crate::validate::check_name_ref(field, what, value, errs);
+        }
+    }
+    for (i, p) in profiles.iter().enumerate() {
+        crate::validate::check_name_ref(&format!("spec.profiles[{i}]"), "profile", p, errs);
+    }
+}
+
+/// Upstream's container ID form: alphanumerics and '-', not starting or
+/// ending with '-' (upper case allowed).
+fn is_container_id(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -132,8 +194,8 @@ fn check_gateway(field: &str, s: &str, version: u8, errs: &mut FieldErrors) {
     }
 }
 
-impl Spec for WorkloadEndpointSpec {
-    fn validate(&self, _meta: &ObjectMeta, errs: &mut FieldErrors) {
+impl WorkloadEndpointSpec {
+    fn check_networks(&self, errs: &mut FieldErrors) {
         for (i, n) in self.ip_networks.iter().enumerate() {
             match parse_net(n) {
                 Ok(net) if net.prefix_len() != net.max_prefix_len() => errs.add(
@@ -145,48 +207,83 @@ impl Spec for WorkloadEndpointSpec {
             }
         }
         for (i, nat) in self.ip_nats.iter().enumerate() {
-            let internal = nat.internal_ip.parse::<IpAddr>();
-            let external = nat.external_ip.parse::<IpAddr>();
-            if internal.is_err() {
-                errs.add(
-                    format!("spec.ipNATs[{i}].internalIP"),
-                    format!("{:?} is not a valid IP address", nat.internal_ip),
-                );
-            }
-            if external.is_err() {
-                errs.add(
-                    format!("spec.ipNATs[{i}].externalIP"),
-                    format!("{:?} is not a valid IP address", nat.external_ip),
-                );
-            }
-            if let (Ok(int), Ok(ext)) = (internal, external) {
-                if int.is_ipv4() != ext.is_ipv4() {
-                    errs.add(
-                        format!("spec.ipNATs[{i}].externalIP"),
-                        format!(
-                            "{ext} and internalIP {int} are of different IP versions: a NAT maps IPv4 to IPv4 or IPv6 to IPv6"
-                        ),
-                    );
-                }
-                if !self.nets().any(|n| n.contains(&int)) {
-                    errs.add(
-                        format!("spec.ipNATs[{i}].internalIP"),
-                        format!("{int} is not one of the endpoint's ipNetworks: a NAT's internalIP must be an address of the endpoint"),
-                    );
-                }
-            }
+            self.check_nat(i, nat, errs);
         }
         check_gateway("spec.ipv4Gateway", &self.ipv4_gateway, 4, errs);
         check_gateway("spec.ipv6Gateway", &self.ipv6_gateway, 6, errs);
-        if !self.interface_name.is_empty() && !is_interface_name(&self.interface_name) {
+        for (i, n) in self.allow_spoofed_source_prefixes.iter().enumerate() {
+            if let Err(m) = parse_net(n) {
+                errs.add(format!("spec.allowSpoofedSourcePrefixes[{i}]"), m);
+            }
+        }
+    }
+
+    fn check_nat(&self, i: usize, nat: &IpNat, errs: &mut FieldErrors) {
+        let internal = nat.internal_ip.parse::<IpAddr>();
+        let external = nat.external_ip.parse::<IpAddr>();
+        if internal.is_err() {
+            errs.add(
+                format!("spec.ipNATs[{i}].internalIP"),
+                format!("{:?} is not a valid IP address", nat.internal_ip),
+            );
+        }
+        if external.is_err() {
+            errs.add(
+                format!("spec.ipNATs[{i}].externalIP"),
+                format!("{:?} is not a valid IP address", nat.external_ip),
+            );
+        }
+        let (Ok(int), Ok(ext)) = (internal, external) else {
+            return;
+        };
+        if int.is_ipv4() != ext.is_ipv4() {
+            errs.add(
+                format!("spec.ipNATs[{i}].externalIP"),
+                format!(
+                    "{ext} and internalIP {int} are of different IP versions: a NAT maps IPv4 to IPv4 or IPv6 to IPv6"
+                ),
+            );
+        }
+        if !self.nets().any(|n| n.contains(&int)) {
+            errs.add(
+                format!("spec.ipNATs[{i}].internalIP"),
+                format!("{int} is not one of the endpoint's ipNetworks: a NAT's internalIP must be an address of the endpoint"),
+            );
+        }
+    }
+
+    fn check_identity(&self, errs: &mut FieldErrors) {
+        if self.interface_name.is_empty() {
+            errs.add("spec.interfaceName", "interfaceName is required");
+        } else if !is_interface_name(&self.interface_name) {
             errs.add(
                 "spec.interfaceName",
                 format!("invalid interface name {:?}: 1-15 characters of letters, digits, '_', '.', '-'", self.interface_name),
             );
         }
-        if !self.node.is_empty() && !crate::validate::is_dns1123_subdomain(&self.node) {
-            errs.add("spec.node", format!("invalid node name {:?}", self.node));
+        if !self.container_id.is_empty() && !is_container_id(&self.container_id) {
+            errs.add(
+                "spec.containerID",
+                format!("invalid container ID {:?}: letters, digits and '-', starting and ending with a letter or digit", self.container_id),
+            );
         }
+        let refs = [
+            (
+                "spec.orchestrator",
+                "orchestrator",
+                self.orchestrator.as_str(),
+            ),
+            ("spec.workload", "workload", &self.workload),
+            ("spec.node", "node", &self.node),
+            ("spec.pod", "pod", &self.pod),
+            ("spec.endpoint", "endpoint", &self.endpoint),
+            (
+                "spec.serviceAccountName",
+                "service account",
+                &self.service_account_name,
+            ),
+        ];
+        check_refs(&refs, &self.profiles, errs);
         let mac_ok = self.mac.split(':').count() == 6
             && self
                 .mac
@@ -198,20 +295,14 @@ impl Spec for WorkloadEndpointSpec {
                 format!("{:?} is not a valid MAC address", self.mac),
             );
         }
-        for (i, p) in self.profiles.iter().enumerate() {
-            if p.is_empty() {
-                errs.add(
-                    format!("spec.profiles[{i}]"),
-                    "profile names may not be empty",
-                );
-            }
-        }
-        for (i, n) in self.allow_spoofed_source_prefixes.iter().enumerate() {
-            if let Err(m) = parse_net(n) {
-                errs.add(format!("spec.allowSpoofedSourcePrefixes[{i}]"), m);
-            }
-        }
-        check_ports(&self.ports, errs);
+    }
+}
+
+impl Spec for WorkloadEndpointSpec {
+    fn validate(&self, _meta: &ObjectMeta, errs: &mut FieldErrors) {
+        self.check_networks(errs);
+        self.check_identity(errs);
+        check_ports(&self.ports, PortOwner::Workload, errs);
     }
 }
 
@@ -285,7 +376,8 @@ impl Spec for HostEndpointSpec {
         for (i, ip) in self.expected_ips.iter().enumerate() {
             check_ip(&format!("spec.expectedIPs[{i}]"), ip, errs);
         }
-        check_ports(&self.ports, errs);
+        check_refs(&[("spec.node", "node", &self.node)], &self.profiles, errs);
+        check_ports(&self.ports, PortOwner::Host, errs);
     }
 }
 
@@ -368,6 +460,9 @@ mod tests {
     fn wep(spec: WorkloadEndpointSpec) -> WorkloadEndpoint {
         let mut w = WorkloadEndpoint::new("node1-openstack-vm1-tap1", spec);
         w.metadata.namespace = "openstack".into();
+        if w.spec.interface_name.is_empty() {
+            w.spec.interface_name = "tap1".into();
+        }
         w
     }
 

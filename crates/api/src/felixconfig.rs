@@ -870,6 +870,12 @@ const HOSTS: &[&str] = &["healthHost", "prometheusMetricsHost", "debugHost"];
 const PORT_RANGES: &[&str] = &["natPortRange", "bpfPSNATPorts"];
 
 const PORT_MAX: i64 = 65535;
+/// Longest OpenStack region: "openstack-region-" plus it must fit a DNS label.
+const OPENSTACK_REGION_MAX: usize = 63 - "openstack-region-".len();
+/// Node port ranges one iptables multiport match can hold.
+const KUBE_NODE_PORT_RANGES_MAX: usize = 7;
+/// Most route tables `routeTableRanges` may designate in total.
+const ROUTE_TABLES_MAX: i64 = 0xffff;
 /// Highest index `routeTableRange` may use (upstream's deprecated-field limit).
 const ROUTE_TABLE_RANGE_MAX: i64 = 250;
 
@@ -1044,8 +1050,16 @@ fn check_addresses(s: &FelixConfigurationSpec, obj: &Map<String, Value>, errs: &
         };
         for (i, item) in items.iter().enumerate() {
             let text = item.as_str().unwrap_or_default();
-            if let Err(e) = parse_net(text) {
-                errs.add(format!("spec.{json}[{i}]"), e);
+            match parse_net(text) {
+                Err(e) => errs.add(format!("spec.{json}[{i}]"), e),
+                // External nodes are matched by IPv4 rules only.
+                Ok(n) if *json == "externalNodesList" && !n.addr().is_ipv4() => errs.add(
+                    format!("spec.{json}[{i}]"),
+                    format!(
+                        "{text:?} is not IPv4: externalNodesList takes IPv4 addresses and CIDRs"
+                    ),
+                ),
+                Ok(_) => {}
             }
         }
     }
@@ -1176,18 +1190,21 @@ fn check_formats(s: &FelixConfigurationSpec, errs: &mut FieldErrors) {
         }
     }
     if let Some(v) = s.openstack_region.as_deref().filter(|v| !v.is_empty()) {
-        if !is_dns1123_label(v) {
+        // The region names a namespace, "openstack-region-<region>", which
+        // must itself be a DNS label.
+        if v.len() > OPENSTACK_REGION_MAX || !is_dns1123_label(v) {
             errs.add(
                 path("openstackRegion"),
-                format!("invalid region {v:?}: must be a DNS label (lower case alphanumerics and '-', at most 63)"),
+                format!("invalid region {v:?}: must be a DNS label of at most {OPENSTACK_REGION_MAX} characters (it becomes part of a namespace name)"),
             );
         }
     }
     for (k, _) in s.bpf_log_filters.iter().flatten() {
-        if k.is_empty() {
+        // "all", "weps" and "heps" have the form of interface names too.
+        if !is_interface_name(k) {
             errs.add(
                 path("bpfLogFilters"),
-                "filter keys must be an interface name, all, weps or heps",
+                format!("invalid filter key {k:?}: must be an interface name, all, weps or heps"),
             );
         }
     }
@@ -1259,7 +1276,14 @@ fn check_ports(s: &FelixConfigurationSpec, obj: &Map<String, Value>, errs: &mut 
             );
         }
     }
-    for (i, p) in s.kube_node_port_ranges.iter().flatten().enumerate() {
+    let ranges = s.kube_node_port_ranges.as_deref().unwrap_or_default();
+    if ranges.len() > KUBE_NODE_PORT_RANGES_MAX {
+        errs.add(
+            path("kubeNodePortRanges"),
+            format!("at most {KUBE_NODE_PORT_RANGES_MAX} ranges (one iptables multiport match holds 15 ports)"),
+        );
+    }
+    for (i, p) in ranges.iter().enumerate() {
         if let Port::Named(name) = p {
             errs.add(
                 format!("spec.kubeNodePortRanges[{i}]"),
@@ -1286,6 +1310,18 @@ fn check_route_tables(s: &FelixConfigurationSpec, errs: &mut FieldErrors) {
                 ),
             );
         }
+    }
+    let tables: i64 = s
+        .route_table_ranges
+        .iter()
+        .flatten()
+        .map(|r| (r.max - r.min + 1).max(0))
+        .sum();
+    if tables > ROUTE_TABLES_MAX {
+        errs.add(
+            path("routeTableRanges"),
+            format!("the ranges target {tables} tables; at most {ROUTE_TABLES_MAX} may be used"),
+        );
     }
     for (i, r) in s.route_table_ranges.iter().flatten().enumerate() {
         let field = format!("spec.routeTableRanges[{i}]");
@@ -1316,10 +1352,14 @@ fn check_route_tables(s: &FelixConfigurationSpec, errs: &mut FieldErrors) {
 
 fn check_health_overrides(s: &FelixConfigurationSpec, errs: &mut FieldErrors) {
     for (i, o) in s.health_timeout_overrides.iter().flatten().enumerate() {
-        if o.name.is_empty() {
+        let name_ok = !o.name.is_empty()
+            && o.name
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b' ' | b'-'));
+        if !name_ok {
             errs.add(
                 format!("spec.healthTimeoutOverrides[{i}].name"),
-                "name is required (a Felix health reporter name)",
+                "name is required: a Felix health reporter name (letters, digits, '_', '-', spaces)",
             );
         }
         if let Some(msg) = duration_error(&o.timeout) {

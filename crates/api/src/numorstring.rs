@@ -147,9 +147,11 @@ impl Protocol {
                 .unwrap_or(0),
         }
     }
-    /// Protocols that carry ports (rules with ports must use one of these).
+    /// Protocols that rules and endpoint ports may give ports for: TCP, UDP
+    /// and SCTP, as upstream allows (UDPLite has ports on the wire, but
+    /// upstream does not accept port matches for it).
     pub fn supports_ports(&self) -> bool {
-        matches!(self.number(), 6 | 17 | 132 | 136)
+        matches!(self.number(), 6 | 17 | 132)
     }
     pub fn is_icmp(&self) -> bool {
         matches!(self.number(), 1 | 58)

@@ -8,7 +8,10 @@ use serde::{Deserialize, Serialize};
 use crate::meta::ObjectMeta;
 use crate::numorstring::{go_float, Port, Protocol};
 use crate::resource::{resource, Spec};
-use crate::validate::{check_labels, check_selector, parse_net, FieldErrors, NAME_RULE};
+use crate::validate::{check_labels, check_selector, FieldErrors, NAME_RULE};
+
+mod rule_checks;
+pub use rule_checks::check_rule;
 
 /// The tier policies belong to when they name none.
 pub const DEFAULT_TIER: &str = "default";
@@ -164,251 +167,11 @@ pub enum RuleScope {
     Global,
 }
 
-fn check_icmp(field: &str, icmp: &IcmpFields, errs: &mut FieldErrors) {
-    if let Some(t) = icmp.icmp_type {
-        if !(0..=254).contains(&t) {
-            errs.add(
-                format!("{field}.type"),
-                format!("ICMP type {t} is out of range 0-254"),
-            );
-        }
-    }
-    if let Some(c) = icmp.code {
-        if icmp.icmp_type.is_none() {
-            errs.add(
-                format!("{field}.code"),
-                "ICMP code specified without an ICMP type",
-            );
-        }
-        if !(0..=255).contains(&c) {
-            errs.add(
-                format!("{field}.code"),
-                format!("ICMP code {c} is out of range 0-255"),
-            );
-        }
-    }
-}
-
-fn check_entity(
-    field: &str,
-    e: &EntityRule,
-    rule_ip_version: Option<i64>,
-    errs: &mut FieldErrors,
-) -> Option<u8> {
-    for (list_name, list) in [("ports", &e.ports), ("notPorts", &e.not_ports)] {
-        for (i, p) in list.iter().enumerate() {
-            if let Port::Range { min: 0, .. } = p {
-                errs.add(
-                    format!("{field}.{list_name}[{i}]"),
-                    format!("invalid port {p}: port numbers are 1-65535"),
-                );
-            }
-        }
-    }
-    let mut family: Option<u8> = rule_ip_version.map(|v| v as u8);
-    for (list_name, list) in [("nets", &e.nets), ("notNets", &e.not_nets)] {
-        for (i, n) in list.iter().enumerate() {
-            let f = format!("{field}.{list_name}[{i}]");
-            match parse_net(n) {
-                Ok(net) => {
-                    let fam = if net.addr().is_ipv4() { 4 } else { 6 };
-                    match family {
-                        Some(have) if have != fam => errs.add(
-                            f,
-                            format!(
-                                "{n:?} is IPv{fam} but the rule is IPv{have}: all nets of a rule must be one IP family, matching ipVersion"
-                            ),
-                        ),
-                        _ => family = Some(fam),
-                    }
-                }
-                Err(m) => errs.add(f, m),
-            }
-        }
-    }
-    if !e.selector.is_empty() {
-        if let Some(sel) = check_selector(&format!("{field}.selector"), &e.selector, errs) {
-            if sel.uses_global() {
-                errs.add(
-                    format!("{field}.selector"),
-                    "global() may not be used in a rule selector",
-                );
-            }
-        }
-    }
-    if !e.not_selector.is_empty() {
-        if let Some(sel) = check_selector(&format!("{field}.notSelector"), &e.not_selector, errs) {
-            if sel.uses_global() {
-                errs.add(
-                    format!("{field}.notSelector"),
-                    "global() may not be used in a rule selector",
-                );
-            }
-        }
-    }
-    if !e.namespace_selector.is_empty() {
-        if let Some(sel) = check_selector(
-            &format!("{field}.namespaceSelector"),
-            &e.namespace_selector,
-            errs,
-        ) {
-            if sel.uses_global() && sel.canonical() != "global()" {
-                errs.add(
-                    format!("{field}.namespaceSelector"),
-                    "global() may not be combined with other terms",
-                );
-            }
-        }
-    }
-    if let Some(sa) = &e.service_accounts {
-        if !sa.selector.is_empty() {
-            check_selector(
-                &format!("{field}.serviceAccounts.selector"),
-                &sa.selector,
-                errs,
-            );
-        }
-    }
-    if let Some(svc) = &e.services {
-        if !e.selector.is_empty()
-            || !e.not_selector.is_empty()
-            || !e.namespace_selector.is_empty()
-            || !e.nets.is_empty()
-            || !e.not_nets.is_empty()
-            || e.service_accounts.is_some()
-        {
-            errs.add(
-                format!("{field}.services"),
-                "services cannot be combined with selector, notSelector, namespaceSelector, nets, notNets or serviceAccounts",
-            );
-        }
-        if svc.name.is_empty() {
-            errs.add(
-                format!("{field}.services.name"),
-                "a service name is required",
-            );
-        }
-    }
-    family
-}
-
-/// Validates one rule at `field` (e.g. `spec.ingress[0]`).
-pub fn check_rule(field: &str, r: &Rule, errs: &mut FieldErrors) {
-    if let Some(v) = r.ip_version {
-        if v != 4 && v != 6 {
-            errs.add(
-                format!("{field}.ipVersion"),
-                format!("ipVersion must be 4 or 6, not {v}"),
-            );
-        }
-    }
-    let has_ports = r.source.has_ports() || r.destination.has_ports();
-    if has_ports {
-        let ok = r.protocol.as_ref().is_some_and(|p| p.supports_ports());
-        if !ok {
-            let which = if r.destination.has_ports() {
-                "destination"
-            } else {
-                "source"
-            };
-            errs.add(
-                format!("{field}.protocol"),
-                format!("rules that specify ports must set protocol to TCP or UDP or SCTP (the rule has {which} ports)"),
-            );
-        }
-    }
-    for (name, icmp, proto) in [
-        ("icmp", &r.icmp, &r.protocol),
-        ("notICMP", &r.not_icmp, &r.protocol),
-    ] {
-        if let Some(icmp) = icmp {
-            if !proto.as_ref().is_some_and(|p| p.is_icmp()) {
-                errs.add(
-                    format!("{field}.{name}"),
-                    "ICMP fields require protocol ICMP or ICMPv6",
-                );
-            }
-            check_icmp(&format!("{field}.{name}"), icmp, errs);
-        }
-    }
-    for (name, proto) in [("protocol", &r.protocol), ("notProtocol", &r.not_protocol)] {
-        if let (Some(p), Some(v)) = (proto, r.ip_version) {
-            match p.number() {
-                1 if v != 4 => errs.add(
-                    format!("{field}.ipVersion"),
-                    format!("{name} ICMP requires ipVersion 4 (use ICMPv6 for IPv6)"),
-                ),
-                58 if v != 6 => errs.add(
-                    format!("{field}.ipVersion"),
-                    format!("{name} ICMPv6 requires ipVersion 6 (use ICMP for IPv4)"),
-                ),
-                _ => {}
-            }
-        }
-    }
-    let src = check_entity(&format!("{field}.source"), &r.source, r.ip_version, errs);
-    let dst = check_entity(
-        &format!("{field}.destination"),
-        &r.destination,
-        r.ip_version,
-        errs,
-    );
-    if let (Some(a), Some(b)) = (src, dst) {
-        if a != b {
-            errs.add(
-                format!("{field}.destination.nets"),
-                "source and destination nets must be of the same IP family",
-            );
-        }
-    }
-    if let Some(http) = &r.http {
-        if r.action != Action::Allow {
-            errs.add(
-                format!("{field}.http"),
-                "HTTP match is only allowed with action Allow",
-            );
-        }
-        if r.protocol.as_ref().is_some_and(|p| p.number() != 6) {
-            errs.add(
-                format!("{field}.http"),
-                "HTTP match requires protocol TCP (or no protocol)",
-            );
-        }
-        for (i, m) in http.methods.iter().enumerate() {
-            if http.methods[..i].contains(m) {
-                errs.add(
-                    format!("{field}.http.methods[{i}]"),
-                    format!("HTTP method {m:?} is listed twice"),
-                );
-            }
-        }
-        for (i, p) in http.paths.iter().enumerate() {
-            let f = format!("{field}.http.paths[{i}]");
-            match (&p.exact, &p.prefix) {
-                (Some(v), None) | (None, Some(v)) => {
-                    if !v.starts_with('/') || v.contains(['?', ' ', '#']) {
-                        errs.add(
-                            f,
-                            format!("invalid HTTP path {v:?}: it must start with '/' and may not contain '?', '#' or spaces"),
-                        );
-                    }
-                }
-                _ => errs.add(f, "exactly one of exact or prefix is required"),
-            }
-        }
-    }
-    if let Some(m) = &r.metadata {
-        crate::validate::check_annotations(
-            &format!("{field}.metadata.annotations"),
-            &m.annotations,
-            errs,
-        );
-    }
-}
-
-/// Upstream forbids HTTP matches in egress rules (they are enforced by the
-/// destination's sidecar, so only ingress makes sense).
-fn check_no_http_in_egress(egress: &[Rule], errs: &mut FieldErrors) {
+/// Checks that depend on a rule's direction: HTTP matches only in ingress
+/// rules (the destination's sidecar enforces them); service matches only on
+/// the remote side (egress destination, ingress source); and in a global
+/// policy a service match must name its namespace.
+fn check_direction_rules(global: bool, ingress: &[Rule], egress: &[Rule], errs: &mut FieldErrors) {
     for (i, r) in egress.iter().enumerate() {
         if r.http.is_some() {
             errs.add(
@@ -417,27 +180,50 @@ fn check_no_http_in_egress(egress: &[Rule], errs: &mut FieldErrors) {
             );
         }
     }
-}
-
-/// A dotted policy name is `<tier>.<name>`: the part before the first dot
-/// must be the policy's tier (upstream rejects other prefixes as
-/// "incorrectly formatted"). Names written by integrations (`knp.default.`,
-/// `ossg.default.`) are exempt.
-fn check_tier_prefix(kind: &str, name: &str, tier: &str, errs: &mut FieldErrors) {
-    if name.starts_with("knp.default.") || name.starts_with("ossg.default.") {
+    let misplaced = [
+        ("egress", egress, "source", "egress rule source"),
+        (
+            "ingress",
+            ingress,
+            "destination",
+            "ingress rule destination",
+        ),
+    ];
+    for (dir, rules, side, what) in misplaced {
+        for (i, r) in rules.iter().enumerate() {
+            let e = if side == "source" {
+                &r.source
+            } else {
+                &r.destination
+            };
+            if e.services.is_some() {
+                errs.add(
+                    format!("spec.{dir}[{i}].{side}.services"),
+                    format!("services are not allowed in an {what}"),
+                );
+            }
+        }
+    }
+    if !global {
         return;
     }
-    let tier = if tier.is_empty() { DEFAULT_TIER } else { tier };
-    if let Some((prefix, rest)) = name.split_once('.') {
-        if prefix != tier {
-            errs.add(
-                "metadata.name",
-                format!(
-                    "invalid name {name:?}: a {kind} name may only contain a dot after its tier's name, \
-                     and this policy is in tier {tier:?}; use a name without dots (e.g. {:?}) or set spec.tier: {prefix}",
-                    format!("{prefix}-{rest}").replace('.', "-")
-                ),
-            );
+    let remote = [
+        ("egress", egress, "destination"),
+        ("ingress", ingress, "source"),
+    ];
+    for (dir, rules, side) in remote {
+        for (i, r) in rules.iter().enumerate() {
+            let e = if side == "source" {
+                &r.source
+            } else {
+                &r.destination
+            };
+            if e.services.as_ref().is_some_and(|s| s.namespace.is_empty()) {
+                errs.add(
+                    format!("spec.{dir}[{i}].{side}.services.namespace"),
+                    "a service match in a global policy must specify a namespace",
+                );
+            }
         }
     }
 }
@@ -458,26 +244,13 @@ pub fn default_types(ingress: &[Rule], egress: &[Rule]) -> Vec<PolicyType> {
     }
 }
 
-fn check_types(types: &[PolicyType], ingress: &[Rule], egress: &[Rule], errs: &mut FieldErrors) {
-    let mut seen = Vec::new();
-    for t in types {
-        if seen.contains(t) {
+/// Upstream rejects repeated types, but (unlike older releases) accepts
+/// types that leave out a direction the policy has rules for: such rules are
+/// simply not enforced, which lets one policy serve old and new Felixes.
+fn check_types(types: &[PolicyType], errs: &mut FieldErrors) {
+    for (i, t) in types.iter().enumerate() {
+        if types[..i].contains(t) {
             errs.add("spec.types", format!("{t:?} is listed twice"));
-        }
-        seen.push(*t);
-    }
-    if !types.is_empty() {
-        if !ingress.is_empty() && !types.contains(&PolicyType::Ingress) {
-            errs.add(
-                "spec.types",
-                "the policy has ingress rules but types does not include Ingress",
-            );
-        }
-        if !egress.is_empty() && !types.contains(&PolicyType::Egress) {
-            errs.add(
-                "spec.types",
-                "the policy has egress rules but types does not include Egress",
-            );
         }
     }
 }
@@ -507,6 +280,27 @@ fn check_hints(hints: &[String], errs: &mut FieldErrors) {
             errs.add(
                 format!("spec.performanceHints[{i}]"),
                 format!("unknown performance hint {h:?}: expected AssumeNeededOnEveryNode"),
+            );
+        } else if hints[..i].contains(h) {
+            errs.add(
+                format!("spec.performanceHints[{i}]"),
+                format!("performance hint {h:?} is listed twice"),
+            );
+        }
+    }
+}
+
+/// A policy-level selector: valid syntax and no global(), which only a
+/// rule's namespaceSelector may use.
+fn check_policy_selector(field: &str, s: &str, errs: &mut FieldErrors) {
+    if s.is_empty() {
+        return;
+    }
+    if let Some(sel) = check_selector(field, s, errs) {
+        if sel.uses_global() {
+            errs.add(
+                field,
+                "global() may not be used in a policy selector (only in a rule's namespaceSelector)",
             );
         }
     }
@@ -561,29 +355,20 @@ fn default_common(
     }
 }
 
-fn validate_common(p: CommonPolicy<'_>, meta: &ObjectMeta, errs: &mut FieldErrors) {
+fn validate_common(p: CommonPolicy<'_>, errs: &mut FieldErrors) {
     check_tier_name(p.tier, errs);
-    check_tier_prefix(p.kind, &meta.name, p.tier, errs);
     check_order(p.order, errs);
-    if let Some(sel) = check_selector("spec.selector", p.selector, errs) {
-        if sel.uses_global() {
-            errs.add(
-                "spec.selector",
-                "global() may not be used in a policy selector",
-            );
-        }
-    }
-    if !p.service_account_selector.is_empty() {
-        check_selector(
-            "spec.serviceAccountSelector",
-            p.service_account_selector,
-            errs,
-        );
-    }
-    check_types(p.types, p.ingress, p.egress, errs);
+    check_policy_selector("spec.selector", p.selector, errs);
+    check_policy_selector(
+        "spec.serviceAccountSelector",
+        p.service_account_selector,
+        errs,
+    );
+    check_types(p.types, errs);
     check_rules("spec.ingress", p.ingress, errs);
     check_rules("spec.egress", p.egress, errs);
-    check_no_http_in_egress(p.egress, errs);
+    let global = p.kind == "GlobalNetworkPolicy";
+    check_direction_rules(global, p.ingress, p.egress, errs);
     check_hints(p.performance_hints, errs);
 }
 
@@ -591,7 +376,7 @@ impl Spec for NetworkPolicySpec {
     fn apply_defaults(&mut self, _meta: &ObjectMeta) {
         default_common(&mut self.tier, &mut self.types, &self.ingress, &self.egress);
     }
-    fn validate(&self, meta: &ObjectMeta, errs: &mut FieldErrors) {
+    fn validate(&self, _meta: &ObjectMeta, errs: &mut FieldErrors) {
         validate_common(
             CommonPolicy {
                 kind: "NetworkPolicy",
@@ -604,7 +389,6 @@ impl Spec for NetworkPolicySpec {
                 egress: &self.egress,
                 performance_hints: &self.performance_hints,
             },
-            meta,
             errs,
         );
     }
@@ -647,7 +431,7 @@ impl Spec for GlobalNetworkPolicySpec {
     fn apply_defaults(&mut self, _meta: &ObjectMeta) {
         default_common(&mut self.tier, &mut self.types, &self.ingress, &self.egress);
     }
-    fn validate(&self, meta: &ObjectMeta, errs: &mut FieldErrors) {
+    fn validate(&self, _meta: &ObjectMeta, errs: &mut FieldErrors) {
         validate_common(
             CommonPolicy {
                 kind: "GlobalNetworkPolicy",
@@ -660,12 +444,9 @@ impl Spec for GlobalNetworkPolicySpec {
                 egress: &self.egress,
                 performance_hints: &self.performance_hints,
             },
-            meta,
             errs,
         );
-        if !self.namespace_selector.is_empty() {
-            check_selector("spec.namespaceSelector", &self.namespace_selector, errs);
-        }
+        check_policy_selector("spec.namespaceSelector", &self.namespace_selector, errs);
         if self.do_not_track && self.pre_dnat {
             errs.add("spec.preDNAT", "preDNAT and doNotTrack cannot both be true");
         }
@@ -687,47 +468,47 @@ impl Spec for GlobalNetworkPolicySpec {
     }
 }
 
-/// GlobalNetworkPolicy names are single DNS labels (optionally prefixed by a
-/// non-default tier's name and a dot).
+/// GlobalNetworkPolicy names: a name label, optionally after another label
+/// and one dot; at most 253 characters.
 pub fn check_gnp_name(name: &str, errs: &mut FieldErrors) {
-    let last = name.rsplit('.').next().unwrap_or(name);
-    let tier_ok = match name.split_once('.') {
-        None => true,
-        Some((tier, rest)) => crate::validate::is_dns1123_label(tier) && !rest.contains('.'),
+    use crate::validate::{check_name_length, is_name_label, NAME_MAX_LEN};
+    let ok = match name.split_once('.') {
+        None => is_name_label(name),
+        Some((first, rest)) => is_name_label(first) && is_name_label(rest),
     };
     if name.is_empty() {
         errs.add("metadata.name", "name is required");
-    } else if !crate::validate::is_dns1123_label(last) || !tier_ok {
+    } else if check_name_length(name, NAME_MAX_LEN, errs) && !ok {
         errs.add(
             "metadata.name",
-            format!("invalid name {name:?}: a GlobalNetworkPolicy name must be a DNS label (lower case alphanumerics and '-', no dots)"),
+            format!("invalid name {name:?}: a GlobalNetworkPolicy name is lower case alphanumerics and '-', with at most one dot"),
         );
     }
 }
 
-/// NetworkPolicy names are DNS labels, or subdomains with the `knp.default.`
-/// or `ossg.default.` prefixes that Kubernetes and OpenStack integrations
-/// write, or tier-prefixed labels.
+/// NetworkPolicy names: a name label, optionally followed by one dot and
+/// another label, or any resource name after the `knp.default.` or
+/// `ossg.default.` prefixes that Kubernetes and OpenStack integrations
+/// write; at most 253 characters.
 pub fn check_np_name(name: &str, errs: &mut FieldErrors) {
+    use crate::validate::{check_name_length, is_name_label, is_name_pattern, NAME_MAX_LEN};
     let ok = if let Some(rest) = name
         .strip_prefix("knp.default.")
         .or_else(|| name.strip_prefix("ossg.default."))
     {
-        crate::validate::is_dns1123_subdomain(rest)
+        is_name_pattern(rest)
     } else {
         match name.split_once('.') {
-            None => crate::validate::is_dns1123_label(name),
-            Some((tier, rest)) => {
-                crate::validate::is_dns1123_label(tier) && crate::validate::is_dns1123_label(rest)
-            }
+            None => is_name_label(name),
+            Some((first, rest)) => is_name_label(first) && is_name_label(rest),
         }
     };
     if name.is_empty() {
         errs.add("metadata.name", "name is required");
-    } else if !ok {
+    } else if check_name_length(name, NAME_MAX_LEN, errs) && !ok {
         errs.add(
             "metadata.name",
-            format!("invalid name {name:?}: a NetworkPolicy name must be a DNS label (lower case alphanumerics and '-')"),
+            format!("invalid name {name:?}: a NetworkPolicy name is lower case alphanumerics and '-', with at most one dot"),
         );
     }
 }
@@ -794,16 +575,39 @@ impl Spec for TierSpec {
     }
     fn validate(&self, meta: &ObjectMeta, errs: &mut FieldErrors) {
         check_order(self.order, errs);
-        if meta.name == DEFAULT_TIER && self.order.is_some_and(|o| o != DEFAULT_TIER_ORDER) {
-            errs.add("spec.order", "the default tier's order is fixed at 1000000");
+        let builtin = BUILTIN_TIERS.iter().find(|(n, _, _)| *n == meta.name);
+        if let Some((name, order, action)) = builtin {
+            if self.order != Some(*order) {
+                errs.add(
+                    "spec.order",
+                    format!("the {name:?} tier's order is fixed at {order}"),
+                );
+            }
+            if self.default_action != Some(*action) {
+                errs.add(
+                    "spec.defaultAction",
+                    format!("the {name:?} tier must have default action {action:?}"),
+                );
+            }
         }
     }
 }
 
+/// Tiers whose order and default action upstream fixes.
+const BUILTIN_TIERS: [(&str, f64, TierDefaultAction); 3] = [
+    (DEFAULT_TIER, DEFAULT_TIER_ORDER, TierDefaultAction::Deny),
+    ("kube-admin", 1_000.0, TierDefaultAction::Pass),
+    ("kube-baseline", 10_000_000.0, TierDefaultAction::Pass),
+];
+
+/// Tier names appear inside policy names and labels, so they are single
+/// name labels of at most 63 characters.
 fn check_tier_resource_name(name: &str, errs: &mut FieldErrors) {
     if name.is_empty() {
         errs.add("metadata.name", "name is required");
-    } else if !crate::validate::is_dns1123_label(name) {
+    } else if crate::validate::check_name_length(name, 63, errs)
+        && !crate::validate::is_name_label(name)
+    {
         errs.add(
             "metadata.name",
             format!("invalid tier name {name:?}: must be a DNS label"),
@@ -842,28 +646,24 @@ mod tests {
         errs.iter().any(|(f, m)| f == field && m.contains(msg))
     }
 
+    /// Current upstream allows one dot in a policy name whatever the tier
+    /// (older releases required the tier's name before it).
     #[test]
-    fn dotted_names_must_start_with_the_tier() {
-        let e = errors(&gnp("  selector: all()\n", "allow.dns"));
-        assert!(
-            has(&e, "metadata.name", "invalid name \"allow.dns\""),
-            "{e:?}"
-        );
-        assert!(has(&e, "metadata.name", "\"allow-dns\""), "{e:?}");
-        assert!(errors(&gnp("  selector: all()\n", "default.allow-dns")).is_empty());
-        assert!(errors(&gnp(
-            "  tier: security\n  selector: all()\n",
-            "security.block"
-        ))
-        .is_empty());
-        let e = errors(&gnp("  tier: security\n  selector: all()\n", "other.block"));
-        assert!(has(&e, "metadata.name", "tier \"security\""), "{e:?}");
+    fn policy_names_may_have_one_dot() {
+        for name in ["allow.dns", "default.allow-dns", "other.block"] {
+            let e = errors(&gnp("  tier: security\n  selector: all()\n", name));
+            assert!(e.is_empty(), "{name}: {e:?}");
+        }
+        let e = errors(&gnp("  selector: all()\n", "a.b.c"));
+        assert!(has(&e, "metadata.name", "at most one dot"), "{e:?}");
 
         let mut np = NetworkPolicy::new("ossg.default.0f3c-12", NetworkPolicySpec::default());
         np.metadata.namespace = "openstack".into();
         np.apply_defaults();
         assert!(errors(&np).is_empty(), "{:?}", errors(&np));
         np.metadata.name = "security.allow-web".into();
+        assert!(errors(&np).is_empty(), "{:?}", errors(&np));
+        np.metadata.name = "security.allow.web".into();
         assert!(has(&errors(&np), "metadata.name", "invalid name"));
     }
 

@@ -78,18 +78,68 @@ pub fn is_dns1123_subdomain(s: &str) -> bool {
     !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns1123_label)
 }
 
+/// Upstream's name pattern for one label: lower-case alphanumerics and `-`,
+/// starting and ending with an alphanumeric. Unlike a DNS label it has no
+/// length limit of its own; only the name as a whole is limited.
+pub fn is_name_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
+
+/// Upstream's resource-name pattern: dot-separated name labels.
+pub fn is_name_pattern(s: &str) -> bool {
+    s.split('.').all(is_name_label)
+}
+
+/// Longest resource name upstream accepts (a DNS-1123 subdomain's limit).
+pub const NAME_MAX_LEN: usize = 253;
+
+/// A valid resource name (and the form of names that refer to resources:
+/// nodes, profiles, services): the name pattern, at most 253 characters.
+pub fn is_resource_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= NAME_MAX_LEN && is_name_pattern(s)
+}
+
 pub const NAME_RULE: &str =
     "must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character";
 
-/// Checks a general resource name (DNS-1123 subdomain).
+/// Reports a name that is too long, as upstream does before checking its form.
+pub fn check_name_length(name: &str, max: usize, errs: &mut FieldErrors) -> bool {
+    if name.len() > max {
+        errs.add(
+            "metadata.name",
+            format!(
+                "name is {} characters, {} too many (at most {max})",
+                name.len(),
+                name.len() - max
+            ),
+        );
+        return false;
+    }
+    true
+}
+
+/// Checks a general resource name (upstream's subdomain pattern, at most
+/// 253 characters).
 pub fn check_name(name: &str, errs: &mut FieldErrors) {
     if name.is_empty() {
         errs.add("metadata.name", "name is required");
-    } else if !is_dns1123_subdomain(name) {
+    } else if check_name_length(name, NAME_MAX_LEN, errs) && !is_name_pattern(name) {
         errs.add(
             "metadata.name",
             format!("invalid name {name:?}: {NAME_RULE}"),
         );
+    }
+}
+
+/// Checks a field that names another resource (node, profile, service...).
+pub fn check_name_ref(field: &str, what: &str, name: &str, errs: &mut FieldErrors) {
+    if !is_resource_name(name) {
+        errs.add(field, format!("invalid {what} name {name:?}: {NAME_RULE}"));
     }
 }
 
@@ -108,8 +158,53 @@ pub fn parse_cidr(s: &str) -> Result<IpNet, String> {
     Ok(net)
 }
 
-/// Parses an address or CIDR as used in rule `nets` (a bare IP is a /32 or
-/// /128). Host bits are tolerated there, as upstream masks them.
+/// Parses an address or a strictly masked CIDR (a bare IP is a /32 or
+/// /128), as upstream's `net` fields (endpoint and node addresses, BGP
+/// service CIDRs) require.
+pub fn parse_masked_net(s: &str) -> Result<IpNet, String> {
+    let net = parse_net(s)?;
+    if net.trunc() != net {
+        return Err(format!(
+            "{s:?} has host bits set; did you mean {}?",
+            net.trunc()
+        ));
+    }
+    Ok(net)
+}
+
+/// Parses an IPv4 or IPv6 address, optionally with a prefix length, and
+/// checks its family (upstream's `cidrv4`/`cidrv6` fields).
+pub fn check_cidr_of_family(field: &str, s: &str, version: u8, errs: &mut FieldErrors) {
+    if s.is_empty() {
+        return;
+    }
+    match parse_net(s) {
+        Err(m) => errs.add(field, m),
+        Ok(n) if n.addr().is_ipv4() != (version == 4) => {
+            errs.add(field, format!("{s:?} is not an IPv{version} address"))
+        }
+        Ok(_) => {}
+    }
+}
+
+/// Checks a plain IPv4 or IPv6 address of the given family (upstream's
+/// `ipv4`/`ipv6` fields).
+pub fn check_ip_of_family(field: &str, s: &str, version: u8, errs: &mut FieldErrors) {
+    if s.is_empty() {
+        return;
+    }
+    match s.parse::<IpAddr>() {
+        Err(_) => errs.add(field, format!("{s:?} is not a valid IP address")),
+        Ok(ip) if ip.is_ipv4() != (version == 4) => {
+            errs.add(field, format!("{s:?} is not an IPv{version} address"))
+        }
+        Ok(_) => {}
+    }
+}
+
+/// Parses an address or CIDR as used in network sets and reservations (a
+/// bare IP is a /32 or /128); host bits are tolerated there, as upstream's
+/// `cidr` fields do.
 pub fn parse_net(s: &str) -> Result<IpNet, String> {
     if let Ok(ip) = s.parse::<IpAddr>() {
         return Ok(IpNet::from(ip));
@@ -192,7 +287,7 @@ fn is_label_name(s: &str) -> bool {
 
 pub fn is_label_key(k: &str) -> bool {
     match k.rsplit_once('/') {
-        Some((prefix, name)) => is_dns1123_subdomain(prefix) && is_label_name(name),
+        Some((prefix, name)) => is_resource_name(prefix) && is_label_name(name),
         None => is_label_name(k),
     }
 }

@@ -153,7 +153,7 @@ fn compile_rule(
     if (has_ports(&r.source) || has_ports(&r.destination))
         && !r.protocol.as_ref().is_some_and(Protocol::supports_ports)
     {
-        return Err("rules with ports must set protocol TCP, UDP, SCTP or UDPLite".into());
+        return Err("rules with ports must set protocol TCP, UDP or SCTP".into());
     }
     let (icmp_type, icmp_code) = icmp(r.icmp.as_ref(), protocol)?;
     let (not_icmp_type, not_icmp_code) = icmp(r.not_icmp.as_ref(), protocol)?;

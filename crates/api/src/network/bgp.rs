@@ -8,7 +8,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::meta::ObjectMeta;
 use crate::resource::{resource, Spec};
-use crate::validate::{check_name, check_selector, parse_net, FieldErrors};
+use crate::validate::{
+    check_ip_of_family, check_name, check_name_ref, check_selector, parse_masked_net, FieldErrors,
+};
 
 /// A BGP AS number; upstream accepts a number, a numeric string, or the
 /// dotted `high.low` form.
@@ -136,12 +138,16 @@ pub struct BGPPeerSpec {
     pub local_as_number: Option<AsNumber>,
 }
 
-/// Splits `IP`, `IP:port` or `[IPv6]:port` as upstream's peerIP accepts.
+/// Splits `IP`, `IP:port` or `[IPv6]:port` as upstream's peerIP accepts
+/// (ports 1-65535).
 pub fn parse_peer_ip(s: &str) -> Result<(IpAddr, Option<u16>), String> {
     if let Ok(ip) = s.parse::<IpAddr>() {
         return Ok((ip, None));
     }
     if let Ok(sa) = s.parse::<std::net::SocketAddr>() {
+        if sa.port() == 0 {
+            return Err(format!("{s:?} has port 0: peer ports are 1-65535"));
+        }
         return Ok((sa.ip(), Some(sa.port())));
     }
     Err(format!(
@@ -163,8 +169,10 @@ fn one_of(field: &str, v: &Option<String>, allowed: &[&str], errs: &mut FieldErr
     }
 }
 
-impl Spec for BGPPeerSpec {
-    fn validate(&self, _meta: &ObjectMeta, errs: &mut FieldErrors) {
+impl BGPPeerSpec {
+    /// Which peers the resource selects: node vs nodeSelector, peerIP vs
+    /// peerSelector vs localWorkloadSelector, and the AS number each needs.
+    fn check_peer_choice(&self, errs: &mut FieldErrors) {
         if !self.node.is_empty() && !self.node_selector.is_empty() {
             errs.add("spec.node", "node and nodeSelector cannot both be set");
         }
@@ -179,24 +187,83 @@ impl Spec for BGPPeerSpec {
                     "peerIP cannot be set together with peerSelector",
                 );
             }
-            if self.as_number.is_some() {
+            if self.as_number.is_some_and(|a| a.0 != 0) {
                 errs.add(
                     "spec.asNumber",
                     "asNumber cannot be set together with peerSelector",
                 );
             }
-        } else {
-            if self.peer_ip.is_empty() {
-                errs.add("spec.peerIP", "peerIP is required (or peerSelector)");
-            } else if let Err(m) = parse_peer_ip(&self.peer_ip) {
-                errs.add("spec.peerIP", m);
+        }
+        if !self.local_workload_selector.is_empty() {
+            if !self.peer_ip.is_empty() {
+                errs.add(
+                    "spec.peerIP",
+                    "peerIP must be empty when localWorkloadSelector is set",
+                );
             }
-            if self.as_number.is_none() {
-                errs.add("spec.asNumber", "asNumber is required when peerIP is set");
+            if !self.peer_selector.is_empty() {
+                errs.add(
+                    "spec.peerSelector",
+                    "peerSelector must be empty when localWorkloadSelector is set",
+                );
+            }
+            if self.as_number.is_none_or(|a| a.0 == 0) {
+                errs.add(
+                    "spec.asNumber",
+                    "asNumber is required when localWorkloadSelector is set",
+                );
             }
         }
-        if !self.node.is_empty() && !crate::validate::is_dns1123_subdomain(&self.node) {
-            errs.add("spec.node", format!("invalid node name {:?}", self.node));
+        let peer = if self.peer_ip.is_empty() {
+            None
+        } else {
+            match parse_peer_ip(&self.peer_ip) {
+                Ok((ip, _)) => Some(ip),
+                Err(m) => {
+                    errs.add("spec.peerIP", m);
+                    None
+                }
+            }
+        };
+        self.check_reachable_by(peer, errs);
+    }
+
+    /// reachableBy is the gateway to the peer: an address of its family.
+    fn check_reachable_by(&self, peer: Option<IpAddr>, errs: &mut FieldErrors) {
+        if self.reachable_by.is_empty() {
+            return;
+        }
+        if self.peer_ip.is_empty() {
+            errs.add(
+                "spec.reachableBy",
+                "reachableBy must be empty when peerIP is empty",
+            );
+        }
+        match self.reachable_by.parse::<IpAddr>() {
+            Err(_) => errs.add(
+                "spec.reachableBy",
+                format!("{:?} is not a valid IP address", self.reachable_by),
+            ),
+            Ok(gw) => {
+                if peer.is_some_and(|p| p.is_ipv4() != gw.is_ipv4()) {
+                    errs.add(
+                        "spec.reachableBy",
+                        "reachableBy and peerIP must be of the same IP family",
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl Spec for BGPPeerSpec {
+    fn validate(&self, _meta: &ObjectMeta, errs: &mut FieldErrors) {
+        self.check_peer_choice(errs);
+        if !self.node.is_empty() {
+            crate::validate::check_name_ref("spec.node", "node", &self.node, errs);
+        }
+        for (i, f) in self.filters.iter().enumerate() {
+            crate::validate::check_name_ref(&format!("spec.filters[{i}]"), "BGPFilter", f, errs);
         }
         if !self.local_workload_selector.is_empty() {
             check_selector(
@@ -261,12 +328,6 @@ impl Spec for BGPPeerSpec {
                     errs.add("spec.password.secretKeyRef", "name and key are required");
                 }
             }
-        }
-        if self.reachable_by.parse::<IpAddr>().is_err() && !self.reachable_by.is_empty() {
-            errs.add(
-                "spec.reachableBy",
-                format!("{:?} is not a valid IP address", self.reachable_by),
-            );
         }
     }
 }
@@ -360,22 +421,59 @@ pub struct BGPConfigurationSpec {
     pub programmed_route_refresh_interval: Option<String>,
 }
 
-fn valid_community(v: &str) -> bool {
+/// A community value: `aa:nn` of 16-bit numbers (standard) or `aa:nn:mm`
+/// of 32-bit numbers (large). Returns why not, if not.
+fn community_error(v: &str) -> Option<String> {
     let parts: Vec<&str> = v.split(':').collect();
-    matches!(parts.len(), 2 | 3) && parts.iter().all(|p| p.parse::<u32>().is_ok())
+    let bits = match parts.len() {
+        2 => 16,
+        3 => 32,
+        _ => {
+            return Some(format!(
+                "invalid community {v:?}: expected aa:nn or aa:nn:mm"
+            ))
+        }
+    };
+    if !parts
+        .iter()
+        .all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()))
+    {
+        return Some(format!(
+            "invalid community {v:?}: expected aa:nn or aa:nn:mm"
+        ));
+    }
+    let max = if bits == 16 {
+        u64::from(u16::MAX)
+    } else {
+        u64::from(u32::MAX)
+    };
+    if parts
+        .iter()
+        .any(|p| p.parse::<u64>().map_or(true, |n| n > max))
+    {
+        return Some(format!(
+            "invalid community {v:?}: each part of a {} community is a {bits}-bit number",
+            if bits == 16 { "standard" } else { "large" }
+        ));
+    }
+    None
 }
 
-impl Spec for BGPConfigurationSpec {
-    fn validate(&self, _meta: &ObjectMeta, errs: &mut FieldErrors) {
-        one_of(
-            "spec.logSeverityScreen",
-            &self.log_severity_screen,
-            &[
-                "Debug", "Info", "Warning", "Error", "Fatal", "DEBUG", "INFO", "WARNING", "ERROR",
-                "FATAL",
-            ],
-            errs,
-        );
+const LOG_LEVELS: [&str; 6] = ["Trace", "Debug", "Info", "Warning", "Error", "Fatal"];
+
+impl BGPConfigurationSpec {
+    fn check_enums(&self, errs: &mut FieldErrors) {
+        if let Some(l) = &self.log_severity_screen {
+            if !l.is_empty() && !LOG_LEVELS.iter().any(|a| a.eq_ignore_ascii_case(l)) {
+                errs.add(
+                    "spec.logSeverityScreen",
+                    format!(
+                        "invalid value {l:?}: expected one of {} (any case)",
+                        LOG_LEVELS.join(", ")
+                    ),
+                );
+            }
+        }
         one_of("spec.bindMode", &self.bind_mode, &["None", "NodeIP"], errs);
         one_of(
             "spec.serviceLoadBalancerAggregation",
@@ -383,43 +481,181 @@ impl Spec for BGPConfigurationSpec {
             &["Enabled", "Disabled"],
             errs,
         );
+    }
+
+    fn check_addresses(&self, errs: &mut FieldErrors) {
         for (name, list) in [
             ("serviceLoadBalancerIPs", &self.service_load_balancer_ips),
             ("serviceExternalIPs", &self.service_external_ips),
             ("serviceClusterIPs", &self.service_cluster_ips),
         ] {
             for (i, b) in list.iter().enumerate() {
-                if let Err(m) = parse_net(&b.cidr) {
+                if let Err(m) = parse_masked_net(&b.cidr) {
                     errs.add(format!("spec.{name}[{i}].cidr"), m);
                 }
             }
         }
-        for (i, c) in self.communities.iter().enumerate() {
-            if !valid_community(&c.value) {
+        check_ip_of_family(
+            "spec.localWorkloadPeeringIPV4",
+            &self.local_workload_peering_ipv4,
+            4,
+            errs,
+        );
+        check_ip_of_family(
+            "spec.localWorkloadPeeringIPV6",
+            &self.local_workload_peering_ipv6,
+            6,
+            errs,
+        );
+        for (i, iface) in self.ignored_interfaces.iter().enumerate() {
+            let ok = iface != "*"
+                && (1..=15).contains(&iface.len())
+                && iface
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'*' | b'-'));
+            if !ok {
                 errs.add(
-                    format!("spec.communities[{i}].value"),
-                    format!(
-                        "invalid community {:?}: expected aa:nn or aa:nn:mm",
-                        c.value
-                    ),
+                    format!("spec.ignoredInterfaces[{i}]"),
+                    format!("invalid interface name {iface:?}: 1-15 letters, digits, '_', '.', '-' or '*' wildcards (not just \"*\")"),
                 );
             }
         }
+    }
+
+    fn check_communities(&self, errs: &mut FieldErrors) {
+        for (i, c) in self.communities.iter().enumerate() {
+            if c.name.is_empty() {
+                errs.add(
+                    format!("spec.communities[{i}].name"),
+                    "a community needs a name",
+                );
+            } else {
+                check_name_ref(
+                    &format!("spec.communities[{i}].name"),
+                    "community",
+                    &c.name,
+                    errs,
+                );
+            }
+            if c.value.is_empty() {
+                errs.add(
+                    format!("spec.communities[{i}].value"),
+                    "a community needs a value",
+                );
+            } else if let Some(m) = community_error(&c.value) {
+                errs.add(format!("spec.communities[{i}].value"), m);
+            }
+        }
+        if !self.communities.is_empty() && self.prefix_advertisements.is_empty() {
+            errs.add(
+                "spec.communities",
+                "communities are defined but not used in prefixAdvertisements",
+            );
+        }
         for (i, p) in self.prefix_advertisements.iter().enumerate() {
-            if let Err(m) = parse_net(&p.cidr) {
-                errs.add(format!("spec.prefixAdvertisements[{i}].cidr"), m);
+            let f = format!("spec.prefixAdvertisements[{i}]");
+            if p.cidr.is_empty() {
+                errs.add(format!("{f}.cidr"), "cidr is required");
+            } else if let Err(m) = parse_masked_net(&p.cidr) {
+                errs.add(format!("{f}.cidr"), m);
+            }
+            if p.communities.is_empty() {
+                errs.add(
+                    format!("{f}.communities"),
+                    "list at least one community to advertise",
+                );
             }
             for (j, c) in p.communities.iter().enumerate() {
-                if !valid_community(c) && !self.communities.iter().any(|n| &n.name == c) {
-                    errs.add(
-                        format!("spec.prefixAdvertisements[{i}].communities[{j}]"),
-                        format!("{c:?} is neither a community value nor the name of one in spec.communities"),
-                    );
+                let looks_like_value = c.contains(':');
+                let defined = self.communities.iter().any(|n| &n.name == c);
+                let problem = if looks_like_value {
+                    community_error(c)
+                } else if defined {
+                    None
+                } else {
+                    Some(format!("{c:?} is neither a community value nor the name of one in spec.communities"))
+                };
+                if let Some(m) = problem {
+                    errs.add(format!("{f}.communities[{j}]"), m);
                 }
             }
         }
+    }
+
+    /// Cluster-wide settings that upstream's client accepts only in the
+    /// `default` configuration, not in per-node ones.
+    fn check_default_only(&self, errs: &mut FieldErrors) {
+        let set = [
+            (
+                "nodeToNodeMeshEnabled",
+                self.node_to_node_mesh_enabled.is_some(),
+            ),
+            ("asNumber", self.as_number.is_some()),
+            (
+                "serviceLoadBalancerIPs",
+                !self.service_load_balancer_ips.is_empty(),
+            ),
+            ("serviceExternalIPs", !self.service_external_ips.is_empty()),
+            ("serviceClusterIPs", !self.service_cluster_ips.is_empty()),
+            ("nodeMeshPassword", self.node_mesh_password.is_some()),
+            (
+                "nodeMeshMaxRestartTime",
+                self.node_mesh_max_restart_time.is_some(),
+            ),
+        ];
+        for (field, is_set) in set {
+            if is_set {
+                errs.add(
+                    format!("spec.{field}"),
+                    format!("{field} can only be set in the \"default\" BGPConfiguration"),
+                );
+            }
+        }
+    }
+
+    /// Node-to-node mesh settings mean nothing with the mesh turned off.
+    fn check_mesh(&self, errs: &mut FieldErrors) {
+        if self.node_to_node_mesh_enabled != Some(false) {
+            return;
+        }
+        if self.node_mesh_password.is_some() {
+            errs.add(
+                "spec.nodeMeshPassword",
+                "nodeMeshPassword cannot be set when nodeToNodeMeshEnabled is false",
+            );
+        }
+        if self.node_mesh_max_restart_time.is_some() {
+            errs.add(
+                "spec.nodeMeshMaxRestartTime",
+                "nodeMeshMaxRestartTime cannot be set when nodeToNodeMeshEnabled is false",
+            );
+        }
+    }
+}
+
+impl Spec for BGPConfigurationSpec {
+    fn apply_defaults(&mut self, _meta: &ObjectMeta) {
+        // Upstream omits a zero listenPort (it means "the default, 179").
         if self.listen_port == Some(0) {
-            errs.add("spec.listenPort", "listenPort must be 1-65535");
+            self.listen_port = None;
+        }
+    }
+
+    fn validate(&self, meta: &ObjectMeta, errs: &mut FieldErrors) {
+        self.check_enums(errs);
+        self.check_addresses(errs);
+        self.check_communities(errs);
+        self.check_mesh(errs);
+        if meta.name != "default" {
+            self.check_default_only(errs);
+        }
+        if let Some(t) = &self.node_mesh_max_restart_time {
+            if crate::duration::parse_go_duration(t).is_err() {
+                errs.add(
+                    "spec.nodeMeshMaxRestartTime",
+                    format!("invalid duration {t:?} (expected e.g. 120s, 2m)"),
+                );
+            }
         }
     }
 }
@@ -429,7 +665,7 @@ pub fn check_config_name(name: &str, errs: &mut FieldErrors) {
     let ok = name == "default"
         || name
             .strip_prefix("node.")
-            .is_some_and(crate::validate::is_dns1123_subdomain);
+            .is_some_and(crate::validate::is_resource_name);
     if !ok {
         errs.add(
             "metadata.name",

@@ -184,10 +184,26 @@ impl Spec for IPPoolSpec {
                 );
             }
         }
-        check_selector("spec.nodeSelector", &self.node_selector, errs);
+        check_pool_selector("spec.nodeSelector", &self.node_selector, errs);
         if !self.namespace_selector.is_empty() {
-            check_selector("spec.namespaceSelector", &self.namespace_selector, errs);
+            check_pool_selector("spec.namespaceSelector", &self.namespace_selector, errs);
         }
+        self.check_allowed_uses(errs);
+    }
+}
+
+/// A pool selector: valid syntax, and no global() (it selects nodes or
+/// namespaces, never network sets).
+fn check_pool_selector(field: &str, s: &str, errs: &mut FieldErrors) {
+    if let Some(sel) = check_selector(field, s, errs) {
+        if sel.uses_global() {
+            errs.add(field, "global() is not valid in an IP pool selector");
+        }
+    }
+}
+
+impl IPPoolSpec {
+    fn check_allowed_uses(&self, errs: &mut FieldErrors) {
         let mut seen = Vec::new();
         for (i, u) in self.allowed_uses.iter().enumerate() {
             if seen.contains(u) {
@@ -198,10 +214,41 @@ impl Spec for IPPoolSpec {
             }
             seen.push(*u);
         }
-        if self.allowed_uses.contains(&AllowedUse::LoadBalancer) && self.allowed_uses.len() > 1 {
+        if self.allowed_uses.contains(&AllowedUse::LoadBalancer) {
+            self.check_load_balancer(errs);
+        }
+        if self.allowed_uses.contains(&AllowedUse::Tunnel) && !self.namespace_selector.is_empty() {
+            errs.add(
+                "spec.namespaceSelector",
+                "a pool used for tunnel addresses cannot have a namespaceSelector (allowedUses defaults to Workload and Tunnel; set allowedUses: [Workload])",
+            );
+        }
+    }
+
+    /// LoadBalancer pools hold service addresses that every node advertises.
+    fn check_load_balancer(&self, errs: &mut FieldErrors) {
+        if self.allowed_uses.len() > 1 {
             errs.add(
                 "spec.allowedUses",
                 "LoadBalancer cannot be combined with other uses",
+            );
+        }
+        if self.ipip() != EncapMode::Never {
+            errs.add("spec.ipipMode", "a LoadBalancer pool cannot use IPIP");
+        }
+        if self.vxlan() != EncapMode::Never {
+            errs.add("spec.vxlanMode", "a LoadBalancer pool cannot use VXLAN");
+        }
+        if self.disable_bgp_export {
+            errs.add(
+                "spec.disableBGPExport",
+                "a LoadBalancer pool cannot disable BGP export",
+            );
+        }
+        if !matches!(self.node_selector.as_str(), "" | "all()") {
+            errs.add(
+                "spec.nodeSelector",
+                "a LoadBalancer pool's nodeSelector must be all()",
             );
         }
     }
@@ -264,10 +311,13 @@ pub struct IPAMConfigurationSpec {
 
 impl Spec for IPAMConfigurationSpec {
     fn validate(&self, _meta: &ObjectMeta, errs: &mut FieldErrors) {
-        if self.max_blocks_per_host.is_some_and(|m| m < 0) {
+        if self
+            .max_blocks_per_host
+            .is_some_and(|m| !(0..=1_000_000).contains(&m))
+        {
             errs.add(
                 "spec.maxBlocksPerHost",
-                "maxBlocksPerHost must be 0 (unlimited) or more",
+                "maxBlocksPerHost must be 0 (unlimited) to 1000000",
             );
         }
     }

@@ -1,14 +1,13 @@
 //! Node: a compute host running calico-node, with its addresses and status.
 
-use std::net::IpAddr;
-
-use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use super::bgp::AsNumber;
 use crate::meta::ObjectMeta;
 use crate::resource::Spec;
-use crate::validate::{check_name, FieldErrors};
+use crate::validate::{
+    check_cidr_of_family, check_ip_of_family, check_name, parse_masked_net, FieldErrors,
+};
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -112,21 +111,6 @@ pub struct NodeSpec {
     pub addresses: Vec<NodeAddress>,
 }
 
-fn check_ip_with_prefix(field: &str, s: &str, errs: &mut FieldErrors) {
-    if !s.is_empty() && s.parse::<IpNet>().is_err() && s.parse::<IpAddr>().is_err() {
-        errs.add(
-            field,
-            format!("{s:?} is not a valid address (expected e.g. 10.0.0.1/24)"),
-        );
-    }
-}
-
-fn check_ip(field: &str, s: &str, errs: &mut FieldErrors) {
-    if !s.is_empty() && s.parse::<IpAddr>().is_err() {
-        errs.add(field, format!("{s:?} is not a valid IP address"));
-    }
-}
-
 fn check_mac(field: &str, s: &str, errs: &mut FieldErrors) {
     let ok = s.split(':').count() == 6
         && s.split(':')
@@ -136,41 +120,69 @@ fn check_mac(field: &str, s: &str, errs: &mut FieldErrors) {
     }
 }
 
+/// The address types a node may list.
+const ADDRESS_TYPES: [&str; 3] = ["CalicoNodeIP", "InternalIP", "ExternalIP"];
+
+fn check_bgp(b: &NodeBgpSpec, errs: &mut FieldErrors) {
+    if *b == NodeBgpSpec::default() {
+        errs.add(
+            "spec.bgp",
+            "spec.bgp must not be empty: set ipv4Address or ipv6Address, or remove it",
+        );
+    }
+    check_cidr_of_family("spec.bgp.ipv4Address", &b.ipv4_address, 4, errs);
+    check_cidr_of_family("spec.bgp.ipv6Address", &b.ipv6_address, 6, errs);
+    check_ip_of_family(
+        "spec.bgp.ipv4IPIPTunnelAddr",
+        &b.ipv4_ipip_tunnel_addr,
+        4,
+        errs,
+    );
+    if !b.route_reflector_cluster_id.is_empty()
+        && b.route_reflector_cluster_id
+            .parse::<std::net::Ipv4Addr>()
+            .is_err()
+    {
+        errs.add(
+            "spec.bgp.routeReflectorClusterID",
+            "must be IPv4-formatted, e.g. 224.0.0.1",
+        );
+    }
+}
+
+fn check_addresses(addresses: &[NodeAddress], errs: &mut FieldErrors) {
+    for (i, a) in addresses.iter().enumerate() {
+        if let Err(m) = parse_masked_net(&a.address) {
+            errs.add(format!("spec.addresses[{i}].address"), m);
+        }
+        if !a.address_type.is_empty() && !ADDRESS_TYPES.contains(&a.address_type.as_str()) {
+            errs.add(
+                format!("spec.addresses[{i}].type"),
+                format!(
+                    "unknown address type {:?}: expected {}",
+                    a.address_type,
+                    ADDRESS_TYPES.join(", ")
+                ),
+            );
+        }
+    }
+}
+
 impl Spec for NodeSpec {
     fn validate(&self, _meta: &ObjectMeta, errs: &mut FieldErrors) {
         if let Some(b) = &self.bgp {
-            if *b == NodeBgpSpec::default() {
-                errs.add(
-                    "spec.bgp",
-                    "spec.bgp must not be empty: set ipv4Address or ipv6Address, or remove it",
-                );
-            }
-            check_ip_with_prefix("spec.bgp.ipv4Address", &b.ipv4_address, errs);
-            check_ip_with_prefix("spec.bgp.ipv6Address", &b.ipv6_address, errs);
-            check_ip(
-                "spec.bgp.ipv4IPIPTunnelAddr",
-                &b.ipv4_ipip_tunnel_addr,
-                errs,
-            );
-            if !b.route_reflector_cluster_id.is_empty()
-                && b.route_reflector_cluster_id
-                    .parse::<std::net::Ipv4Addr>()
-                    .is_err()
-            {
-                errs.add(
-                    "spec.bgp.routeReflectorClusterID",
-                    "must be IPv4-formatted, e.g. 224.0.0.1",
-                );
-            }
+            check_bgp(b, errs);
         }
-        check_ip(
+        check_ip_of_family(
             "spec.ipv4VXLANTunnelAddr",
             &self.ipv4_vxlan_tunnel_addr,
+            4,
             errs,
         );
-        check_ip(
+        check_ip_of_family(
             "spec.ipv6VXLANTunnelAddr",
             &self.ipv6_vxlan_tunnel_addr,
+            6,
             errs,
         );
         check_mac("spec.vxlanTunnelMACAddr", &self.vxlan_tunnel_mac_addr, errs);
@@ -179,9 +191,21 @@ impl Spec for NodeSpec {
             &self.vxlan_tunnel_mac_addr_v6,
             errs,
         );
-        for (i, a) in self.addresses.iter().enumerate() {
-            check_ip_with_prefix(&format!("spec.addresses[{i}].address"), &a.address, errs);
+        if let Some(w) = &self.wireguard {
+            check_ip_of_family(
+                "spec.wireguard.interfaceIPv4Address",
+                &w.interface_ipv4_address,
+                4,
+                errs,
+            );
+            check_ip_of_family(
+                "spec.wireguard.interfaceIPv6Address",
+                &w.interface_ipv6_address,
+                6,
+                errs,
+            );
         }
+        check_addresses(&self.addresses, errs);
     }
 }
 
@@ -204,6 +228,31 @@ impl NodeStatus {
     pub fn is_empty(&self) -> bool {
         *self == NodeStatus::default()
     }
+
+    fn validate(&self, errs: &mut FieldErrors) {
+        for (field, key) in [
+            ("status.wireguardPublicKey", &self.wireguard_public_key),
+            ("status.wireguardPublicKeyV6", &self.wireguard_public_key_v6),
+        ] {
+            if !key.is_empty() && !is_wireguard_key(key) {
+                errs.add(
+                    field,
+                    format!("{key:?} is not a WireGuard public key (44 characters of base64)"),
+                );
+            }
+        }
+    }
+}
+
+/// A WireGuard key as text: 32 bytes in padded standard base64, that is 43
+/// base64 characters and one '='.
+fn is_wireguard_key(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 44
+        && b[43] == b'='
+        && b[..43]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/'))
 }
 
 /// A compute host running calico-node. Unlike the other kinds it has a status.
@@ -261,6 +310,7 @@ impl crate::resource::Resource for Node {
         crate::resource::check_meta(&self.metadata, false, &mut errs);
         check_name(&self.metadata.name, &mut errs);
         self.spec.validate(&self.metadata, &mut errs);
+        self.status.validate(&mut errs);
         errs.into_result()
     }
 }
