@@ -8,11 +8,11 @@
 //! (1,000 endpoints: ~5 MB of `nft -j` output, ~0.5 s), and it runs on the
 //! agent's main loop, so every policy change arriving meanwhile waited.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
-use calico_calc::model::Update;
+use calico_calc::model::{EndpointKey, Update};
 use calico_dataplane::{
     ApplyStats, CommandNft, Condition, DataplaneError, GenerationTracked, Manager, PolicyManager,
     ProcSysctl, RoutingConfig, RtNetlink,
@@ -20,12 +20,18 @@ use calico_dataplane::{
 use tracing::warn;
 
 use crate::config::AgentConfig;
+use crate::epstatus::LocalEndpoints;
+use crate::status::EndpointStatus;
 
 pub struct Dataplane {
     policy: PolicyManager<GenerationTracked<CommandNft>>,
     routing: calico_dataplane::Routing<RtNetlink, ProcSysctl>,
     /// Conditions last logged, so each is logged once when it appears.
     logged: BTreeSet<String>,
+    endpoints: LocalEndpoints,
+    /// Outcome of the last apply, for endpoint status.
+    policy_ok: bool,
+    apply_failed: bool,
     /// How long the last apply spent in the policy (nft) and routing parts.
     pub last_policy_time: Duration,
     pub last_routing_time: Duration,
@@ -41,6 +47,9 @@ impl Dataplane {
             policy: PolicyManager::new(GenerationTracked::new(CommandNft::new())),
             routing,
             logged: BTreeSet::new(),
+            endpoints: LocalEndpoints::default(),
+            policy_ok: false,
+            apply_failed: false,
             last_policy_time: Duration::ZERO,
             last_routing_time: Duration::ZERO,
         })
@@ -49,6 +58,7 @@ impl Dataplane {
     pub fn on_update(&mut self, u: &Update) {
         self.policy.on_update(u);
         self.routing.on_update(u);
+        self.endpoints.on_update(u);
     }
 
     /// Applies both; returns the first error (both are attempted).
@@ -60,6 +70,8 @@ impl Dataplane {
         let r = self.routing.apply();
         self.last_routing_time = t.elapsed();
         self.log_conditions();
+        self.policy_ok = p.is_ok();
+        self.apply_failed = p.is_err() || r.is_err();
         let mut stats = ApplyStats::default();
         let mut first = None;
         for res in [p, r] {
@@ -96,6 +108,17 @@ impl Dataplane {
                     | Condition::VxlanPending { .. }
             )
         })
+    }
+
+    /// Every local endpoint's status as of the last apply.
+    pub fn endpoint_statuses(&self) -> BTreeMap<EndpointKey, EndpointStatus> {
+        self.endpoints
+            .statuses(&self.routing, self.policy_ok, self.apply_failed)
+    }
+
+    /// Everything currently waiting or unsupported.
+    pub fn conditions(&self) -> Vec<Condition> {
+        self.routing.conditions()
     }
 
     fn log_conditions(&mut self) {
