@@ -282,14 +282,14 @@ fn track_wep(node: &str, input: &Input, ids: &mut BTreeMap<EndpointKey, Endpoint
                 namespace: w.metadata.namespace.clone(),
                 name: w.metadata.name.clone(),
             };
-            ids.insert(
-                key,
-                EndpointStatusId {
-                    orchestrator: w.spec.orchestrator.clone(),
-                    workload: w.spec.workload.clone(),
-                    endpoint: w.spec.endpoint.clone(),
-                },
+            let id = EndpointStatusId::for_workload_endpoint(
+                &w.metadata.namespace,
+                &w.metadata.name,
+                &w.spec.orchestrator,
+                &w.spec.workload,
+                &w.spec.endpoint,
             );
+            ids.insert(key, id);
         }
         Input::ResourceRemoved {
             kind: "WorkloadEndpoint",

@@ -22,6 +22,54 @@ pub struct EndpointStatusId {
     pub endpoint: String,
 }
 
+impl EndpointStatusId {
+    /// The identity upstream Felix keys a v3 WorkloadEndpoint's status by:
+    /// taken from its name (`<node>-<orchestrator>-<workload>-<endpoint>`,
+    /// `-` inside a part doubled), the workload prefixed with the namespace
+    /// (`openstack/<device id>`). A name that does not split into four
+    /// parts falls back to the spec's fields.
+    pub fn for_workload_endpoint(
+        namespace: &str,
+        name: &str,
+        orchestrator: &str,
+        workload: &str,
+        endpoint: &str,
+    ) -> EndpointStatusId {
+        let parts = split_name(name);
+        let (orchestrator, workload, endpoint) = match parts.as_slice() {
+            [_, o, w, e] => (o.as_str(), w.as_str(), e.as_str()),
+            _ => (orchestrator, workload, endpoint),
+        };
+        EndpointStatusId {
+            orchestrator: orchestrator.to_string(),
+            workload: format!("{namespace}/{workload}"),
+            endpoint: endpoint.to_string(),
+        }
+    }
+}
+
+/// Splits a WorkloadEndpoint name at single dashes (a doubled dash is a
+/// dash inside a part; the first character never starts a separator).
+fn split_name(name: &str) -> Vec<String> {
+    let b = name.as_bytes();
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut i = 1;
+    while i < b.len() {
+        if b[i] == b'-' {
+            if b.get(i + 1) == Some(&b'-') {
+                i += 2;
+                continue;
+            }
+            parts.push(name[start..i].replace("--", "-"));
+            start = i + 1;
+        }
+        i += 1;
+    }
+    parts.push(name[start.min(name.len())..].replace("--", "-"));
+    parts
+}
+
 /// What the OpenStack driver maps to Neutron port status (ACTIVE, DOWN,
 /// ERROR).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -409,6 +457,36 @@ mod tests {
         restarted.report();
         let third = value(&s, "/calico/felix/v2/no-region/host/h1/status").unwrap();
         assert!(third.ends_with(r#","first_update":true}"#), "{third}");
+    }
+
+    #[test]
+    fn endpoint_identity_comes_from_the_name_as_upstream() {
+        // As networking-calico names a port's endpoint.
+        let id = EndpointStatusId::for_workload_endpoint(
+            "openstack",
+            "compute--1-openstack-8a1f--vm-port--9",
+            "openstack",
+            "8a1f-vm",
+            "port-9",
+        );
+        assert_eq!(
+            id,
+            EndpointStatusId {
+                orchestrator: "openstack".into(),
+                workload: "openstack/8a1f-vm".into(),
+                endpoint: "port-9".into(),
+            }
+        );
+        let (_d, s) = store();
+        assert_eq!(
+            reporter(&s).endpoint_key(&id),
+            "/calico/felix/v2/no-region/host/h1/workload/openstack/openstack%2f8a1f-vm/endpoint/port-9"
+        );
+        // A name not in that form: the spec's fields.
+        let id = EndpointStatusId::for_workload_endpoint("ns", "web", "openstack", "w", "e");
+        assert_eq!(id.workload, "ns/w");
+        assert_eq!(split_name("a-b--c-d"), vec!["a", "b-c", "d"]);
+        assert_eq!(split_name("-a"), vec!["-a"]);
     }
 
     #[test]
