@@ -145,9 +145,12 @@ pub struct StatusReporter {
     lease: Option<LeaseId>,
     /// Endpoint status keys as the datastore holds them (as far as we know).
     written: BTreeMap<String, String>,
-    /// Whether `written` started from a listing of the host's keys, so keys
-    /// left by an earlier run are known and removed.
-    listed: bool,
+    /// When `written` was last replaced by a listing of the host's keys (so
+    /// keys left by an earlier run, or changed behind our back, are known
+    /// and repaired); `None` before the first.
+    listed_at: Option<Instant>,
+    /// How often to list again.
+    relist_every: Duration,
 }
 
 impl StatusReporter {
@@ -167,7 +170,8 @@ impl StatusReporter {
             first_report_sent: false,
             lease: None,
             written: BTreeMap::new(),
-            listed: false,
+            listed_at: None,
+            relist_every: interval * 10,
         }
     }
 
@@ -234,15 +238,21 @@ impl StatusReporter {
     }
 
     /// Learns the endpoint status keys this host has in the datastore, so
-    /// that those of endpoints gone while the agent was down are removed.
+    /// that those of endpoints gone while the agent was down are removed
+    /// (and, listed again now and then, keys changed or deleted by others
+    /// are put right).
     fn list_existing(&mut self) {
         match self.store.list(&self.endpoint_prefix()) {
             Ok(l) => {
-                for kv in l.kvs {
-                    let v = String::from_utf8_lossy(&kv.value).into_owned();
-                    self.written.insert(kv.key, v);
-                }
-                self.listed = true;
+                self.written = l
+                    .kvs
+                    .into_iter()
+                    .map(|kv| {
+                        let v = String::from_utf8_lossy(&kv.value).into_owned();
+                        (kv.key, v)
+                    })
+                    .collect();
+                self.listed_at = Some(Instant::now());
             }
             Err(e) => warn!(error = %e, "cannot list endpoint status keys; will retry"),
         }
@@ -252,7 +262,10 @@ impl StatusReporter {
     /// and changed ones, deletes the others (also those from before a
     /// restart). Failed writes are retried on the next call.
     pub fn report_endpoints(&mut self, statuses: &BTreeMap<EndpointStatusId, EndpointStatus>) {
-        if !self.listed {
+        if self
+            .listed_at
+            .is_none_or(|t| t.elapsed() >= self.relist_every)
+        {
             self.list_existing();
         }
         let desired: BTreeMap<String, String> = statuses
@@ -556,6 +569,25 @@ mod tests {
             .map(|kv| kv.key)
             .collect();
         assert_eq!(left, vec![format!("{prefix}/vm1/endpoint/tap1")]);
+    }
+
+    #[test]
+    fn keys_changed_behind_our_back_are_put_right_at_the_next_listing() {
+        let (_d, s) = store();
+        let mut r = reporter(&s);
+        let mut want = BTreeMap::new();
+        want.insert(id("vm1", "tap1"), EndpointStatus::Up);
+        r.report_endpoints(&want);
+        let key = r.endpoint_key(&id("vm1", "tap1"));
+        s.delete(&key, None).unwrap();
+        let foreign = format!("{}openstack/x/endpoint/y", r.endpoint_prefix());
+        s.put(&foreign, b"{}", None).unwrap();
+        r.report_endpoints(&want);
+        assert_eq!(value(&s, &key), None, "not listed again yet");
+        r.relist_every = Duration::ZERO;
+        r.report_endpoints(&want);
+        assert_eq!(value(&s, &key).as_deref(), Some(r#"{"status":"up"}"#));
+        assert_eq!(value(&s, &foreign), None);
     }
 
     #[test]
