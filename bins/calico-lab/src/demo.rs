@@ -246,19 +246,50 @@ fn matrix(title: &str, resources: &[AnyResource], workloads: &[Workload]) -> Res
 
 /// Shows the dataplane conditions an agent reported (e.g. IP-in-IP pools on
 /// a kernel without the ipip device).
+/// The Node annotation where calico-node puts the conditions an operator
+/// has to act on.
+const CONDITIONS_ANNOTATION: &str = "calico-rs/dataplane-conditions";
+
+/// Shows the agents' conditions as an operator finds them: on each Node
+/// (`calicoctl get node <host> -o yaml`). They are written just after the
+/// first apply, so wait a moment for them.
 fn show_conditions(state: &LabState) {
-    for h in &state.hosts {
-        let log =
-            std::fs::read_to_string(state.dir.join(format!("{}.log", h.name))).unwrap_or_default();
-        let mut seen = std::collections::BTreeSet::new();
-        for line in log.lines().filter(|l| l.contains("dataplane condition")) {
-            if let Some(c) = line.split("condition=").nth(1) {
-                if seen.insert(c.to_string()) {
-                    println!("  {}: {c}", h.name);
-                }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let found = node_conditions(state);
+        if !found.is_empty() || Instant::now() > deadline {
+            for (host, c) in &found {
+                println!("  {host}: {c}");
             }
+            if found.is_empty() {
+                println!("  (none)");
+            }
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// (host, condition) from every Node's conditions annotation.
+fn node_conditions(state: &LabState) -> Vec<(String, String)> {
+    let Ok(json) = calicoctl(state, &["get", "nodes", "-o", "json"], None) else {
+        return Vec::new();
+    };
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&json) else {
+        return Vec::new();
+    };
+    let items = v["items"].as_array().cloned().unwrap_or_default();
+    let mut out = Vec::new();
+    for n in items {
+        let host = n["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if let Some(text) = n["metadata"]["annotations"][CONDITIONS_ANNOTATION].as_str() {
+            out.extend(text.lines().map(|c| (host.clone(), c.to_string())));
         }
     }
+    out
 }
 
 /// Waits until every host routes to every workload (local /32 or remote).
@@ -332,7 +363,7 @@ fn run_inner(dir: &Path, store: StoreKind) -> Result<()> {
         println!("  {:<22} {:<6} {:<14} {}", w.id(), w.host, w.ip, w.iface);
     }
     wait_programmed(&state).context("the agents did not program the workloads")?;
-    say("conditions reported by the agents (this kernel has no IP-in-IP; the VXLAN pool carries the workloads)");
+    say(&format!("conditions the agents report on their Nodes (annotation {CONDITIONS_ANNOTATION}; a kernel without IP-in-IP cannot encapsulate the article's pool, the lab's VXLAN pool carries the workloads)"));
     show_conditions(&state);
     print!(
         "{}",

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use crate::netns::{self, del_ns, exec_ok, kill_pid, lab_namespaces, spawn};
+use crate::netns::{self, del_ns, exec_ok, lab_namespaces, spawn};
+use crate::procs::{self, Until};
 use crate::state::{Datastore, LabState};
 use crate::topology::{self, fabric_ns, Workload, FABRIC_GW};
 
@@ -84,7 +85,7 @@ fn start_etcd(dir: &Path) -> Result<Datastore> {
     let data_dir = dir.join("etcd");
     let endpoint = format!("http://{FABRIC_GW}:2379");
     let fabric = fabric_ns();
-    let child = spawn(
+    let pid = spawn(
         &fabric,
         &[
             "etcd",
@@ -107,14 +108,13 @@ fn start_etcd(dir: &Path) -> Result<Datastore> {
         &dir.join("etcd.log"),
     )
     .context("cannot start etcd (apt-get install etcd-server)")?;
-    let pid = child.id();
     let deadline = Instant::now() + Duration::from_secs(20);
     while !exec_ok(
         &fabric,
         &["etcdctl", "--endpoints", &endpoint, "endpoint", "health"],
     ) {
         if Instant::now() > deadline {
-            kill_pid(pid);
+            let _ = procs::stop(&[pid], Until::Gone);
             bail!(
                 "etcd did not become healthy; see {}",
                 dir.join("etcd.log").display()
@@ -210,15 +210,15 @@ pub fn start_agent(state: &mut LabState, i: usize) -> Result<()> {
     ];
     env.extend(env_ds);
     let log = dir.join(format!("{}.log", h.name));
-    let child = crate::netns::spawn_appending(&h.ns, &[node.to_str().unwrap()], &env, &log)?;
-    h.agent_pid = Some(child.id());
+    let pid = crate::netns::spawn_appending(&h.ns, &[node.to_str().unwrap()], &env, &log)?;
+    h.agent_pid = Some(pid);
     state.save()
 }
 
 /// Stops host `i`'s agent (by PID). The dataplane it programmed stays.
 pub fn stop_agent(state: &mut LabState, i: usize) -> Result<()> {
     if let Some(pid) = state.hosts[i].agent_pid.take() {
-        kill_pid(pid);
+        procs::stop(&[pid], Until::Exited)?;
     }
     state.save()
 }
@@ -232,7 +232,7 @@ pub fn set_datastore_running(state: &mut LabState, running: bool) -> Result<()> 
         }
         Datastore::Etcd { pid, .. } => {
             if let Some(p) = pid.take() {
-                kill_pid(p);
+                procs::stop(&[p], Until::Exited)?;
             }
             if running {
                 let Datastore::Etcd { pid: new_pid, .. } = start_etcd(&dir)? else {
@@ -250,13 +250,13 @@ pub fn set_datastore_running(state: &mut LabState, running: bool) -> Result<()> 
 pub fn serve_external(state: &mut LabState, port: u16) -> Result<PathBuf> {
     let probe = sibling("calico-probe")?;
     let log = state.dir.join(format!("external-{port}.log"));
-    let child = spawn(
+    let pid = spawn(
         &fabric_ns(),
         &[probe.to_str().unwrap(), "serve", "--tcp", &port.to_string()],
         &[],
         &log,
     )?;
-    state.extra_pids.push(child.id());
+    state.extra_pids.push(pid);
     state.save()?;
     Ok(log)
 }
@@ -356,7 +356,7 @@ pub fn add_workload_at(
         &[],
         &state.dir.join(format!("w-{namespace}-{name}.log")),
     )?;
-    w.server_pid = Some(server.id());
+    w.server_pid = Some(server);
     let labels_yaml: String = w
         .labels
         .iter()
@@ -374,30 +374,29 @@ pub fn add_workload_at(
     Ok(w)
 }
 
-/// Stops every process the lab started (by PID) and removes every
-/// namespace it created, then its directory's state file.
+/// Stops every process the lab started (by PID, all at once, waiting until
+/// none is left, not even as a zombie) and removes every namespace it
+/// created, then its directory's state file.
 pub fn down(dir: &Path) -> Result<()> {
+    let mut stopped = Ok(());
     if let Some(state) = LabState::load(dir)? {
-        for w in &state.workloads {
-            if let Some(pid) = w.server_pid {
-                kill_pid(pid);
-            }
-        }
-        for h in &state.hosts {
-            if let Some(pid) = h.agent_pid {
-                kill_pid(pid);
-            }
-        }
+        let mut pids: Vec<u32> = state
+            .workloads
+            .iter()
+            .filter_map(|w| w.server_pid)
+            .collect();
+        pids.extend(state.hosts.iter().filter_map(|h| h.agent_pid));
         if let Datastore::Etcd { pid: Some(pid), .. } = &state.datastore {
-            kill_pid(*pid);
+            pids.push(*pid);
         }
-        for pid in &state.extra_pids {
-            kill_pid(*pid);
+        pids.extend(&state.extra_pids);
+        stopped = procs::stop(&pids, Until::Gone);
+        if stopped.is_ok() {
+            let _ = std::fs::remove_file(LabState::file(dir));
         }
-        let _ = std::fs::remove_file(LabState::file(dir));
     }
     for ns in lab_namespaces() {
         del_ns(&ns);
     }
-    Ok(())
+    stopped
 }

@@ -9,6 +9,7 @@
 mod demo;
 mod lab;
 mod netns;
+mod procs;
 mod state;
 mod topology;
 

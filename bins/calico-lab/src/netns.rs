@@ -2,7 +2,7 @@
 //! Every object the lab creates is named with the lab's prefix (namespaces)
 //! or lives inside such a namespace, so `down` can find and remove it.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
@@ -72,13 +72,15 @@ pub fn exec_ok(ns: &str, cmd: &[&str]) -> bool {
         .unwrap_or(false)
 }
 
-/// Starts a long-running process inside a namespace.
+/// Starts a long-running process inside a namespace; returns its PID
+/// (`ip netns exec` execs the command, so it is the command's). The child
+/// is kept so `procs::stop` can reap it.
 pub fn spawn(
     ns: &str,
     cmd: &[&str],
     envs: &[(String, String)],
     log: &std::path::Path,
-) -> Result<Child> {
+) -> Result<u32> {
     let out =
         std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
     let err = out.try_clone()?;
@@ -91,7 +93,7 @@ pub fn spawn(
         .stderr(err)
         .spawn()
         .with_context(|| format!("cannot start {cmd:?} in {ns}"))?;
-    Ok(child)
+    Ok(crate::procs::adopt(child))
 }
 
 /// Like `spawn`, appending to the log (an agent restarted keeps its history).
@@ -100,7 +102,7 @@ pub fn spawn_appending(
     cmd: &[&str],
     envs: &[(String, String)],
     log: &std::path::Path,
-) -> Result<Child> {
+) -> Result<u32> {
     let out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -115,6 +117,7 @@ pub fn spawn_appending(
         .stdout(out)
         .stderr(err)
         .spawn()
+        .map(crate::procs::adopt)
         .with_context(|| format!("cannot start {cmd:?} in {ns}"))
 }
 
@@ -142,16 +145,4 @@ pub fn del_ns(name: &str) {
 /// Sets a sysctl inside a namespace.
 pub fn sysctl(ns: &str, key: &str, value: &str) -> Result<()> {
     exec(ns, &["sysctl", "-q", "-w", &format!("{key}={value}")]).map(|_| ())
-}
-
-/// Kills a process by PID (never by name), waiting briefly for it to go.
-pub fn kill_pid(pid: u32) {
-    let _ = Command::new("kill").arg(pid.to_string()).status();
-    for _ in 0..50 {
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
 }

@@ -31,8 +31,7 @@ const FIX: &str = "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\n
 
 #[test]
 fn agent_enforces_the_article_and_survives_restarts_and_drift() {
-    if !is_root() {
-        eprintln!("SKIP: needs root for network namespaces");
+    if !have_root() {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -269,7 +268,9 @@ fn agent_enforces_the_article_and_survives_restarts_and_drift() {
             .list("/calico/felix/v2/no-region/host/host2/workload/openstack/")
             .unwrap();
         let up = eps.kvs.iter().any(|kv| {
-            kv.key.contains("/workload/openstack/database/endpoint/")
+            // Upstream's workload id: <namespace>/<workload>, `/` escaped.
+            kv.key
+                .contains("/workload/openstack/production%2fdatabase/endpoint/")
                 && kv.value_str() == Some(r#"{"status":"up"}"#)
         });
         if up {
@@ -362,8 +363,7 @@ fn agent_enforces_the_article_and_survives_restarts_and_drift() {
 
 #[test]
 fn datastore_outage_keeps_the_dataplane_and_catches_up() {
-    if !is_root() {
-        eprintln!("SKIP: needs root for network namespaces");
+    if !have_root() {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -417,4 +417,270 @@ fn datastore_outage_keeps_the_dataplane_and_catches_up() {
         false,
         "the agent resynced and removed the allow",
     );
+}
+
+/// Root is needed for namespaces; under CI=true its absence fails the test.
+fn have_root() -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true: this test needs root for network namespaces"
+    );
+    eprintln!("SKIP: needs root for network namespaces");
+    false
+}
+
+fn metrics_of(lab: &Lab, host: &str) -> String {
+    let out = lab.exec(host, &["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9091; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3"]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn metric_line(metrics: &str, series: &str) -> String {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(&format!("{series} ")))
+        .unwrap_or_else(|| panic!("no {series} in:\n{metrics}"))
+        .to_string()
+}
+
+/// Waits until `f` returns Some, failing with `what` after 20 s.
+fn eventually<T>(lab: &Lab, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}\n{}", lab.logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn wep_yaml(color: &str) -> String {
+    let name = calico_api::endpoint::workload_endpoint_name("host1", "openstack", "vm1", "tapst1");
+    format!(
+        "apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata:\n  name: {name}\n  namespace: status\n  labels:\n    color: {color}\nspec:\n  orchestrator: openstack\n  node: host1\n  workload: vm1\n  endpoint: tapst1\n  interfaceName: tapst1\n  ipNetworks:\n  - 198.19.200.1/32\n"
+    )
+}
+
+#[test]
+fn status_tells_the_truth() {
+    if !have_root() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::up("st", 1, "local");
+    use calico_datastore::Datastore;
+    let store = calico_datastore::LocalStore::open(lab.dir.path().join("calico.db")).unwrap();
+    let get = |key: &str| -> Option<String> {
+        store
+            .get(key)
+            .unwrap()
+            .map(|kv| String::from_utf8(kv.value).unwrap())
+    };
+    let host = "/calico/felix/v2/no-region/host/host1";
+    // Left from before a restart: an endpoint status of a VM deleted meanwhile.
+    let stale = format!("{host}/workload/openstack/gone/endpoint/tapgone");
+    store.put(&stale, br#"{"status":"up"}"#, None).unwrap();
+    lab.ok(&["restart-agent", "host1"]);
+
+    // Felix status as upstream; first_update true on the first report only.
+    // (The old agent's last value may still be there for a moment.)
+    let first = eventually(&lab, "no first_update true after the restart", || {
+        get(&format!("{host}/status")).filter(|s| s.ends_with(r#""first_update":true}"#))
+    });
+    let v: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(v["first_update"], serde_json::Value::Bool(true), "{first}");
+    assert!(v["uptime"].as_f64().is_some(), "{first}");
+    assert!(first.starts_with(r#"{"time":""#), "{first}");
+    eventually(&lab, "first_update stays true", || {
+        get(&format!("{host}/status")).filter(|s| s.ends_with(r#""first_update":false}"#))
+    });
+    eventually(&lab, "stale endpoint status not removed at start", || {
+        get(&stale).is_none().then_some(())
+    });
+
+    // An endpoint whose tap Nova has not created yet: down. Its workload id
+    // is <namespace>/<workload> as upstream's, the '/' escaped in the key.
+    lab.calicoctl(&["apply", "-f", "-"], &wep_yaml("red"));
+    let key = format!("{host}/workload/openstack/status%2fvm1/endpoint/tapst1");
+    eventually(&lab, "no down status for the tap-less endpoint", || {
+        get(&key).filter(|v| v == r#"{"status":"down"}"#)
+    });
+    // The tap appears: up once routes, sysctls and chains are in.
+    assert!(lab
+        .exec(
+            "host1",
+            &["bash", "-c", "ip link add tapst1 type veth peer name tapst1p && ip link set tapst1p up && ip link set tapst1 up"]
+        )
+        .status
+        .success());
+    eventually(&lab, "no up status after the tap appeared", || {
+        get(&key).filter(|v| v == r#"{"status":"up"}"#)
+    });
+    let routes = lab.exec("host1", &["ip", "route", "show", "198.19.200.1"]);
+    assert!(
+        String::from_utf8_lossy(&routes.stdout).contains("dev tapst1"),
+        "up means the route is in"
+    );
+
+    // Labels changed many times: the gauges count the endpoint once.
+    for i in 0..12 {
+        let color = if i % 2 == 0 { "blue" } else { "red" };
+        lab.calicoctl(&["apply", "-f", "-"], &wep_yaml(color));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let m = metrics_of(&lab, "host1");
+    assert_eq!(
+        metric_line(&m, "felix_active_local_endpoints"),
+        "felix_active_local_endpoints 1",
+        "{m}"
+    );
+
+    // An IP-in-IP pool: on a kernel without ipip that is a condition,
+    // visible as a metric and on the Node (calicoctl get node -o yaml).
+    let has_ipip = lab
+        .exec(
+            "host1",
+            &[
+                "bash",
+                "-c",
+                "ip link add tprobe type ipip && ip link del tprobe",
+            ],
+        )
+        .status
+        .success();
+    lab.calicoctl(
+        &["apply", "-f", "-"],
+        "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: st-ipip\nspec:\n  cidr: 198.18.64.0/24\n  ipipMode: Always\n",
+    );
+    let want = if has_ipip { " 0" } else { " 1" };
+    let series = "felix_dataplane_conditions{type=\"MissingKernelFeature\"}";
+    eventually(&lab, "condition metric", || {
+        metrics_of(&lab, "host1")
+            .lines()
+            .any(|l| l == format!("{series}{want}"))
+            .then_some(())
+    });
+    let node = eventually(&lab, "condition on the Node", || {
+        let yaml = lab.calicoctl(&["get", "node", "host1", "-o", "yaml"], "");
+        (yaml.contains("calico-rs/dataplane-conditions") != has_ipip).then_some(yaml)
+    });
+    if !has_ipip {
+        assert!(node.contains("st-ipip"), "{node}");
+    }
+    // The pool goes: so does the condition.
+    lab.calicoctl(&["delete", "ippool", "st-ipip"], "");
+    eventually(&lab, "condition cleared from the Node", || {
+        let yaml = lab.calicoctl(&["get", "node", "host1", "-o", "yaml"], "");
+        (!yaml.contains("calico-rs/dataplane-conditions")).then_some(())
+    });
+
+    // The endpoint is deleted: its status key goes.
+    let name = calico_api::endpoint::workload_endpoint_name("host1", "openstack", "vm1", "tapst1");
+    lab.calicoctl(&["delete", "workloadendpoint", &name, "-n", "status"], "");
+    eventually(&lab, "status key of a deleted endpoint remains", || {
+        get(&key).is_none().then_some(())
+    });
+}
+
+/// PIDs the lab recorded: agents, workload servers, etcd, extras.
+fn lab_pids(lab: &Lab) -> Vec<u32> {
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(lab.dir.path().join("lab.json")).unwrap())
+            .unwrap();
+    let mut pids = Vec::new();
+    for h in state["hosts"].as_array().unwrap() {
+        pids.extend(h["agent_pid"].as_u64());
+    }
+    for w in state["workloads"].as_array().unwrap() {
+        pids.extend(w["server_pid"].as_u64());
+    }
+    pids.extend(state["datastore"]["Etcd"]["pid"].as_u64());
+    pids.into_iter().map(|p| p as u32).collect()
+}
+
+/// Processes (zombies included) whose command line or environment names
+/// `dir`: the lab's agents carry it in CALICO_STATE_DIR.
+fn processes_naming(dir: &Path) -> Vec<String> {
+    let needle = dir.display().to_string();
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let read = |f: &str| std::fs::read(e.path().join(f)).unwrap_or_default();
+        let text =
+            String::from_utf8_lossy(&[read("cmdline"), read("environ")].concat()).into_owned();
+        if text.contains(&needle) {
+            found.push(format!("{name}: {}", text.replace('\0', " ")));
+        }
+    }
+    found
+}
+
+#[test]
+fn the_lab_reaps_what_it_starts() {
+    if !have_root() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // `up` then `down` as separate invocations: the agents outlived `up`.
+    let lab = Lab::up("rp", 2, "etcd");
+    lab.add("host1", "reap", "a", "a");
+    lab.add("host2", "reap", "b", "b");
+    let pids = lab_pids(&lab);
+    assert_eq!(pids.len(), 5, "2 agents, 2 servers, etcd");
+    let t = Instant::now();
+    lab.ok(&["down"]);
+    let took = t.elapsed();
+    let left: Vec<String> = pids
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+        .collect();
+    assert!(left.is_empty(), "left after down (zombies?): {left:?}");
+    // Stopped together, not one second each.
+    assert!(took < Duration::from_secs(4), "down took {took:?}");
+
+    // `demo` starts and stops its lab in one process.
+    let dir = tempfile::tempdir().unwrap();
+    let mut demo = Command::new(common::LAB)
+        .arg("--dir")
+        .arg(dir.path())
+        .args(["--prefix", "e2dm-", "demo"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = String::new();
+    let mut teardown_started = None;
+    use std::io::BufRead;
+    for line in std::io::BufReader::new(demo.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line.contains("tearing the lab down") {
+            teardown_started = Some(Instant::now());
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    let status = demo.wait().unwrap();
+    let teardown = teardown_started.map(|t| t.elapsed());
+    let mut err = String::new();
+    use std::io::Read;
+    demo.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success(), "demo failed:\n{out}\n{err}");
+    let teardown = teardown.expect("the demo tears down");
+    // 2 agents and 5 workload servers, stopped together and reaped.
+    assert!(
+        teardown < Duration::from_secs(3),
+        "teardown took {teardown:?}"
+    );
+    let left = processes_naming(dir.path());
+    assert!(left.is_empty(), "left after demo: {left:?}");
 }

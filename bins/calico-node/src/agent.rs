@@ -17,9 +17,10 @@ use calico_calc::Calculator;
 use calico_client::{load_client_config, Client};
 use tracing::{debug, error, info, warn};
 
+use crate::conditions::{self, NodeConditions};
 use crate::config::AgentConfig;
-use crate::metrics::Metrics;
-use crate::status::{EndpointStatusId, StatusReporter, StatusThread};
+use crate::metrics::{Metrics, ObjectCounts};
+use crate::status::{EndpointStatus, EndpointStatusId, Report, StatusReporter, StatusThread};
 use crate::syncer::{SyncMsg, Syncer};
 
 /// Connects, retrying until the datastore answers (the agent may start
@@ -39,37 +40,8 @@ fn connect(cfg: &AgentConfig) -> Result<Client> {
     }
 }
 
-/// Counts kept from the update stream for metrics.
-#[derive(Default)]
-struct Counts {
-    endpoints: usize,
-    policies: BTreeMap<String, usize>,
-    ip_sets: usize,
-    routes: usize,
-}
-
-impl Counts {
-    fn observe(&mut self, u: &Update) {
-        match u {
-            Update::EndpointUpsert(_) => self.endpoints += 1,
-            Update::EndpointRemove(_) => self.endpoints = self.endpoints.saturating_sub(1),
-            Update::PolicyUpsert(p) => {
-                self.policies
-                    .insert(p.id.to_string(), p.inbound.len() + p.outbound.len());
-            }
-            Update::PolicyRemove(id) => {
-                self.policies.remove(&id.to_string());
-            }
-            Update::IpSetUpsert { .. } => self.ip_sets += 1,
-            Update::IpSetRemove { .. } => self.ip_sets = self.ip_sets.saturating_sub(1),
-            Update::RouteUpsert(_) => self.routes += 1,
-            Update::RouteRemove { .. } => self.routes = self.routes.saturating_sub(1),
-            _ => {}
-        }
-    }
-}
-
 pub fn run(cfg: AgentConfig) -> Result<()> {
+    let started = Instant::now();
     info!(node = %cfg.node_name, ip = ?cfg.ip, state_dir = %cfg.state_dir().display(), "calico-node starting");
     let client = connect(&cfg)?;
     let store = client.store().clone();
@@ -116,16 +88,23 @@ pub fn run(cfg: AgentConfig) -> Result<()> {
         .name("syncer".into())
         .spawn(move || syncer.run())?;
 
-    let status = StatusThread::spawn(StatusReporter::new(
-        store,
-        &cfg.region_segment(),
-        &cfg.node_name,
-        Duration::from_secs(cfg.args.reporting_interval_secs.max(1)),
-    ))?;
-    let mut counts = Counts::default();
+    let status = StatusThread::spawn(
+        StatusReporter::new(
+            store.clone(),
+            &cfg.region_segment(),
+            &cfg.node_name,
+            Duration::from_secs(cfg.args.reporting_interval_secs.max(1)),
+            started,
+        ),
+        Some(NodeConditions::new(Client::new(store), &cfg.node_name)),
+    )?;
+    let mut counts = ObjectCounts::default();
     // Local endpoints' orchestrator identity, for their status keys.
     let mut wep_ids: BTreeMap<EndpointKey, EndpointStatusId> = BTreeMap::new();
-    let mut programmed: BTreeMap<EndpointKey, ()> = BTreeMap::new();
+    // Endpoint statuses and Node conditions as last sent (None before the
+    // first apply: nothing is known yet, so nothing is written or removed).
+    let mut last_statuses: Option<BTreeMap<EndpointStatusId, EndpointStatus>> = None;
+    let mut last_conditions: Option<Vec<String>> = None;
     let mut calc_in_sync = false;
     let mut dirty = false;
     let resync_every = Duration::from_secs(cfg.args.resync_interval_secs.max(1));
@@ -186,27 +165,14 @@ pub fn run(cfg: AgentConfig) -> Result<()> {
         let updates = calc.flush();
         for u in &updates {
             counts.observe(u);
-            match u {
-                Update::InSync => calc_in_sync = true,
-                Update::EndpointUpsert(ep) => {
-                    programmed.insert(ep.key.clone(), ());
-                }
-                Update::EndpointRemove(k) => {
-                    programmed.remove(k);
-                }
-                _ => {}
+            if matches!(u, Update::InSync) {
+                calc_in_sync = true;
             }
             dataplane.on_update(u);
         }
         dirty |= !updates.is_empty();
         let calc_time = received.1.elapsed();
-        metrics.local_endpoints.set(counts.endpoints as u64);
-        metrics.active_policies.set(counts.policies.len() as u64);
-        metrics
-            .active_rules
-            .set(counts.policies.values().sum::<usize>() as u64);
-        metrics.ip_sets.set(counts.ip_sets as u64);
-        metrics.routes.set(counts.routes as u64);
+        counts.publish(&metrics);
 
         let now = Instant::now();
         let mut resynced = false;
@@ -259,8 +225,26 @@ pub fn run(cfg: AgentConfig) -> Result<()> {
                 }
             }
             dirty = false;
+            let statuses = with_status_ids(dataplane.endpoint_statuses(), &wep_ids);
+            let conds = dataplane.conditions();
+            metrics.set_conditions(conditions::count_by_type(&conds));
+            let conds = conditions::for_node(&conds);
+            if last_statuses.as_ref() != Some(&statuses) || last_conditions.as_ref() != Some(&conds)
+            {
+                // Changed: written now, not at the next periodic report.
+                status.send(Report {
+                    liveness: false,
+                    endpoints: Some(statuses.clone()),
+                    conditions: Some(conds.clone()),
+                });
+                last_statuses = Some(statuses);
+                last_conditions = Some(conds);
+            }
             if cfg.args.once && !failed {
-                status.report(endpoints_up(&programmed, &wep_ids));
+                status.send(Report {
+                    liveness: true,
+                    ..Default::default()
+                });
                 status.finish();
                 info!("--once: synced and applied; exiting");
                 return Ok(());
@@ -268,19 +252,25 @@ pub fn run(cfg: AgentConfig) -> Result<()> {
         }
         if Instant::now() >= next_status {
             next_status = Instant::now() + status_every;
-            status.report(endpoints_up(&programmed, &wep_ids));
+            // Everything again: a write that failed last time is retried.
+            status.send(Report {
+                liveness: true,
+                endpoints: last_statuses.clone(),
+                conditions: last_conditions.clone(),
+            });
         }
     }
 }
 
-/// The status identities of the programmed local endpoints.
-fn endpoints_up(
-    programmed: &BTreeMap<EndpointKey, ()>,
+/// Keys endpoint statuses by the orchestrator identity their status keys
+/// use (endpoints without one have no key).
+fn with_status_ids(
+    statuses: BTreeMap<EndpointKey, EndpointStatus>,
     ids: &BTreeMap<EndpointKey, EndpointStatusId>,
-) -> Vec<EndpointStatusId> {
-    programmed
-        .keys()
-        .filter_map(|k| ids.get(k).cloned())
+) -> BTreeMap<EndpointStatusId, EndpointStatus> {
+    statuses
+        .into_iter()
+        .filter_map(|(k, s)| Some((ids.get(&k)?.clone(), s)))
         .collect()
 }
 
@@ -292,14 +282,14 @@ fn track_wep(node: &str, input: &Input, ids: &mut BTreeMap<EndpointKey, Endpoint
                 namespace: w.metadata.namespace.clone(),
                 name: w.metadata.name.clone(),
             };
-            ids.insert(
-                key,
-                EndpointStatusId {
-                    orchestrator: w.spec.orchestrator.clone(),
-                    workload: w.spec.workload.clone(),
-                    endpoint: w.spec.endpoint.clone(),
-                },
+            let id = EndpointStatusId::for_workload_endpoint(
+                &w.metadata.namespace,
+                &w.metadata.name,
+                &w.spec.orchestrator,
+                &w.spec.workload,
+                &w.spec.endpoint,
             );
+            ids.insert(key, id);
         }
         Input::ResourceRemoved {
             kind: "WorkloadEndpoint",

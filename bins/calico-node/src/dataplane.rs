@@ -9,11 +9,11 @@
 //! (1,000 endpoints: ~5 MB of `nft -j` output, ~0.5 s), and it runs on the
 //! agent's main loop, so every policy change arriving meanwhile waited.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
-use calico_calc::model::Update;
+use calico_calc::model::{EndpointKey, Update};
 use calico_dataplane::{
     ApplyStats, CommandConntrack, CommandNft, Condition, ConntrackManager, DataplaneError,
     GenerationTracked, Manager, PolicyManager, ProcSysctl, RoutingConfig, RtNetlink,
@@ -21,6 +21,8 @@ use calico_dataplane::{
 use tracing::warn;
 
 use crate::config::AgentConfig;
+use crate::epstatus::LocalEndpoints;
+use crate::status::EndpointStatus;
 
 pub struct Dataplane {
     policy: PolicyManager<GenerationTracked<CommandNft>>,
@@ -29,6 +31,10 @@ pub struct Dataplane {
     conntrack: ConntrackManager<CommandConntrack>,
     /// Conditions last logged, so each is logged once when it appears.
     logged: BTreeSet<String>,
+    endpoints: LocalEndpoints,
+    /// Outcome of the last apply, for endpoint status.
+    policy_ok: bool,
+    apply_failed: bool,
     /// How long the last apply spent in the policy (nft) and routing parts.
     pub last_policy_time: Duration,
     pub last_routing_time: Duration,
@@ -45,6 +51,9 @@ impl Dataplane {
             routing,
             conntrack: ConntrackManager::new(CommandConntrack::new()),
             logged: BTreeSet::new(),
+            endpoints: LocalEndpoints::default(),
+            policy_ok: false,
+            apply_failed: false,
             last_policy_time: Duration::ZERO,
             last_routing_time: Duration::ZERO,
         })
@@ -54,6 +63,7 @@ impl Dataplane {
         self.policy.on_update(u);
         self.routing.on_update(u);
         self.conntrack.on_update(u);
+        self.endpoints.on_update(u);
     }
 
     /// Applies both; returns the first error (both are attempted).
@@ -67,6 +77,8 @@ impl Dataplane {
         // After the new policy is in place, so reconnects meet it.
         let c = self.conntrack.apply();
         self.log_conditions();
+        self.policy_ok = p.is_ok();
+        self.apply_failed = p.is_err() || r.is_err();
         let mut stats = ApplyStats::default();
         let mut first = None;
         for res in [p, r, c] {
@@ -103,6 +115,17 @@ impl Dataplane {
                     | Condition::VxlanPending { .. }
             )
         })
+    }
+
+    /// Every local endpoint's status as of the last apply.
+    pub fn endpoint_statuses(&self) -> BTreeMap<EndpointKey, EndpointStatus> {
+        self.endpoints
+            .statuses(&self.routing, self.policy_ok, self.apply_failed)
+    }
+
+    /// Everything currently waiting or unsupported.
+    pub fn conditions(&self) -> Vec<Condition> {
+        self.routing.conditions()
     }
 
     fn log_conditions(&mut self) {

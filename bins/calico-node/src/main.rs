@@ -9,8 +9,10 @@
 //! ```
 
 mod agent;
+mod conditions;
 mod config;
 mod dataplane;
+mod epstatus;
 mod health;
 mod metrics;
 mod register;

@@ -72,6 +72,12 @@ impl<S: SysctlBackend> InterfaceSysctlManager<S> {
         self.pending.iter().cloned().collect()
     }
 
+    /// True once `iface`'s parameters are all set in the kernel: false while
+    /// it is missing, after a failed write, or before the next apply.
+    pub fn is_settled(&self, iface: &str) -> bool {
+        !self.pending.contains(iface) && !self.dirty.contains(iface)
+    }
+
     pub fn conditions(&self) -> Vec<Condition> {
         self.pending
             .iter()
@@ -300,8 +306,10 @@ mod tests {
         let sys = FakeSysctl::new();
         let mut m = InterfaceSysctlManager::new(sys.clone());
         m.on_update(&ep("a", "tap9", &["198.18.1.9/32"]));
+        assert!(!m.is_settled("tap9"), "not applied yet");
         assert_eq!(m.apply().unwrap().writes, 1, "ip_forward only");
         assert_eq!(m.pending_interfaces(), vec!["tap9".to_string()]);
+        assert!(!m.is_settled("tap9"), "missing");
         assert_eq!(
             m.conditions(),
             vec![Condition::InterfaceSettingsPending {
@@ -312,6 +320,7 @@ mod tests {
         sys.add_iface("tap9");
         assert_eq!(m.apply().unwrap().writes, 4);
         assert!(m.pending_interfaces().is_empty());
+        assert!(m.is_settled("tap9"));
         // The endpoint goes away before its interface appears: not pending.
         m.on_update(&ep("b", "tap10", &["198.18.1.10/32"]));
         m.apply().unwrap();
