@@ -265,6 +265,10 @@ fn policies_and_endpoints_are_written_as_upstream_writes_them() {
         r#"{"name":"web"}"#
     );
     assert!(web["metadata"].get("labels").is_none(), "{web}");
+    // Upstream stores the tier only when it was given; reads fill it in.
+    assert!(web["spec"].get("tier").is_none(), "{web}");
+    let read = c.json(&["get", "networkpolicy", "web", "-n", "prod"]);
+    assert_eq!(read["spec"]["tier"], "default");
     assert!(c
         .stored(&format!("{V3}/networkpolicies/prod/web"))
         .is_none());
@@ -279,6 +283,7 @@ fn policies_and_endpoints_are_written_as_upstream_writes_them() {
         block["metadata"]["labels"]["projectcalico.org/tier"],
         "security"
     );
+    assert_eq!(block["spec"]["tier"], "security");
     assert_eq!(
         block["metadata"]["annotations"]["projectcalico.org/metadata"],
         r#"{"name":"security.block"}"#

@@ -129,11 +129,12 @@ fn now_rfc3339() -> String {
 }
 
 /// Encodes a resource as upstream stores it: resourceVersion cleared, a
-/// policy's name in its stored form.
-pub fn encode(r: &AnyResource) -> Vec<u8> {
+/// policy's name in its stored form and its tier only if it was given
+/// (`tier_given`, from before defaults were applied).
+pub fn encode(r: &AnyResource, tier_given: bool) -> Vec<u8> {
     let mut r = r.clone();
     r.metadata_mut().resource_version.clear();
-    policy_names::to_storage(&mut r);
+    policy_names::to_storage(&mut r, tier_given);
     serde_json::to_vec(&r).expect("resources always serialise")
 }
 
@@ -331,6 +332,7 @@ impl Client {
     /// backend allows. Nothing is written if any resource is invalid.
     pub fn write_all(&self, resources: Vec<AnyResource>, mode: WriteMode) -> Result<Vec<Written>> {
         let mut resources = resources;
+        let tiers_given: Vec<bool> = resources.iter().map(policy_names::tier_given).collect();
         for r in resources.iter_mut() {
             prepare(r);
         }
@@ -345,8 +347,8 @@ impl Client {
 
         let now = now_rfc3339();
         let mut planned: Vec<(Vec<Op>, Written)> = Vec::with_capacity(resources.len());
-        for r in resources {
-            planned.push(plan_write(r, mode, &existing, &now)?);
+        for (r, tier_given) in resources.into_iter().zip(tiers_given) {
+            planned.push(plan_write(r, tier_given, mode, &existing, &now)?);
         }
 
         // A resource's ops (a move from an old key is two) share a transaction.
@@ -543,6 +545,7 @@ impl Client {
 /// old key's removal and a create at the current key.
 fn plan_write(
     mut r: AnyResource,
+    tier_given: bool,
     mode: WriteMode,
     existing: &HashMap<String, Existing>,
     now: &str,
@@ -583,7 +586,7 @@ fn plan_write(
         }
     };
     r.metadata_mut().resource_version.clear();
-    let value = encode(&r);
+    let value = encode(&r, tier_given);
     let ops = match current {
         None => vec![Op::Create {
             key,
@@ -632,14 +635,19 @@ fn invalid(id: &str, field: &str, message: &str) -> ClientError {
 /// kinds, the kind's own upstream defaults, and the labels upstream stores on
 /// a workload endpoint (its namespace and orchestrator, overriding any given).
 pub fn prepare(r: &mut AnyResource) {
-    if r.info().namespaced && r.metadata().namespace.is_empty() {
-        r.metadata_mut().namespace = DEFAULT_NAMESPACE.to_string();
-    }
+    default_namespace(r);
     r.apply_defaults();
     if let AnyResource::WorkloadEndpoint(w) = r {
         let labels = &mut w.metadata.labels;
         labels.insert(LABEL_NAMESPACE.to_string(), w.metadata.namespace.clone());
         labels.insert(LABEL_ORCHESTRATOR.to_string(), w.spec.orchestrator.clone());
+    }
+}
+
+/// Puts a namespaced resource given without a namespace in `default`.
+pub fn default_namespace(r: &mut AnyResource) {
+    if r.info().namespaced && r.metadata().namespace.is_empty() {
+        r.metadata_mut().namespace = DEFAULT_NAMESPACE.to_string();
     }
 }
 

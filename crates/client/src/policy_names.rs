@@ -62,13 +62,26 @@ fn tier_of(r: &AnyResource) -> Option<&str> {
     }
 }
 
+/// True unless `r` is a policy without `spec.tier`: upstream stores the tier
+/// only when it was given (and fills it in from the name on reads).
+pub fn tier_given(r: &AnyResource) -> bool {
+    tier_of(r).is_none_or(|t| !t.is_empty())
+}
+
 /// Turns a policy into what upstream stores: tiered name, the annotation
-/// with the given name, and the tier label outside the default tier.
-/// Other kinds are left alone.
-pub fn to_storage(r: &mut AnyResource) {
+/// with the given name, the tier label outside the default tier, and no
+/// `spec.tier` unless it was given. Other kinds are left alone.
+pub fn to_storage(r: &mut AnyResource, tier_given: bool) {
     let Some(tier) = tier_of(r).map(str::to_string) else {
         return;
     };
+    if !tier_given && tier == DEFAULT_TIER {
+        match r {
+            AnyResource::NetworkPolicy(p) => p.spec.tier.clear(),
+            AnyResource::GlobalNetworkPolicy(p) => p.spec.tier.clear(),
+            _ => {}
+        }
+    }
     let meta = r.metadata_mut();
     let name = std::mem::take(&mut meta.name);
     meta.annotations.insert(
@@ -158,7 +171,7 @@ mod tests {
         np.metadata.namespace = "prod".into();
         np.spec.tier = "default".into();
         let mut r = AnyResource::from(np);
-        to_storage(&mut r);
+        to_storage(&mut r, true);
         assert_eq!(r.name(), "default.web");
         assert_eq!(
             r.metadata().annotations[METADATA_ANNOTATION],
@@ -176,11 +189,29 @@ mod tests {
         let mut gnp = GlobalNetworkPolicy::new("security.block", Default::default());
         gnp.spec.tier = "security".into();
         let mut r = AnyResource::from(gnp);
-        to_storage(&mut r);
+        to_storage(&mut r, true);
         assert_eq!(r.name(), "security.block");
         assert_eq!(r.metadata().labels[TIER_LABEL], "security");
         from_storage(&mut r).unwrap();
         assert_eq!(r.name(), "security.block");
+    }
+
+    #[test]
+    fn a_defaulted_tier_is_not_stored() {
+        let mut gnp = GlobalNetworkPolicy::new("p", Default::default());
+        let given = tier_given(&AnyResource::from(gnp.clone()));
+        assert!(!given);
+        gnp.spec.tier = "default".into(); // as defaulting does before the write
+        let mut r = AnyResource::from(gnp);
+        to_storage(&mut r, given);
+        assert!(!r.to_json_value()["spec"]
+            .as_object()
+            .is_some_and(|s| s.contains_key("tier")));
+        from_storage(&mut r).unwrap();
+        match r {
+            AnyResource::GlobalNetworkPolicy(p) => assert_eq!(p.spec.tier, "default"),
+            _ => unreachable!(),
+        }
     }
 
     #[test]
