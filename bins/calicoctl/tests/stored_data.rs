@@ -244,18 +244,16 @@ fn policies_are_read_in_every_upstream_layout() {
 }
 
 #[test]
-fn policies_and_endpoints_are_written_as_upstream_writes_them() {
+fn policies_are_written_as_upstream_writes_them() {
     let c = Cluster::start();
     let o = c.apply_text(
         "all.yaml",
         "apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata:\n  name: security\nspec:\n  order: 100\n\
 ---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: security.block\nspec:\n  tier: security\n  selector: all()\n  ingress:\n  - action: Deny\n\
 ---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: allow-dns\nspec:\n  selector: all()\n  egress:\n  - action: Allow\n\
----\napiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata:\n  name: web\n  namespace: prod\nspec:\n  selector: app == 'web'\n  ingress:\n  - action: Allow\n\
----\napiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata:\n  name: node1-openstack-vm1-tap1234\n  namespace: openstack\n  labels:\n    app: web\nspec:\n  orchestrator: openstack\n  node: node1\n  workload: vm1\n  endpoint: tap1234\n  interfaceName: tap1234\n  ipNetworks:\n  - 10.200.0.5/32\n",
+---\napiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata:\n  name: web\n  namespace: prod\nspec:\n  selector: app == 'web'\n  ingress:\n  - action: Allow\n",
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-
     let web = c
         .stored(&format!("{V3}/networkpolicies/prod/default.web"))
         .expect("a default-tier policy is stored under default.<name>");
@@ -288,12 +286,23 @@ fn policies_and_endpoints_are_written_as_upstream_writes_them() {
         block["metadata"]["annotations"]["projectcalico.org/metadata"],
         r#"{"name":"security.block"}"#
     );
+}
+
+#[test]
+fn workload_endpoints_are_stored_with_upstreams_labels() {
+    let c = Cluster::start();
+    let o = c.apply_text(
+        "wep.yaml",
+        "apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata:\n  name: node1-openstack-vm1-tap1234\n  namespace: openstack\n  labels:\n    app: web\n    projectcalico.org/orchestrator: k8s\nspec:\n  orchestrator: openstack\n  node: node1\n  workload: vm1\n  endpoint: tap1234\n  interfaceName: tap1234\n  ipNetworks:\n  - 10.200.0.5/32\n",
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
     let wep = c
         .stored(&format!(
             "{V3}/workloadendpoints/openstack/node1-openstack-vm1-tap1234"
         ))
         .unwrap();
+    // Set from the endpoint, overriding what was given.
     let labels = &wep["metadata"]["labels"];
     assert_eq!(labels["projectcalico.org/namespace"], "openstack");
     assert_eq!(labels["projectcalico.org/orchestrator"], "openstack");
