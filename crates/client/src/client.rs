@@ -200,8 +200,9 @@ impl Client {
         for key in candidate_keys(info, ns, name) {
             if let Some(kv) = self.store.get(&key)? {
                 let resource = decode(info, &key, &kv.value, kv.mod_revision)?;
-                // A stored name that maps to another name is not this resource.
-                if resource.name() == name {
+                // A policy whose stored name maps to another name is not this
+                // one (upstream checks the same).
+                if !policy_names::is_tiered_kind(info) || resource.name() == name {
                     return Ok(Some(Existing {
                         resource,
                         revision: kv.mod_revision,
@@ -223,27 +224,17 @@ impl Client {
             revision: res.revision,
             ..Default::default()
         };
-        let mut at_current_key = std::collections::HashSet::new();
         let mut decoded = Vec::with_capacity(res.kvs.len());
         for kv in res.kvs {
             match decode(info, &kv.key, &kv.value, kv.mod_revision) {
-                Ok(r) => {
-                    let m = r.metadata();
-                    if resource_key(info, &m.namespace, &m.name) == kv.key {
-                        at_current_key.insert((m.namespace.clone(), m.name.clone()));
-                    }
-                    decoded.push((kv.key, r));
-                }
+                Ok(r) => decoded.push((kv.key, r)),
                 Err(e) => out.bad.push((kv.key.clone(), e.to_string())),
             }
         }
-        for (key, r) in decoded {
-            let m = r.metadata();
-            let current = resource_key(info, &m.namespace, &m.name) == key;
-            if current || !at_current_key.contains(&(m.namespace.clone(), m.name.clone())) {
-                out.items.push(r);
-            }
+        if policy_names::is_tiered_kind(info) {
+            decoded = once_per_policy(info, decoded);
         }
+        out.items = decoded.into_iter().map(|(_, r)| r).collect();
         Ok(out)
     }
 
@@ -425,7 +416,11 @@ impl Client {
                     let Ok(r) = decode(info, &kv.key, &kv.value, kv.mod_revision) else {
                         continue;
                     };
-                    let current = resource_key(info, &r.metadata().namespace, r.name());
+                    let current = if policy_names::is_tiered_kind(info) {
+                        resource_key(info, &r.metadata().namespace, r.name())
+                    } else {
+                        kv.key.clone()
+                    };
                     // Where a policy is at both keys, the current one is it.
                     if out.get(&current).is_some_and(|e| e.key == current) {
                         continue;
@@ -659,6 +654,28 @@ fn effective_namespace<'a>(info: &KindInfo, ns: &'a str) -> &'a str {
     } else {
         ""
     }
+}
+
+/// Drops a policy read from an older layout's key when the same policy is
+/// also at its current key (two versions wrote it).
+fn once_per_policy(
+    info: &KindInfo,
+    decoded: Vec<(String, AnyResource)>,
+) -> Vec<(String, AnyResource)> {
+    let at_current_key =
+        |key: &str, r: &AnyResource| resource_key(info, &r.metadata().namespace, r.name()) == key;
+    let current: std::collections::HashSet<(String, String)> = decoded
+        .iter()
+        .filter(|(key, r)| at_current_key(key, r))
+        .map(|(_, r)| (r.metadata().namespace.clone(), r.name().to_string()))
+        .collect();
+    decoded
+        .into_iter()
+        .filter(|(key, r)| {
+            at_current_key(key, r)
+                || !current.contains(&(r.metadata().namespace.clone(), r.name().to_string()))
+        })
+        .collect()
 }
 
 /// Converts an `AnyResource` known to be of kind `R` into `R`.
