@@ -435,9 +435,14 @@ impl Client {
             } else {
                 for r in resources.iter().filter(|r| r.kind() == kind) {
                     let (ns, name) = (&r.metadata().namespace, r.name());
-                    // Unreadable values are overwritten rather than blocking a fix.
-                    if let Ok(Some(e)) = self.find(info, ns, name) {
-                        out.insert(resource_key(info, ns, name), e);
+                    match self.find(info, ns, name) {
+                        Ok(Some(e)) => {
+                            out.insert(resource_key(info, ns, name), e);
+                        }
+                        // A value that does not decode counts as absent (the create
+                        // then finds its key taken).
+                        Ok(None) | Err(ClientError::Corrupt { .. }) => {}
+                        Err(e) => return Err(e),
                     }
                 }
             }
