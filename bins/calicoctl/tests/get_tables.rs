@@ -248,3 +248,75 @@ spec:
         "resource does not exist: IPPool(blah)\nresource does not exist: IPPool(nope)\n"
     );
 }
+
+#[test]
+fn endpoint_node_and_profile_tables() {
+    let c = Ctl::new();
+    c.apply(
+        "apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata:
+  name: node1-openstack-vm1-tap1234
+  namespace: openstack
+spec:
+  orchestrator: openstack
+  node: node1
+  workload: vm1
+  endpoint: tap1234
+  interfaceName: tap1234
+  ipNetworks:
+  - 10.200.0.5/32
+  ipNATs:
+  - internalIP: 10.200.0.5
+    externalIP: 172.24.4.10
+  profiles:
+  - openstack-sg-a
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata:
+  name: bare
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata:
+  name: bgp1
+spec:
+  bgp:
+    ipv4Address: 10.0.0.1/24
+---
+apiVersion: projectcalico.org/v3
+kind: Profile
+metadata:
+  name: openstack-sg-a
+spec:
+  labelsToApply:
+    a.b: x
+    a: y
+",
+    );
+    assert_eq!(
+        c.ok(&["get", "wep", "-n", "openstack"]),
+        "NAMESPACE   WORKLOAD   NODE    NETWORKS        INTERFACE   \n\
+         openstack   vm1        node1   10.200.0.5/32   tap1234     \n\n"
+    );
+    // A NAT prints as Go prints the struct.
+    assert_eq!(
+        c.ok(&["get", "wep", "-A", "-o", "wide"]),
+        "NAMESPACE   NAME                          WORKLOAD   NODE    NETWORKS        INTERFACE   PROFILES         NATS                       \n\
+         openstack   node1-openstack-vm1-tap1234   vm1        node1   10.200.0.5/32   tap1234     openstack-sg-a   {10.200.0.5 172.24.4.10}   \n\n"
+    );
+    // Nothing for a node without BGP settings; the global AS in parentheses.
+    assert_eq!(
+        c.ok(&["get", "nodes", "-o", "wide"]),
+        "NAME   ASN       IPV4          IPV6   \n\
+         bare                                  \n\
+         bgp1   (64512)   10.0.0.1/24          \n\n"
+    );
+    // Labels as sorted key=value strings.
+    assert_eq!(
+        c.ok(&["get", "profiles", "-o", "wide"]),
+        "NAME             LABELS      \n\
+         openstack-sg-a   a.b=x,a=y   \n\n"
+    );
+}
