@@ -9,8 +9,9 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::Duration;
 
-use calico_api::{lookup_kind, KINDS};
+use calico_api::{lookup_kind, AnyResource, KINDS};
 use calico_calc::input::Input;
+use calico_client::policy_names::{is_tiered_kind, name_from_storage};
 use calico_datastore::{Datastore, KeyValue, WatchEvent};
 use ipnet::IpNet;
 use tracing::{info, warn};
@@ -56,15 +57,22 @@ pub fn decode(kv: &KeyValue) -> Result<Option<Input>, String> {
     Ok(None)
 }
 
-/// The removal input for a deleted key.
+/// The removal input for a deleted key, when the resource it held was never
+/// delivered (else `Syncer` uses the name it delivered). A policy's name is
+/// worked out from its stored name as upstream does without the value.
 pub fn removal(key: &str) -> Option<Input> {
     if let Some(rest) = key.strip_prefix(RESOURCE_PREFIX) {
         let parts: Vec<&str> = rest.split('/').collect();
         let info = KINDS.iter().find(|k| k.plural == parts[0])?;
-        let (namespace, name) = match (info.namespaced, parts.as_slice()) {
-            (true, [_, ns, name]) => (ns.to_string(), name.to_string()),
-            (false, [_, name]) => (String::new(), name.to_string()),
+        let (namespace, stored) = match (info.namespaced, parts.as_slice()) {
+            (true, [_, ns, name]) => (ns.to_string(), *name),
+            (false, [_, name]) => (String::new(), *name),
             _ => return None,
+        };
+        let name = if is_tiered_kind(info) {
+            name_from_storage(stored).to_string()
+        } else {
+            stored.to_string()
         };
         let kind = lookup_kind(info.kind)?.kind;
         return Some(Input::ResourceRemoved {
@@ -86,6 +94,30 @@ fn block_cidr(key: &str) -> Option<IpNet> {
     format!("{addr}/{len}").parse().ok()
 }
 
+/// What the syncer has delivered: the revision per key (to diff after a
+/// re-list) and, per resource key, the removal that undoes it. A resource's
+/// name is not always its key's last segment (a policy stored under its
+/// tiered name), so removals use the name that was delivered.
+#[derive(Default)]
+struct Known {
+    revisions: HashMap<String, i64>,
+    removals: HashMap<String, Input>,
+}
+
+impl Known {
+    fn removal(&mut self, key: &str) -> Option<Input> {
+        self.removals.remove(key).or_else(|| removal(key))
+    }
+}
+
+fn removal_of(r: &AnyResource) -> Input {
+    Input::ResourceRemoved {
+        kind: r.kind(),
+        namespace: r.metadata().namespace.clone(),
+        name: r.name().to_string(),
+    }
+}
+
 /// Runs forever on its own thread: delivers inputs to `tx`.
 pub struct Syncer {
     pub store: Arc<dyn Datastore>,
@@ -95,8 +127,7 @@ pub struct Syncer {
 
 impl Syncer {
     pub fn run(self) {
-        // Last delivered value per key, to diff after a re-list.
-        let mut known: HashMap<String, i64> = HashMap::new();
+        let mut known = Known::default();
         let mut backoff = Duration::from_millis(200);
         loop {
             match self.sync_once(&mut known) {
@@ -115,7 +146,7 @@ impl Syncer {
     }
 
     /// One list + watch cycle; returns when the watch ends (error/compaction).
-    fn sync_once(&self, known: &mut HashMap<String, i64>) -> Result<(), String> {
+    fn sync_once(&self, known: &mut Known) -> Result<(), String> {
         let mut inputs = Vec::new();
         let mut seen: HashMap<String, i64> = HashMap::new();
         // The two lists are read at different revisions; the watch starts
@@ -129,16 +160,22 @@ impl Syncer {
             revision = revision.min(res.revision);
             for kv in res.kvs {
                 seen.insert(kv.key.clone(), kv.mod_revision);
-                if known.get(&kv.key) == Some(&kv.mod_revision) {
+                if known.revisions.get(&kv.key) == Some(&kv.mod_revision) {
                     continue;
                 }
-                self.push_decoded(&kv, &mut inputs);
+                self.push_decoded(&kv, &mut inputs, &mut known.removals);
             }
         }
-        for key in known.keys().filter(|k| !seen.contains_key(*k)) {
-            inputs.extend(removal(key));
+        let gone: Vec<String> = known
+            .revisions
+            .keys()
+            .filter(|k| !seen.contains_key(*k))
+            .cloned()
+            .collect();
+        for key in gone {
+            inputs.extend(known.removal(&key));
         }
-        *known = seen;
+        known.revisions = seen;
         info!(
             revision,
             changes = inputs.len(),
@@ -163,22 +200,24 @@ impl Syncer {
             while let Some(e) = ev {
                 match e {
                     WatchEvent::Put { kv, .. } => {
-                        let listed_newer =
-                            known.get(&kv.key).is_some_and(|&r| r >= kv.mod_revision);
+                        let listed_newer = known
+                            .revisions
+                            .get(&kv.key)
+                            .is_some_and(|&r| r >= kv.mod_revision);
                         if (kv.key.starts_with(RESOURCE_PREFIX) || kv.key.starts_with(BLOCK_PREFIX))
                             && !listed_newer
                         {
-                            known.insert(kv.key.clone(), kv.mod_revision);
-                            self.push_decoded(&kv, &mut batch);
+                            known.revisions.insert(kv.key.clone(), kv.mod_revision);
+                            self.push_decoded(&kv, &mut batch, &mut known.removals);
                         }
                     }
                     WatchEvent::Delete {
                         key, mod_revision, ..
                     } => {
                         // (A replayed delete of a key listed since re-created is stale.)
-                        if known.get(&key).is_some_and(|&r| r < mod_revision) {
-                            known.remove(&key);
-                            batch.extend(removal(&key));
+                        if known.revisions.get(&key).is_some_and(|&r| r < mod_revision) {
+                            known.revisions.remove(&key);
+                            batch.extend(known.removal(&key));
                         }
                     }
                     WatchEvent::Compacted { compact_revision } => {
@@ -199,9 +238,19 @@ impl Syncer {
         }
     }
 
-    fn push_decoded(&self, kv: &KeyValue, out: &mut Vec<Input>) {
+    fn push_decoded(
+        &self,
+        kv: &KeyValue,
+        out: &mut Vec<Input>,
+        removals: &mut HashMap<String, Input>,
+    ) {
         match decode(kv) {
-            Ok(Some(i)) => out.push(i),
+            Ok(Some(i)) => {
+                if let Input::Resource(r) = &i {
+                    removals.insert(kv.key.clone(), removal_of(r));
+                }
+                out.push(i)
+            }
             Ok(None) => {}
             Err(e) => {
                 self.metrics.bad_datastore_values.inc();
@@ -269,5 +318,40 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn policies_at_tiered_keys_are_removed_by_the_name_delivered() {
+        let removed = |name: &str| Input::ResourceRemoved {
+            kind: "NetworkPolicy",
+            namespace: "prod".into(),
+            name: name.into(),
+        };
+        let key = "/calico/resources/v3/projectcalico.org/networkpolicies/prod/default.web";
+        // Upstream v3.31's value: tiered name, the user's name in an annotation.
+        let value = r#"{"kind":"NetworkPolicy","apiVersion":"projectcalico.org/v3","metadata":{"name":"default.web","namespace":"prod","annotations":{"projectcalico.org/metadata":"{\"name\":\"web\"}"}},"spec":{"tier":"default","selector":"all()"}}"#;
+        let mut known = Known::default();
+        match decode(&kv(key, value)).unwrap() {
+            Some(Input::Resource(r)) => {
+                assert_eq!(r.name(), "web");
+                known.removals.insert(key.into(), removal_of(&r));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(known.removal(key), Some(removed("web")));
+        // Never delivered: the stored name, less the default tier's prefix.
+        assert_eq!(removal(key), Some(removed("web")));
+        let explicit =
+            "/calico/resources/v3/projectcalico.org/networkpolicies/prod/default.default.web";
+        assert_eq!(removal(explicit), Some(removed("default.web")));
+    }
+
+    #[test]
+    fn values_from_newer_versions_are_delivered() {
+        let node = r#"{"kind":"Node","apiVersion":"projectcalico.org/v3","metadata":{"name":"h2"},"spec":{"bgp":{"ipv4Address":"10.0.0.2/24"},"interfaces":[{"name":"eth0"}]}}"#;
+        match decode(&kv("/calico/resources/v3/projectcalico.org/nodes/h2", node)).unwrap() {
+            Some(Input::Resource(r)) => assert_eq!(r.name(), "h2"),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! calicoctl does (same commands, flags, output shapes and config sources).
 
 mod boxed_table;
+mod columns;
 mod commands;
 mod input;
 mod output;

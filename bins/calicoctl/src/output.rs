@@ -4,7 +4,7 @@
 use calico_api::network::AsNumber;
 use calico_api::{AnyResource, KindInfo, API_VERSION};
 
-use crate::table;
+use crate::{columns, table};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -41,217 +41,63 @@ impl Format {
     }
 }
 
-/// Context some columns need (the global AS number for inherited node ASNs).
-pub struct Context {
-    pub global_as: AsNumber,
-}
-
-fn ps_columns(kind: &str) -> &'static [&'static str] {
-    match kind {
-        "IPPool" => &["NAME", "CIDR", "SELECTOR"],
-        "BGPPeer" => &["NAME", "PEERIP", "NODE", "ASN"],
-        "WorkloadEndpoint" => &["WORKLOAD", "NODE", "NETWORKS", "INTERFACE"],
-        "HostEndpoint" => &["NAME", "NODE"],
-        _ => &["NAME"],
-    }
-}
-
-fn wide_columns(kind: &str) -> &'static [&'static str] {
-    match kind {
-        "IPPool" => &[
-            "NAME",
-            "CIDR",
-            "NAT",
-            "IPIPMODE",
-            "VXLANMODE",
-            "DISABLED",
-            "DISABLEBGPEXPORT",
-            "SELECTOR",
-        ],
-        "Node" => &["NAME", "ASN", "IPV4", "IPV6"],
-        "BGPPeer" => &["NAME", "PEERIP", "NODE", "ASN"],
-        "NetworkPolicy" | "GlobalNetworkPolicy" => &["NAME", "ORDER", "SELECTOR"],
-        "WorkloadEndpoint" => &[
-            "NAME",
-            "WORKLOAD",
-            "NODE",
-            "NETWORKS",
-            "INTERFACE",
-            "PROFILES",
-            "NATS",
-        ],
-        "HostEndpoint" => &["NAME", "NODE", "INTERFACE", "IPS", "PROFILES"],
-        "Profile" => &["NAME", "LABELS"],
-        "NetworkSet" | "GlobalNetworkSet" => &["NAME", "NETS"],
-        "Tier" => &["NAME", "ORDER", "DEFAULTACTION"],
-        "IPReservation" => &["NAME", "CIDRS"],
-        _ => &["NAME"],
-    }
-}
-
-/// All column names a kind offers (for custom-columns).
-pub fn known_columns(kind: &str) -> Vec<&'static str> {
-    let mut v: Vec<&'static str> = ps_columns(kind).to_vec();
-    for c in wide_columns(kind) {
-        if !v.contains(c) {
-            v.push(c);
-        }
-    }
-    if !v.contains(&"NAME") {
-        v.insert(0, "NAME");
-    }
-    if calico_api::lookup_kind(kind).is_some_and(|k| k.namespaced) {
-        v.push("NAMESPACE");
-    }
-    v
-}
-
-fn order_str(o: Option<f64>) -> String {
-    match o {
-        Some(f) if f.fract() == 0.0 => format!("{}", f as i64),
-        Some(f) => f.to_string(),
-        None => String::new(),
-    }
-}
-
-fn bool_str(b: bool) -> String {
-    b.to_string()
-}
-
-fn cell(r: &AnyResource, col: &str, ctx: &Context) -> String {
-    let m = r.metadata();
-    match (r, col) {
-        (_, "NAME") => m.name.clone(),
-        (_, "NAMESPACE") => m.namespace.clone(),
-        (AnyResource::IPPool(p), c) => match c {
-            "CIDR" => p.spec.cidr.clone(),
-            "SELECTOR" => p.spec.node_selector.clone(),
-            "NAT" => bool_str(p.spec.nat_outgoing),
-            "IPIPMODE" => format!("{:?}", p.spec.ipip()),
-            "VXLANMODE" => format!("{:?}", p.spec.vxlan()),
-            "DISABLED" => bool_str(p.spec.disabled),
-            "DISABLEBGPEXPORT" => bool_str(p.spec.disable_bgp_export),
-            _ => String::new(),
-        },
-        (AnyResource::Node(n), c) => {
-            let bgp = n.spec.bgp.clone().unwrap_or_default();
-            match c {
-                "ASN" => match bgp.as_number {
-                    Some(a) => a.to_string(),
-                    None => format!("({})", ctx.global_as),
-                },
-                "IPV4" => bgp.ipv4_address,
-                "IPV6" => bgp.ipv6_address,
-                _ => String::new(),
-            }
-        }
-        (AnyResource::BGPPeer(p), c) => match c {
-            "PEERIP" => p.spec.peer_ip.clone(),
-            "NODE" => {
-                if !p.spec.node.is_empty() {
-                    p.spec.node.clone()
-                } else if !p.spec.node_selector.is_empty() {
-                    p.spec.node_selector.clone()
-                } else {
-                    "(global)".into()
-                }
-            }
-            "ASN" => p.spec.as_number.map(|a| a.to_string()).unwrap_or_default(),
-            _ => String::new(),
-        },
-        (AnyResource::NetworkPolicy(p), c) => match c {
-            "ORDER" => order_str(p.spec.order),
-            "SELECTOR" => p.spec.selector.clone(),
-            _ => String::new(),
-        },
-        (AnyResource::GlobalNetworkPolicy(p), c) => match c {
-            "ORDER" => order_str(p.spec.order),
-            "SELECTOR" => p.spec.selector.clone(),
-            _ => String::new(),
-        },
-        (AnyResource::WorkloadEndpoint(w), c) => match c {
-            "WORKLOAD" => w.spec.workload.clone(),
-            "NODE" => w.spec.node.clone(),
-            "NETWORKS" => w.spec.ip_networks.join(","),
-            "INTERFACE" => w.spec.interface_name.clone(),
-            "PROFILES" => w.spec.profiles.join(","),
-            "NATS" => w
-                .spec
-                .ip_nats
-                .iter()
-                .map(|n| format!("{}:{}", n.internal_ip, n.external_ip))
-                .collect::<Vec<_>>()
-                .join(","),
-            _ => String::new(),
-        },
-        (AnyResource::HostEndpoint(h), c) => match c {
-            "NODE" => h.spec.node.clone(),
-            "INTERFACE" => h.spec.interface_name.clone(),
-            "IPS" => h.spec.expected_ips.join(","),
-            "PROFILES" => h.spec.profiles.join(","),
-            _ => String::new(),
-        },
-        (AnyResource::Profile(p), "LABELS") => p
-            .spec
-            .labels_to_apply
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(","),
-        (AnyResource::NetworkSet(n), "NETS") => n.spec.nets.join(","),
-        (AnyResource::GlobalNetworkSet(n), "NETS") => n.spec.nets.join(","),
-        (AnyResource::Tier(t), c) => match c {
-            "ORDER" => order_str(t.spec.order),
-            "DEFAULTACTION" => t
-                .spec
-                .default_action
-                .map(|a| format!("{a:?}"))
-                .unwrap_or_default(),
-            _ => String::new(),
-        },
-        (AnyResource::IPReservation(r), "CIDRS") => r.spec.reserved_cidrs.join(","),
-        _ => String::new(),
-    }
-}
-
-/// Renders resources of one kind as a table.
+/// Renders resources of one kind as a table, followed by a blank line as
+/// upstream leaves after each table. `print_namespace` (`-n` or `-A` given)
+/// puts a NAMESPACE column first for namespaced kinds in `ps` and `wide`.
 pub fn render_table(
     info: &KindInfo,
     items: &[AnyResource],
     format: &Format,
-    all_namespaces: bool,
-    ctx: &Context,
+    print_namespace: bool,
+    global_as: AsNumber,
 ) -> Result<String, String> {
     let mut cols: Vec<&str> = match format {
-        Format::Ps => ps_columns(info.kind).to_vec(),
-        Format::Wide => wide_columns(info.kind).to_vec(),
-        Format::CustomColumns(c) => {
-            let known = known_columns(info.kind);
-            let mut v = Vec::new();
-            for name in c {
-                match known.iter().find(|k| **k == name.as_str()) {
-                    Some(k) => v.push(*k),
-                    None => {
-                        return Err(format!(
-                            "unknown column {name:?} for {}: available columns are {}",
-                            info.kind,
-                            known.join(", ")
-                        ))
-                    }
-                }
-            }
-            v
-        }
+        Format::Ps => columns::ps_columns(info.kind).to_vec(),
+        Format::Wide => columns::wide_columns(info.kind).to_vec(),
+        Format::CustomColumns(c) => return custom_table(info, items, c, global_as),
         _ => unreachable!("tables only"),
     };
-    if info.namespaced && all_namespaces && !cols.contains(&"NAMESPACE") {
+    if info.namespaced && print_namespace {
         cols.insert(0, "NAMESPACE");
     }
+    Ok(table_of(&cols, items, global_as))
+}
+
+fn custom_table(
+    info: &KindInfo,
+    items: &[AnyResource],
+    wanted: &[String],
+    global_as: AsNumber,
+) -> Result<String, String> {
+    let known = columns::known_columns(info.kind);
+    let mut cols = Vec::new();
+    for name in wanted {
+        match known.iter().find(|k| **k == name.as_str()) {
+            Some(k) => cols.push(*k),
+            None => {
+                return Err(format!(
+                    "unknown column {name:?} for {}: available columns are {}",
+                    info.kind,
+                    known.join(", ")
+                ))
+            }
+        }
+    }
+    Ok(table_of(&cols, items, global_as))
+}
+
+fn table_of(cols: &[&str], items: &[AnyResource], global_as: AsNumber) -> String {
     let mut rows = vec![cols.iter().map(|c| c.to_string()).collect::<Vec<_>>()];
     for r in items {
-        rows.push(cols.iter().map(|c| cell(r, c, ctx)).collect());
+        rows.push(
+            cols.iter()
+                .map(|c| columns::cell(r, c, global_as))
+                .collect(),
+        );
     }
-    Ok(table::render(&rows))
+    let mut out = table::render(&rows);
+    out.push('\n');
+    out
 }
 
 /// Sorts object keys recursively, as upstream's YAML output (which goes

@@ -5,7 +5,8 @@ const MIN_WIDTH: usize = 5;
 const PADDING: usize = 3;
 
 /// Renders rows (the first is the header) into aligned lines. Each column is
-/// as wide as its widest cell plus the padding; the last column is not padded.
+/// as wide as its widest cell plus the padding. Upstream ends every cell with
+/// a tab, so its last column is padded too: lines end in spaces.
 pub fn render(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let mut widths = vec![MIN_WIDTH; cols];
@@ -19,12 +20,10 @@ pub fn render(rows: &[Vec<String>]) -> String {
         let mut line = String::new();
         for (i, cell) in row.iter().enumerate() {
             line.push_str(cell);
-            if i + 1 < row.len() {
-                let pad = widths[i] - cell.chars().count();
-                line.extend(std::iter::repeat_n(' ', pad));
-            }
+            let pad = widths[i] - cell.chars().count();
+            line.extend(std::iter::repeat_n(' ', pad));
         }
-        out.push_str(line.trim_end());
+        out.push_str(&line);
         out.push('\n');
     }
     out
@@ -50,14 +49,32 @@ mod tests {
         ];
         let s = render(&rows);
         let lines: Vec<&str> = s.lines().collect();
-        assert_eq!(lines[0], "NAME                CIDR           SELECTOR");
-        assert_eq!(lines[1], "default-ipv4-pool   10.10.0.0/16   all()");
+        assert_eq!(lines[0], "NAME                CIDR           SELECTOR   ");
+        assert_eq!(lines[1], "default-ipv4-pool   10.10.0.0/16   all()      ");
         assert_eq!(lines[0].find("CIDR"), lines[1].find("10.10"));
+    }
+
+    #[test]
+    fn matches_upstreams_own_expected_output() {
+        // calicoctl/tests/st/utils/data.py (ippool_name1_rev1_table) and
+        // test_crud.py, which adds the last row's padding: "   \n".
+        let rows = vec![
+            vec!["NAME".into(), "CIDR".into(), "SELECTOR".into()],
+            vec![
+                "ippool-name1".into(),
+                "10.0.1.0/24".into(),
+                "foo == 'bar'".into(),
+            ],
+        ];
+        assert_eq!(
+            render(&rows),
+            "NAME           CIDR          SELECTOR       \nippool-name1   10.0.1.0/24   foo == 'bar'   \n"
+        );
     }
 
     #[test]
     fn short_cells_use_min_width() {
         let s = render(&[vec!["A".into(), "B".into()]]);
-        assert_eq!(s, "A    B\n");
+        assert_eq!(s, "A    B    \n");
     }
 }

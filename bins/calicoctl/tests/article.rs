@@ -167,7 +167,9 @@ fn check_round_trip(ctl: &Ctl) {
     );
     let t = ctl.ok(&["get", "networkpolicies", "-A"]);
     assert!(t.lines().next().unwrap().starts_with("NAMESPACE"), "{t}");
-    assert_eq!(t.lines().count(), 4, "{t}");
+    // Header, three policies, and the blank line upstream ends a table with.
+    assert_eq!(t.lines().count(), 5, "{t}");
+    assert!(t.ends_with("\n\n"), "{t:?}");
 }
 
 #[test]
@@ -200,10 +202,11 @@ fn article_documents_round_trip_on_etcd_with_upstream_keys() {
         "/calico/resources/v3/projectcalico.org/bgppeers/bgp-peer-1",
         "/calico/resources/v3/projectcalico.org/ippools/default-pool",
         "/calico/resources/v3/projectcalico.org/ippools/default-ipv4-pool",
-        "/calico/resources/v3/projectcalico.org/networkpolicies/production/web-db-policy",
-        "/calico/resources/v3/projectcalico.org/networkpolicies/staging/deny-all-default",
-        "/calico/resources/v3/projectcalico.org/networkpolicies/frontend/frontend-allow-http",
-        "/calico/resources/v3/projectcalico.org/globalnetworkpolicies/default-deny-all",
+        // Policies under their tiered names, as upstream v3.29+ stores them.
+        "/calico/resources/v3/projectcalico.org/networkpolicies/production/default.web-db-policy",
+        "/calico/resources/v3/projectcalico.org/networkpolicies/staging/default.deny-all-default",
+        "/calico/resources/v3/projectcalico.org/networkpolicies/frontend/default.frontend-allow-http",
+        "/calico/resources/v3/projectcalico.org/globalnetworkpolicies/default.default-deny-all",
     ] {
         assert!(keys.contains(&k), "{k} not in {keys:?}");
     }
@@ -211,13 +214,17 @@ fn article_documents_round_trip_on_etcd_with_upstream_keys() {
     // Upstream JSON: the whole v3 object, resourceVersion cleared.
     let raw = etcdctl(&[
         "get",
-        "/calico/resources/v3/projectcalico.org/networkpolicies/production/web-db-policy",
+        "/calico/resources/v3/projectcalico.org/networkpolicies/production/default.web-db-policy",
         "--print-value-only",
     ]);
     let v: Value = serde_json::from_str(raw.trim()).unwrap();
     assert_eq!(v["apiVersion"], "projectcalico.org/v3");
     assert_eq!(v["kind"], "NetworkPolicy");
-    assert_eq!(v["metadata"]["name"], "web-db-policy");
+    assert_eq!(v["metadata"]["name"], "default.web-db-policy");
+    assert_eq!(
+        v["metadata"]["annotations"]["projectcalico.org/metadata"],
+        r#"{"name":"web-db-policy"}"#
+    );
     assert_eq!(v["metadata"]["namespace"], "production");
     assert!(v["metadata"].get("resourceVersion").is_none(), "{v}");
     assert!(v["metadata"]["uid"].is_string());

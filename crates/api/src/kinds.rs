@@ -64,6 +64,15 @@ macro_rules! kinds {
                     other => Err(crate::decode::FieldDecodeError { field: "kind".into(), message: format!("unknown kind {other:?}") }),
                 }
             }
+            /// Decodes a value read from a datastore as `kind`: fields this
+            /// version does not know are ignored (and listed), as upstream's
+            /// datastore reads ignore them.
+            pub fn from_stored_value(kind: &str, value: serde_json::Value) -> Result<crate::stored::Lenient<AnyResource>, crate::decode::FieldDecodeError> {
+                match kind {
+                    $(<$variant as Resource>::KIND => crate::stored::typed_lenient::<$variant>(value).map(|l| crate::stored::Lenient { resource: AnyResource::$variant(l.resource), ignored: l.ignored }),)*
+                    other => Err(crate::decode::FieldDecodeError { field: "kind".into(), message: format!("unknown kind {other:?}") }),
+                }
+            }
         }
         $(impl From<$variant> for AnyResource {
             fn from(r: $variant) -> Self { AnyResource::$variant(r) }

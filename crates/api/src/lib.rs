@@ -16,6 +16,7 @@ pub mod numorstring;
 pub mod policy;
 pub mod resource;
 pub mod selector;
+pub mod stored;
 pub mod validate;
 
 pub use kinds::{lookup_kind, AnyResource, KindInfo, KINDS};

@@ -35,7 +35,8 @@ pub trait Resource:
 }
 
 /// Declares a kind. The struct is strict (unknown fields are errors), like
-/// upstream's decoder.
+/// upstream's decoder for user input; `stored::typed_lenient` reads stored
+/// values leniently on top of it.
 macro_rules! resource {
     ($(#[$doc:meta])* $name:ident, $spec:ty, kind = $kind:literal, plural = $plural:literal, namespaced = $ns:literal, name_rule = $rule:path) => {
         $(#[$doc])*

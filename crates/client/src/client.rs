@@ -10,11 +10,14 @@ use std::sync::Arc;
 use calico_api::network::{find_overlapping_pool, IPPool};
 use calico_api::policy::{Tier, DEFAULT_TIER};
 use calico_api::validate::FieldErrors;
-use calico_api::{lookup_kind, AnyResource, KindInfo, Resource};
+use calico_api::{
+    lookup_kind, AnyResource, KindInfo, Resource, LABEL_NAMESPACE, LABEL_ORCHESTRATOR,
+};
 use calico_datastore::{Datastore, Op, Revision};
 
 use crate::config::ClientConfig;
-use crate::keys::{kind_prefix, resource_key};
+use crate::keys::{candidate_keys, kind_prefix, resource_key};
+use crate::policy_names;
 
 /// Namespace used for namespaced kinds when none is given (as upstream).
 pub const DEFAULT_NAMESPACE: &str = "default";
@@ -125,14 +128,20 @@ fn now_rfc3339() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-/// Encodes a resource as upstream stores it: resourceVersion cleared.
-pub fn encode(r: &AnyResource) -> Vec<u8> {
+/// Encodes a resource as upstream stores it: resourceVersion cleared, a
+/// policy's name in its stored form and its tier only if it was given
+/// (`tier_given`, from before defaults were applied).
+pub fn encode(r: &AnyResource, tier_given: bool) -> Vec<u8> {
     let mut r = r.clone();
     r.metadata_mut().resource_version.clear();
+    policy_names::to_storage(&mut r, tier_given);
     serde_json::to_vec(&r).expect("resources always serialise")
 }
 
-/// Decodes a stored value of a known kind, setting resourceVersion.
+/// Decodes a stored value of a known kind, setting resourceVersion. Reads
+/// are lenient as upstream's are: fields this version does not know (written
+/// by a newer one) are ignored; only values that cannot be a resource of the
+/// kind at all are errors.
 pub fn decode(
     info: &KindInfo,
     key: &str,
@@ -144,15 +153,26 @@ pub fn decode(
         message,
     };
     let v: serde_json::Value = serde_json::from_slice(value).map_err(|e| corrupt(e.to_string()))?;
-    let mut r = AnyResource::from_value(info.kind, v).map_err(|e| {
-        if e.field.is_empty() {
-            corrupt(e.message)
-        } else {
-            corrupt(format!("field {}: {}", e.field, e.message))
-        }
-    })?;
+    let mut r = AnyResource::from_stored_value(info.kind, v)
+        .map_err(|e| {
+            if e.field.is_empty() {
+                corrupt(e.message)
+            } else {
+                corrupt(format!("field {}: {}", e.field, e.message))
+            }
+        })?
+        .resource;
+    policy_names::from_storage(&mut r).map_err(corrupt)?;
     r.metadata_mut().resource_version = mod_revision.to_string();
     Ok(r)
+}
+
+/// A resource as currently stored, and where: a policy may still be at the
+/// key of an older layout, which the next write moves to the current one.
+struct Existing {
+    resource: AnyResource,
+    revision: Revision,
+    key: String,
 }
 
 impl Client {
@@ -172,14 +192,31 @@ impl Client {
 
     pub fn get(&self, info: &KindInfo, namespace: &str, name: &str) -> Result<Option<AnyResource>> {
         let ns = effective_namespace(info, namespace);
-        let key = resource_key(info, ns, name);
-        match self.store.get(&key)? {
-            Some(kv) => Ok(Some(decode(info, &key, &kv.value, kv.mod_revision)?)),
-            None => Ok(None),
-        }
+        Ok(self.find(info, ns, name)?.map(|e| e.resource))
     }
 
-    /// Lists a kind, in one namespace or (None) all of them.
+    /// Reads a resource at the first of its candidate keys that holds it.
+    fn find(&self, info: &KindInfo, ns: &str, name: &str) -> Result<Option<Existing>> {
+        for key in candidate_keys(info, ns, name) {
+            if let Some(kv) = self.store.get(&key)? {
+                let resource = decode(info, &key, &kv.value, kv.mod_revision)?;
+                // A policy whose stored name maps to another name is not this
+                // one (upstream checks the same).
+                if !policy_names::is_tiered_kind(info) || resource.name() == name {
+                    return Ok(Some(Existing {
+                        resource,
+                        revision: kv.mod_revision,
+                        key,
+                    }));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Lists a kind, in one namespace or (None) all of them. A policy stored
+    /// under both the current and an older key is listed once, from the
+    /// current key.
     pub fn list(&self, info: &KindInfo, namespace: Option<&str>) -> Result<Listed> {
         let prefix = kind_prefix(info, namespace);
         let res = self.store.list(&prefix)?;
@@ -187,12 +224,17 @@ impl Client {
             revision: res.revision,
             ..Default::default()
         };
+        let mut decoded = Vec::with_capacity(res.kvs.len());
         for kv in res.kvs {
             match decode(info, &kv.key, &kv.value, kv.mod_revision) {
-                Ok(r) => out.items.push(r),
+                Ok(r) => decoded.push((kv.key, r)),
                 Err(e) => out.bad.push((kv.key.clone(), e.to_string())),
             }
         }
+        if policy_names::is_tiered_kind(info) {
+            decoded = once_per_policy(info, decoded);
+        }
+        out.items = decoded.into_iter().map(|(_, r)| r).collect();
         Ok(out)
     }
 
@@ -243,7 +285,6 @@ impl Client {
         resource_version: Option<&str>,
     ) -> Result<AnyResource> {
         let ns = effective_namespace(info, namespace);
-        let key = resource_key(info, ns, name);
         let id = id_of(info, ns, name);
         let rev = match resource_version.filter(|v| !v.is_empty()) {
             Some(v) => Some(v.parse::<Revision>().map_err(|_| ClientError::Invalid {
@@ -255,8 +296,16 @@ impl Client {
             })?),
             None => None,
         };
-        match self.store.delete(&key, rev) {
-            Ok(kv) => decode(info, &key, &kv.value, kv.mod_revision),
+        // The current layout's key first; a policy may still be at an older one.
+        let mut result = Err(calico_datastore::Error::NotFound { key: id.clone() });
+        for key in candidate_keys(info, ns, name) {
+            result = self.store.delete(&key, rev).map(|kv| (key, kv));
+            if !matches!(result, Err(calico_datastore::Error::NotFound { .. })) {
+                break;
+            }
+        }
+        match result {
+            Ok((key, kv)) => decode(info, &key, &kv.value, kv.mod_revision),
             Err(calico_datastore::Error::NotFound { .. }) => Err(ClientError::NotFound { id }),
             Err(calico_datastore::Error::Conflict {
                 expected, actual, ..
@@ -274,6 +323,7 @@ impl Client {
     /// backend allows. Nothing is written if any resource is invalid.
     pub fn write_all(&self, resources: Vec<AnyResource>, mode: WriteMode) -> Result<Vec<Written>> {
         let mut resources = resources;
+        let tiers_given: Vec<bool> = resources.iter().map(policy_names::tier_given).collect();
         for r in resources.iter_mut() {
             prepare(r);
         }
@@ -286,78 +336,27 @@ impl Client {
         let existing = self.existing_for(&resources)?;
         self.cross_validate(&resources, &existing)?;
 
-        let mut planned: Vec<(Op, Written)> = Vec::with_capacity(resources.len());
         let now = now_rfc3339();
-        for mut r in resources {
-            let info = r.info();
-            let m = r.metadata();
-            let key = resource_key(info, &m.namespace, &m.name);
-            let id = r.display_id();
-            let current = existing.get(&key);
-            let given_rv = m.resource_version.clone();
-            let (op, created) = match (mode, current) {
-                (WriteMode::Create, Some(_)) => return Err(ClientError::AlreadyExists { id }),
-                (WriteMode::Replace, None) => return Err(ClientError::NotFound { id }),
-                (WriteMode::Create | WriteMode::Apply, None) => {
-                    if mode == WriteMode::Create && !given_rv.is_empty() {
-                        return Err(invalid(
-                            &id,
-                            "metadata.resourceVersion",
-                            "must not be set when creating a resource",
-                        ));
-                    }
-                    let meta = r.metadata_mut();
-                    meta.uid = uuid::Uuid::new_v4().to_string();
-                    meta.creation_timestamp = Some(now.clone());
-                    meta.resource_version.clear();
-                    (
-                        Op::Create {
-                            key,
-                            value: encode(&r),
-                            lease: None,
-                        },
-                        true,
-                    )
-                }
-                (WriteMode::Replace | WriteMode::Apply, Some((cur, rev))) => {
-                    if !given_rv.is_empty() && given_rv != rev.to_string() {
-                        return Err(ClientError::Conflict {
-                            id,
-                            expected: given_rv,
-                            actual: rev.to_string(),
-                        });
-                    }
-                    let cur_meta = cur.metadata();
-                    let meta = r.metadata_mut();
-                    meta.uid = cur_meta.uid.clone();
-                    meta.creation_timestamp = cur_meta.creation_timestamp.clone();
-                    meta.resource_version.clear();
-                    (
-                        Op::Update {
-                            key,
-                            value: encode(&r),
-                            mod_revision: *rev,
-                            lease: None,
-                        },
-                        false,
-                    )
-                }
-            };
-            planned.push((
-                op,
-                Written {
-                    resource: r,
-                    created,
-                },
-            ));
+        let mut planned: Vec<(Vec<Op>, Written)> = Vec::with_capacity(resources.len());
+        for (r, tier_given) in resources.into_iter().zip(tiers_given) {
+            planned.push(plan_write(r, tier_given, mode, &existing, &now)?);
         }
 
-        let chunk = self.store.max_txn_ops().max(1);
+        // A resource's ops (a move from an old key is two) share a transaction.
+        let chunk = self.store.max_txn_ops().max(2);
         let mut out = Vec::with_capacity(planned.len());
         let mut iter = planned.into_iter().peekable();
         while iter.peek().is_some() {
-            let batch: Vec<(Op, Written)> = iter.by_ref().take(chunk).collect();
-            let ops: Vec<Op> = batch.iter().map(|(op, _)| op.clone()).collect();
+            let mut batch: Vec<(Vec<Op>, Written)> = Vec::new();
+            let mut n_ops = 0;
+            while let Some((ops, _)) = iter.peek() {
+                if !batch.is_empty() && n_ops + ops.len() > chunk {
+                    break;
+                }
+                n_ops += ops.len();
+                batch.extend(iter.next());
+            }
+            let ops: Vec<Op> = batch.iter().flat_map(|(ops, _)| ops.clone()).collect();
             let rev = self
                 .store
                 .txn(&ops)
@@ -370,11 +369,15 @@ impl Client {
         Ok(out)
     }
 
-    fn map_write_error(&self, e: calico_datastore::Error, batch: &[(Op, Written)]) -> ClientError {
+    fn map_write_error(
+        &self,
+        e: calico_datastore::Error,
+        batch: &[(Vec<Op>, Written)],
+    ) -> ClientError {
         let id_for = |key: &str| {
             batch
                 .iter()
-                .find(|(op, _)| op.key() == key)
+                .find(|(ops, _)| ops.iter().any(|op| op.key() == key))
                 .map(|(_, w)| w.resource.display_id())
                 .unwrap_or_else(|| key.to_string())
         };
@@ -396,33 +399,50 @@ impl Client {
         }
     }
 
-    /// Current stored state of every key the batch touches, read with one
-    /// list per kind (cheap for large batches) or one get per resource.
-    fn existing_for(
-        &self,
-        resources: &[AnyResource],
-    ) -> Result<HashMap<String, (AnyResource, Revision)>> {
+    /// Current stored state of every resource the batch touches, by the
+    /// resource's current-layout key, read with one list per kind (cheap for
+    /// large batches) or one lookup per resource.
+    fn existing_for(&self, resources: &[AnyResource]) -> Result<HashMap<String, Existing>> {
         let mut per_kind: HashMap<&'static str, usize> = HashMap::new();
         for r in resources {
             *per_kind.entry(r.kind()).or_default() += 1;
         }
-        let mut out = HashMap::new();
+        let mut out: HashMap<String, Existing> = HashMap::new();
         for (kind, count) in per_kind {
             let info = lookup_kind(kind).expect("registered kind");
             if count > 8 {
                 let res = self.store.list(&kind_prefix(info, None))?;
                 for kv in res.kvs {
-                    if let Ok(r) = decode(info, &kv.key, &kv.value, kv.mod_revision) {
-                        out.insert(kv.key, (r, kv.mod_revision));
+                    let Ok(r) = decode(info, &kv.key, &kv.value, kv.mod_revision) else {
+                        continue;
+                    };
+                    let current = if policy_names::is_tiered_kind(info) {
+                        resource_key(info, &r.metadata().namespace, r.name())
+                    } else {
+                        kv.key.clone()
+                    };
+                    // Where a policy is at both keys, the current one is it.
+                    if out.get(&current).is_some_and(|e| e.key == current) {
+                        continue;
                     }
+                    let e = Existing {
+                        resource: r,
+                        revision: kv.mod_revision,
+                        key: kv.key,
+                    };
+                    out.insert(current, e);
                 }
             } else {
                 for r in resources.iter().filter(|r| r.kind() == kind) {
-                    let key = resource_key(info, &r.metadata().namespace, r.name());
-                    if let Some(kv) = self.store.get(&key)? {
-                        if let Ok(cur) = decode(info, &key, &kv.value, kv.mod_revision) {
-                            out.insert(key, (cur, kv.mod_revision));
+                    let (ns, name) = (&r.metadata().namespace, r.name());
+                    match self.find(info, ns, name) {
+                        Ok(Some(e)) => {
+                            out.insert(resource_key(info, ns, name), e);
                         }
+                        // A value that does not decode counts as absent (the create
+                        // then finds its key taken).
+                        Ok(None) | Err(ClientError::Corrupt { .. }) => {}
+                        Err(e) => return Err(e),
                     }
                 }
             }
@@ -436,7 +456,7 @@ impl Client {
     fn cross_validate(
         &self,
         batch: &[AnyResource],
-        existing: &HashMap<String, (AnyResource, Revision)>,
+        existing: &HashMap<String, Existing>,
     ) -> Result<()> {
         let pools_in_batch: Vec<&IPPool> = batch
             .iter()
@@ -520,6 +540,87 @@ impl Client {
     }
 }
 
+/// The ops that write one resource, given what is stored: a create, an
+/// update at its key, or (for a policy still at an older layout's key) the
+/// old key's removal and a create at the current key.
+fn plan_write(
+    mut r: AnyResource,
+    tier_given: bool,
+    mode: WriteMode,
+    existing: &HashMap<String, Existing>,
+    now: &str,
+) -> Result<(Vec<Op>, Written)> {
+    let info = r.info();
+    let key = resource_key(info, &r.metadata().namespace, r.name());
+    let id = r.display_id();
+    let given_rv = r.metadata().resource_version.clone();
+    let current = match (mode, existing.get(&key)) {
+        (WriteMode::Create, Some(_)) => return Err(ClientError::AlreadyExists { id }),
+        (WriteMode::Replace, None) => return Err(ClientError::NotFound { id }),
+        (WriteMode::Create | WriteMode::Apply, None) => {
+            if mode == WriteMode::Create && !given_rv.is_empty() {
+                return Err(invalid(
+                    &id,
+                    "metadata.resourceVersion",
+                    "must not be set when creating a resource",
+                ));
+            }
+            let meta = r.metadata_mut();
+            meta.uid = uuid::Uuid::new_v4().to_string();
+            meta.creation_timestamp = Some(now.to_string());
+            None
+        }
+        (WriteMode::Replace | WriteMode::Apply, Some(cur)) => {
+            if !given_rv.is_empty() && given_rv != cur.revision.to_string() {
+                return Err(ClientError::Conflict {
+                    id,
+                    expected: given_rv,
+                    actual: cur.revision.to_string(),
+                });
+            }
+            let cur_meta = cur.resource.metadata();
+            let meta = r.metadata_mut();
+            meta.uid = cur_meta.uid.clone();
+            meta.creation_timestamp = cur_meta.creation_timestamp.clone();
+            Some(cur)
+        }
+    };
+    r.metadata_mut().resource_version.clear();
+    let value = encode(&r, tier_given);
+    let ops = match current {
+        None => vec![Op::Create {
+            key,
+            value,
+            lease: None,
+        }],
+        Some(cur) if cur.key == key => vec![Op::Update {
+            key,
+            value,
+            mod_revision: cur.revision,
+            lease: None,
+        }],
+        Some(cur) => vec![
+            Op::Delete {
+                key: cur.key.clone(),
+                mod_revision: Some(cur.revision),
+            },
+            Op::Create {
+                key,
+                value,
+                lease: None,
+            },
+        ],
+    };
+    let created = ops.len() == 1 && matches!(ops[0], Op::Create { .. });
+    Ok((
+        ops,
+        Written {
+            resource: r,
+            created,
+        },
+    ))
+}
+
 fn invalid(id: &str, field: &str, message: &str) -> ClientError {
     ClientError::Invalid {
         id: id.to_string(),
@@ -531,12 +632,23 @@ fn invalid(id: &str, field: &str, message: &str) -> ClientError {
 }
 
 /// Defaults every resource gets before validation: namespace for namespaced
-/// kinds, and the kind's own upstream defaults.
+/// kinds, the kind's own upstream defaults, and the labels upstream stores on
+/// a workload endpoint (its namespace and orchestrator, overriding any given).
 pub fn prepare(r: &mut AnyResource) {
+    default_namespace(r);
+    r.apply_defaults();
+    if let AnyResource::WorkloadEndpoint(w) = r {
+        let labels = &mut w.metadata.labels;
+        labels.insert(LABEL_NAMESPACE.to_string(), w.metadata.namespace.clone());
+        labels.insert(LABEL_ORCHESTRATOR.to_string(), w.spec.orchestrator.clone());
+    }
+}
+
+/// Puts a namespaced resource given without a namespace in `default`.
+pub fn default_namespace(r: &mut AnyResource) {
     if r.info().namespaced && r.metadata().namespace.is_empty() {
         r.metadata_mut().namespace = DEFAULT_NAMESPACE.to_string();
     }
-    r.apply_defaults();
 }
 
 fn effective_namespace<'a>(info: &KindInfo, ns: &'a str) -> &'a str {
@@ -547,6 +659,28 @@ fn effective_namespace<'a>(info: &KindInfo, ns: &'a str) -> &'a str {
     } else {
         ""
     }
+}
+
+/// Drops a policy read from an older layout's key when the same policy is
+/// also at its current key (two versions wrote it).
+fn once_per_policy(
+    info: &KindInfo,
+    decoded: Vec<(String, AnyResource)>,
+) -> Vec<(String, AnyResource)> {
+    let at_current_key =
+        |key: &str, r: &AnyResource| resource_key(info, &r.metadata().namespace, r.name()) == key;
+    let current: std::collections::HashSet<(String, String)> = decoded
+        .iter()
+        .filter(|(key, r)| at_current_key(key, r))
+        .map(|(_, r)| (r.metadata().namespace.clone(), r.name().to_string()))
+        .collect();
+    decoded
+        .into_iter()
+        .filter(|(key, r)| {
+            at_current_key(key, r)
+                || !current.contains(&(r.metadata().namespace.clone(), r.name().to_string()))
+        })
+        .collect()
 }
 
 /// Converts an `AnyResource` known to be of kind `R` into `R`.

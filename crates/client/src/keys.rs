@@ -2,8 +2,30 @@
 
 use calico_api::{KindInfo, API_GROUP_PREFIX};
 
-/// `/calico/resources/v3/projectcalico.org/<plural>/[<namespace>/]<name>`.
+use crate::policy_names::{is_tiered_kind, storage_name};
+
+/// `/calico/resources/v3/projectcalico.org/<plural>/[<namespace>/]<name>`,
+/// with a policy's name in its stored (tiered) form.
 pub fn resource_key(info: &KindInfo, namespace: &str, name: &str) -> String {
+    if is_tiered_kind(info) {
+        return raw_key(info, namespace, &storage_name(name));
+    }
+    raw_key(info, namespace, name)
+}
+
+/// Where a resource may be stored, the current layout first: for policies
+/// also the untiered key of releases before v3.22.
+pub fn candidate_keys(info: &KindInfo, namespace: &str, name: &str) -> Vec<String> {
+    let current = resource_key(info, namespace, name);
+    let legacy = raw_key(info, namespace, name);
+    if legacy == current {
+        vec![current]
+    } else {
+        vec![current, legacy]
+    }
+}
+
+fn raw_key(info: &KindInfo, namespace: &str, name: &str) -> String {
     if info.namespaced {
         format!("{API_GROUP_PREFIX}/{}/{namespace}/{name}", info.plural)
     } else {
@@ -35,8 +57,16 @@ mod tests {
         let np = lookup_kind("networkpolicy").unwrap();
         assert_eq!(
             resource_key(np, "production", "web-db-policy"),
-            "/calico/resources/v3/projectcalico.org/networkpolicies/production/web-db-policy"
+            "/calico/resources/v3/projectcalico.org/networkpolicies/production/default.web-db-policy"
         );
+        assert_eq!(
+            candidate_keys(np, "production", "web-db-policy"),
+            vec![
+                "/calico/resources/v3/projectcalico.org/networkpolicies/production/default.web-db-policy",
+                "/calico/resources/v3/projectcalico.org/networkpolicies/production/web-db-policy",
+            ]
+        );
+        assert_eq!(candidate_keys(pool, "", "p").len(), 1);
         assert_eq!(
             kind_prefix(np, Some("staging")),
             "/calico/resources/v3/projectcalico.org/networkpolicies/staging/"

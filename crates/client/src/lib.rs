@@ -6,6 +6,7 @@
 pub mod client;
 pub mod config;
 pub mod keys;
+pub mod policy_names;
 
 pub use client::{Client, ClientError, Stored};
 pub use config::{load_client_config, ClientConfig, ConfigError, DEFAULT_CONFIG_PATH};

@@ -8,7 +8,7 @@ use calico_api::{AnyResource, KindInfo};
 use clap::Args;
 
 use crate::input::read_resources;
-use crate::output::{self, Context, Format};
+use crate::output::{self, Format};
 use crate::Global;
 
 #[derive(Args, Debug)]
@@ -49,38 +49,57 @@ fn namespace_or_default(ns: &str) -> &str {
     }
 }
 
+/// What to fetch: the kind, and (kind, namespace, name) triples for named
+/// resources (none: list the kind).
+type Wanted = Vec<(&'static KindInfo, String, String)>;
+
+fn what_to_get(a: &GetArgs) -> Result<(&'static KindInfo, Wanted)> {
+    let mut wanted = Wanted::new();
+    if let Some(f) = &a.filename {
+        let docs = read_resources(f, a.recursive).map_err(|e| super::write::input_failure(&e))?;
+        if docs.is_empty() {
+            bail!("{f}: no resources found");
+        }
+        let info = docs[0].resource.info();
+        for d in docs {
+            let m = d.resource.metadata();
+            wanted.push((d.resource.info(), m.namespace.clone(), m.name.clone()));
+        }
+        return Ok((info, wanted));
+    }
+    let kind = a.kind.as_deref().ok_or_else(|| {
+        anyhow!("name a resource type (e.g. calicoctl get ippools) or use -f FILE")
+    })?;
+    let info = super::kind_arg(kind)?;
+    for n in &a.names {
+        wanted.push((info, a.namespace.clone(), n.clone()));
+    }
+    Ok((info, wanted))
+}
+
+fn missing_id(info: &KindInfo, ns: &str, name: &str) -> String {
+    if info.namespaced {
+        format!("{}({}/{})", info.kind, namespace_or_default(ns), name)
+    } else {
+        format!("{}({})", info.kind, name)
+    }
+}
+
+/// As upstream: a list prints as one table; each named resource found prints
+/// as its own table; names not found are reported after the output, one per
+/// line, and make the command fail.
 pub fn run(a: &GetArgs) -> Result<()> {
     let format = Format::parse(&a.output).map_err(|e| anyhow!(e))?;
     let selector = match &a.selector {
         Some(s) => Some(Selector::parse(s).map_err(|e| anyhow!("invalid --selector {s:?}: {e}"))?),
         None => None,
     };
-    // What to fetch: (kind, namespace, name) triples, or a whole kind.
-    let mut wanted: Vec<(&'static KindInfo, String, String)> = Vec::new();
-    let info: &'static KindInfo;
-    if let Some(f) = &a.filename {
-        let docs = read_resources(f, a.recursive).map_err(|e| super::write::input_failure(&e))?;
-        if docs.is_empty() {
-            bail!("{f}: no resources found");
-        }
-        info = docs[0].resource.info();
-        for d in docs {
-            let m = d.resource.metadata();
-            wanted.push((d.resource.info(), m.namespace.clone(), m.name.clone()));
-        }
-    } else {
-        let kind = a.kind.as_deref().ok_or_else(|| {
-            anyhow!("name a resource type (e.g. calicoctl get ippools) or use -f FILE")
-        })?;
-        info = super::kind_arg(kind)?;
-        for n in &a.names {
-            wanted.push((info, a.namespace.clone(), n.clone()));
-        }
-    }
+    let (info, wanted) = what_to_get(a)?;
     let client = super::connect(&a.global)?;
-    let mut items: Vec<AnyResource> = Vec::new();
+    // One entry per table upstream would print.
+    let mut results: Vec<(&'static KindInfo, Vec<AnyResource>)> = Vec::new();
+    let mut missing: Vec<String> = Vec::new();
     let mut revision = 0;
-    let single = wanted.len() == 1;
     if wanted.is_empty() {
         let ns = if a.all_namespaces || !info.namespaced {
             None
@@ -91,30 +110,47 @@ pub fn run(a: &GetArgs) -> Result<()> {
         for (key, err) in &listed.bad {
             eprintln!("warning: skipping {key}: {err}");
         }
-        items = listed.items;
         revision = listed.revision;
+        results.push((info, listed.items));
     } else {
         for (kinfo, ns, name) in &wanted {
             match client
                 .get(kinfo, namespace_or_default(ns), name)
                 .map_err(|e| anyhow!("{e}"))?
             {
-                Some(r) => items.push(r),
-                None => {
-                    let id = if kinfo.namespaced {
-                        format!("{}({}/{})", kinfo.kind, namespace_or_default(ns), name)
-                    } else {
-                        format!("{}({})", kinfo.kind, name)
-                    };
-                    bail!("resource does not exist: {id}");
-                }
+                Some(r) => results.push((kinfo, vec![r])),
+                None => missing.push(format!(
+                    "resource does not exist: {}",
+                    missing_id(kinfo, ns, name)
+                )),
             }
         }
     }
     if let Some(sel) = &selector {
-        items.retain(|r| sel.matches(&r.metadata().labels));
+        for (_, items) in results.iter_mut() {
+            items.retain(|r| sel.matches(&r.metadata().labels));
+        }
+        if !wanted.is_empty() {
+            results.retain(|(_, items)| !items.is_empty());
+        }
     }
-    match &format {
+    print_results(a, &client, &format, &results, wanted.len() == 1, revision)?;
+    if !missing.is_empty() {
+        bail!("{}", missing.join("\n"));
+    }
+    Ok(())
+}
+
+fn print_results(
+    a: &GetArgs,
+    client: &calico_client::Client,
+    format: &Format,
+    results: &[(&'static KindInfo, Vec<AnyResource>)],
+    single: bool,
+    revision: i64,
+) -> Result<()> {
+    let items: Vec<AnyResource> = results.iter().flat_map(|(_, i)| i.clone()).collect();
+    match format {
         Format::Yaml => print!(
             "{}",
             output::to_yaml(output::document(&items, single, revision))
@@ -124,30 +160,16 @@ pub fn run(a: &GetArgs) -> Result<()> {
             output::to_json(&output::document(&items, single, revision))
         ),
         _ => {
-            // One table per kind (a file given with -f may mix kinds).
-            let mut kinds: Vec<&'static KindInfo> = vec![info];
-            for r in &items {
-                if !kinds.contains(&r.info()) {
-                    kinds.push(r.info());
-                }
-            }
-            for (i, k) in kinds.iter().enumerate() {
-                let of_kind: Vec<AnyResource> = items
-                    .iter()
-                    .filter(|r| r.kind() == k.kind)
-                    .cloned()
-                    .collect();
-                if i > 0 && of_kind.is_empty() {
-                    continue;
-                }
-                if i > 0 {
-                    println!();
-                }
-                let ctx = Context {
-                    global_as: global_as_number(&client, k),
-                };
-                let t = output::render_table(k, &of_kind, &format, a.all_namespaces, &ctx)
-                    .map_err(|e| anyhow!(e))?;
+            let print_namespace = a.all_namespaces || !a.namespace.is_empty();
+            for (info, items) in results {
+                let t = output::render_table(
+                    info,
+                    items,
+                    format,
+                    print_namespace,
+                    global_as_number(client, info),
+                )
+                .map_err(|e| anyhow!(e))?;
                 print!("{t}");
             }
         }

@@ -2,7 +2,7 @@
 //! then write them all (in as few transactions as the datastore allows).
 
 use anyhow::{anyhow, Result};
-use calico_client::client::{prepare, ClientError, WriteMode};
+use calico_client::client::{default_namespace, prepare, ClientError, WriteMode};
 
 use crate::input::{read_resources_partial, InputError, Sourced};
 use crate::{FileArgs, Global};
@@ -45,13 +45,18 @@ pub fn input_failure(errors: &[InputError]) -> anyhow::Error {
     anyhow!(s)
 }
 
-/// Decodes, defaults and validates every document; returns all errors.
+/// Decodes and validates (with defaults applied) every document; returns
+/// all errors. The documents keep only the default namespace: the client
+/// applies the other defaults when writing, and needs to see what was given
+/// (upstream stores a policy's tier only when it was given).
 pub fn load_valid(files: &FileArgs) -> Result<Vec<Sourced>> {
     let (mut docs, mut errors) =
         read_resources_partial(&files.filename, files.recursive).map_err(|e| input_failure(&e))?;
     for d in docs.iter_mut() {
-        prepare(&mut d.resource);
-        if let Err(errs) = d.resource.validate() {
+        default_namespace(&mut d.resource);
+        let mut defaulted = d.resource.clone();
+        prepare(&mut defaulted);
+        if let Err(errs) = defaulted.validate() {
             for fe in errs.0 {
                 errors.push(InputError::at(d, Some(fe.field), fe.message));
             }
