@@ -20,6 +20,7 @@ use anyhow::{bail, Context, Result};
 use calico_api::selector::Selector;
 
 mod calc;
+mod connrate;
 mod dataplane;
 mod ipam;
 
@@ -51,7 +52,8 @@ fn main() -> Result<()> {
         Some("latency") => dataplane::latency(&args[1..]),
         Some("latency-poll") => dataplane::poll(&args[1..]),
         Some("pps") => dataplane::pps(&args[1..]),
-        _ => bail!("usage: calico-bench selector | apply [local|etcd] | ipam [local|etcd] | calc | latency [local|etcd] | pps"),
+        Some("conn-rate") => connrate::run(&args[1..]),
+        _ => bail!("usage: calico-bench selector | apply [local|etcd] | ipam [local|etcd] | calc | latency [local|etcd] | pps | conn-rate"),
     }
 }
 

@@ -14,9 +14,9 @@ use calico_dataplane::Manager;
 use super::topology::{enter_netns, Topology, Workload};
 use super::{prerequisites_met, workload_resource_with, Host};
 
-fn profile(name: &str, ingress: &str) -> AnyResource {
+fn profile(name: &str, rules: &str) -> AnyResource {
     let doc = format!(
-        "apiVersion: projectcalico.org/v3\nkind: Profile\nmetadata:\n  name: {name}\nspec:\n  ingress: {ingress}\n  egress: [{{action: Allow}}]\n"
+        "apiVersion: projectcalico.org/v3\nkind: Profile\nmetadata:\n  name: {name}\nspec:\n  ingress: {rules}\n  egress: {rules}\n"
     );
     let mut r = decode_documents(&doc).unwrap().pop().unwrap().resource;
     r.apply_defaults();
@@ -58,7 +58,9 @@ fn a_reused_address_does_not_inherit_established_flows() {
     assert!(echoes(&mut flow, b'1'), "the allowed flow is established");
 
     // The VM is deleted and a new one (new port, new endpoint name) gets
-    // its address, under a profile that admits nothing.
+    // its address, under a profile that admits nothing either way. (With
+    // egress allowed, a retransmission from the new VM would legitimately
+    // open the flow again from its side, under conntrack's loose pickup.)
     let old = workload_resource_with(w2, "open");
     let mut new = workload_resource_with(w2, "closed");
     new.metadata_mut().name = format!("{}-new", old.metadata().name);
