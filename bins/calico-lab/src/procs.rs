@@ -90,10 +90,15 @@ fn is_lab_process(pid: u32) -> bool {
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
     };
-    let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
-    let name = String::from_utf8_lossy(argv0);
-    let name = name.rsplit('/').next().unwrap_or_default();
-    LAB_PROGRAMS.contains(&name)
+    // Agents are started as `ip netns exec <ns> calico-node`: until `ip`
+    // has exec'd, the program is a later argument.
+    let mut args = cmdline.split(|b| *b == 0).map(String::from_utf8_lossy);
+    let program = |a: &str| LAB_PROGRAMS.contains(&a.rsplit('/').next().unwrap_or_default());
+    match args.next() {
+        Some(a) if program(&a) => true,
+        Some(a) if a.rsplit('/').next() == Some("ip") => args.any(|a| program(&a)),
+        _ => false,
+    }
 }
 
 fn signal(sig: &str, pids: &BTreeSet<u32>) {

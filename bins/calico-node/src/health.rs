@@ -31,15 +31,32 @@ pub struct Routes {
     pub prometheus: bool,
 }
 
-/// Binds `addr` and serves until the process exits.
+/// Binds `addr` and serves until the process exits. If the address is
+/// taken (the agent this one replaces has not quite exited yet), it keeps
+/// trying every second on a thread of its own rather than never serving.
 pub fn serve(addr: String, metrics: Arc<Metrics>, health: bool, prometheus: bool) {
-    let listener = match TcpListener::bind(&addr) {
-        Ok(l) => l,
+    match TcpListener::bind(&addr) {
+        Ok(l) => start(l, &addr, metrics, health, prometheus),
         Err(e) => {
-            warn!(%addr, error = %e, "cannot start the health/metrics server");
-            return;
+            warn!(%addr, error = %e, "cannot start the health/metrics server yet; retrying");
+            let retry = move || loop {
+                std::thread::sleep(Duration::from_secs(1));
+                if let Ok(l) = TcpListener::bind(&addr) {
+                    start(l, &addr, metrics, health, prometheus);
+                    return;
+                }
+            };
+            if let Err(e) = std::thread::Builder::new()
+                .name("health-bind".into())
+                .spawn(retry)
+            {
+                warn!(error = %e, "cannot start the health/metrics server");
+            }
         }
-    };
+    }
+}
+
+fn start(listener: TcpListener, addr: &str, metrics: Arc<Metrics>, health: bool, prometheus: bool) {
     info!(%addr, health, prometheus, "serving health/metrics");
     let routes = Routes { health, prometheus };
     if let Err(e) = spawn_server(listener, metrics, routes, IO_TIMEOUT) {

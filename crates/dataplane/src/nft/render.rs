@@ -369,9 +369,13 @@ pub fn base_chains(s: &Settings) -> Vec<(&'static str, ChainSpec)> {
         ),
     ];
     if s.openstack {
-        wl_to_host.push(rc("udp sport 68 udp dport 67 accept", "DHCPv4 (OpenStack)"));
+        // Each DHCP only in its own family: nothing is admitted more widely.
         wl_to_host.push(rc(
-            "udp sport 546 udp dport 547 accept",
+            "meta nfproto ipv4 udp sport 68 udp dport 67 accept",
+            "DHCPv4 (OpenStack)",
+        ));
+        wl_to_host.push(rc(
+            "meta nfproto ipv6 udp sport 546 udp dport 547 accept",
             "DHCPv6 (OpenStack)",
         ));
         wl_to_host.push(rc("udp dport 53 accept", "DNS (OpenStack)"));

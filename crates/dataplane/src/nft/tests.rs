@@ -715,9 +715,10 @@ fn config_pools_and_floating_ips() {
         &"iifname \"tap*\" goto cali-wl-to-host comment \"workload to host\"".to_string()
     ));
     let wl = st.rules(render::CHAIN_WL_TO_HOST).unwrap();
-    assert!(
-        wl.contains(&"udp sport 68 udp dport 67 accept comment \"DHCPv4 (OpenStack)\"".to_string())
-    );
+    assert!(wl.contains(
+        &"meta nfproto ipv4 udp sport 68 udp dport 67 accept comment \"DHCPv4 (OpenStack)\""
+            .to_string()
+    ));
     assert_eq!(
         wl.last().unwrap(),
         "accept comment \"defaultEndpointToHostAction Accept\""
