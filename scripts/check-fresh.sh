@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Proves the README's first steps the way a newcomer meets them: makes a fresh
+# minimal Debian 12 root with debootstrap, puts a fresh clone of HEAD in it, and
+# runs scripts/setup.sh, a build of every binary and every test target, and the
+# datastore tests (real etcd, openssl) inside it. Root only. The root and its
+# mounts are removed on exit, also on failure.
+#
+# Rust itself comes from the host (its sysroot bind-mounted read-only), as a
+# newcomer installs it with rustup and not from Debian. The crates come from
+# the host's cargo cache when it has one (crates.io is reached otherwise).
+#
+#   FRESH_MIRROR=URL   Debian mirror (default: the host's first Debian source)
+#   FRESH_KEEP=1       keep the root (its path is printed) instead of removing it
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+start=$SECONDS
+[ "$(id -u)" = 0 ] || { echo "check-fresh: needs root (debootstrap, chroot, mounts)" >&2; exit 1; }
+
+say() { printf 'check-fresh: [%4ds] %s\n' $((SECONDS - start)) "$*"; }
+
+# The host's Debian mirror: deb822 sources first, then the one-line format.
+host_mirror() {
+  { grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}'
+    grep -hs '^deb ' /etc/apt/sources.list | awk '{print $2}'; } |
+    grep -m1 '/debian/\?$' || echo http://deb.debian.org/debian
+}
+mirror=${FRESH_MIRROR:-$(host_mirror)}
+
+command -v debootstrap >/dev/null || {
+  say "installing debootstrap"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null ||
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null; }
+}
+
+work=$(mktemp -d /var/tmp/calico-fresh.XXXXXX)
+root=$work/root
+mounts=()
+
+# Unmounts everything under the root, then deletes it only if nothing is still
+# mounted there: a leftover bind mount of the host's toolchain must never be
+# removed through the root.
+cleanup() {
+  local i
+  for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do
+    umount "${mounts[i]}" 2>/dev/null || umount -l "${mounts[i]}" 2>/dev/null || true
+  done
+  if [ "${FRESH_KEEP:-0}" = 1 ]; then
+    echo "check-fresh: kept $root"
+  elif findmnt -rn -o TARGET | grep -q "^$work"; then
+    echo "check-fresh: still mounted under $work; not removing it" >&2
+  else
+    rm -rf --one-file-system "$work"
+  fi
+}
+trap cleanup EXIT
+
+mount_in() { # mount_in TARGET MOUNT-ARGS...
+  mkdir -p "$root$1"
+  mount "${@:2}" "$root$1"
+  mounts+=("$root$1")
+}
+
+say "debootstrap bookworm (minbase) from $mirror"
+debootstrap --variant=minbase bookworm "$root" "$mirror" >"$work/debootstrap.log" 2>&1 ||
+  { tail -20 "$work/debootstrap.log" >&2; exit 1; }
+# Packages' services (etcd) must not start in the chroot, on the host's network.
+printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+chmod +x "$root/usr/sbin/policy-rc.d"
+cp /etc/resolv.conf "$root/etc/resolv.conf"
+
+say "fresh clone of $(git rev-parse --short HEAD)"
+git clone -q --no-hardlinks "$repo" "$root/src/calico-rs"
+
+sysroot=$(rustc --print sysroot)
+mount_in /proc -t proc proc
+mount_in /sys -t sysfs sysfs
+mount_in /dev/pts -t devpts -o newinstance,ptmxmode=0666 devpts
+mount_in /opt/rust --bind -o ro "$sysroot"
+cargo_home=${CARGO_HOME:-$HOME/.cargo}
+if [ -d "$cargo_home/registry" ]; then
+  mkdir -p "$root/root/.cargo"
+  cp -a "$cargo_home/registry" "$root/root/.cargo/"
+fi
+
+say "inside: setup.sh, build, datastore tests"
+chroot "$root" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 CI="${CI:-}" \
+  PATH=/opt/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+  CARGO_HOME=/root/.cargo CARGO_TERM_PROGRESS_WHEN=never \
+  bash -euo pipefail -c '
+    cd /src/calico-rs
+    bash scripts/setup.sh
+    cargo build --workspace --bins --locked
+    cargo test --workspace --no-run --locked
+    cargo test -p calico-datastore --locked -q '
+say "ok: setup.sh installed all the build needs; every target built; datastore tests passed"
