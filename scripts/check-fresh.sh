@@ -62,8 +62,15 @@ mount_in() { # mount_in TARGET MOUNT-ARGS...
 }
 
 say "debootstrap bookworm (minbase) from $mirror"
-debootstrap --variant=minbase bookworm "$root" "$mirror" >"$work/debootstrap.log" 2>&1 ||
-  { tail -20 "$work/debootstrap.log" >&2; exit 1; }
+# A mirror's passing hiccup should not fail the check: three tries.
+for try in 1 2 3; do
+  debootstrap --variant=minbase bookworm "$root" "$mirror" >"$work/debootstrap.log" 2>&1 && break
+  tail -5 "$work/debootstrap.log" >&2
+  [ "$try" = 3 ] && exit 1
+  say "debootstrap failed; trying again"
+  rm -rf --one-file-system "$root"
+  sleep 5
+done
 # Packages' services (etcd) must not start in the chroot, on the host's network.
 printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
 chmod +x "$root/usr/sbin/policy-rc.d"
