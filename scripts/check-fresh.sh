@@ -21,9 +21,10 @@ say() { printf 'check-fresh: [%4ds] %s\n' $((SECONDS - start)) "$*"; }
 
 # The host's Debian mirror: deb822 sources first, then the one-line format.
 host_mirror() {
-  { grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}'
-    grep -hs '^deb ' /etc/apt/sources.list | awk '{print $2}'; } |
-    grep -m1 '/debian/\?$' || echo http://deb.debian.org/debian
+  local found
+  found=$(cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null |
+    awk '/^URIs:|^deb / { print $2 }' | grep -m1 '/debian/\?$' || true)
+  echo "${found:-http://deb.debian.org/debian}"
 }
 mirror=${FRESH_MIRROR:-$(host_mirror)}
 
