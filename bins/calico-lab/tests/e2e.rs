@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{is_root, sibling, Lab, SERIAL};
+use common::{sibling, Lab, SERIAL};
 
 const ARTICLE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/article");
 
@@ -31,8 +31,9 @@ const FIX: &str = "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\n
 
 #[test]
 fn agent_enforces_the_article_and_survives_restarts_and_drift() {
-    if !is_root() {
-        eprintln!("SKIP: needs root for network namespaces");
+    if !calico_testsupport::require_root(
+        "agent_enforces_the_article_and_survives_restarts_and_drift",
+    ) {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -362,8 +363,7 @@ fn agent_enforces_the_article_and_survives_restarts_and_drift() {
 
 #[test]
 fn datastore_outage_keeps_the_dataplane_and_catches_up() {
-    if !is_root() {
-        eprintln!("SKIP: needs root for network namespaces");
+    if !calico_testsupport::require_root("datastore_outage_keeps_the_dataplane_and_catches_up") {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
