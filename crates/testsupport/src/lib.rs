@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 pub const SKIPS_ENV: &str = "CALICO_TEST_SKIPS";
 
 /// True when running as root; otherwise skips `test` (or fails under CI).
+#[track_caller]
 pub fn require_root(test: &str) -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
@@ -32,6 +33,7 @@ pub fn require_root(test: &str) -> bool {
 
 /// True when every `(tool, Debian package)` is on PATH; otherwise skips
 /// `test` naming the first missing one (or fails under CI).
+#[track_caller]
 pub fn require_tools(test: &str, tools: &[(&str, &str)]) -> bool {
     match tools.iter().find(|(tool, _)| !on_path(tool)) {
         None => true,
@@ -44,6 +46,7 @@ pub fn require_tools(test: &str, tools: &[(&str, &str)]) -> bool {
 
 /// Records that `test` cannot run for `reason` and returns false, so callers
 /// write `if !require_…(…) { return; }`. Panics under `CI=true` instead.
+#[track_caller]
 pub fn skip(test: &str, reason: &str) -> bool {
     let ci = std::env::var("CI").as_deref() == Ok("true");
     let skips = std::env::var_os(SKIPS_ENV).map(PathBuf::from);
@@ -52,6 +55,7 @@ pub fn skip(test: &str, reason: &str) -> bool {
 
 /// `skip` with its surroundings passed in: whether under CI, the skips file,
 /// and where the human-readable line goes.
+#[track_caller]
 fn record_skip(
     ci: bool,
     skips: Option<&Path>,
