@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Proves the README's first steps the way a newcomer meets them: makes a fresh
 # minimal Debian 12 root with debootstrap, puts a fresh clone of HEAD in it, and
-# runs scripts/setup.sh, a build of every binary and every test target, and the
-# datastore tests (real etcd, openssl) inside it. Root only. The root and its
-# mounts are removed on exit, also on failure.
+# runs scripts/setup.sh and a build of every binary and every test target inside
+# it; then, with CI=true so that a missing tool fails instead of skipping, the
+# tests that use the packages: the datastore's (etcd, etcdctl, openssl) and the
+# dataplane's kernel tests (ip, bridge, ping, nft, sysctl) in namespaces of
+# their own. Root only. Each step is timed. The root, its mounts and anything
+# still running in it are removed on exit, also on failure.
 #
 # Rust itself comes from the host (its sysroot bind-mounted read-only), as a
 # newcomer installs it with rustup and not from Debian. The crates come from
@@ -36,20 +39,24 @@ command -v debootstrap >/dev/null || {
 
 work=$(mktemp -d /var/tmp/calico-fresh.XXXXXX)
 root=$work/root
-mounts=()
 
-# Unmounts everything under the root, then deletes it only if nothing is still
-# mounted there: a leftover bind mount of the host's toolchain must never be
-# removed through the root.
+# Ends what still runs in the root (by PID), unmounts everything under it,
+# deepest first, and deletes it only if nothing is mounted there any more: a
+# leftover bind mount of the host's toolchain must never be deleted through it.
 cleanup() {
-  local i
-  for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do
-    umount "${mounts[i]}" 2>/dev/null || umount -l "${mounts[i]}" 2>/dev/null || true
+  local p m
+  for p in /proc/[0-9]*; do
+    if [ "$(readlink "$p/root" 2>/dev/null)" = "$root" ]; then
+      kill -9 "${p#/proc/}" 2>/dev/null || true
+    fi
+  done
+  for m in $(findmnt -rn -o TARGET | grep "^$root/" | sort -r || true); do
+    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
   done
   if [ "${FRESH_KEEP:-0}" = 1 ]; then
     echo "check-fresh: kept $root"
-  elif findmnt -rn -o TARGET | grep -q "^$work"; then
-    echo "check-fresh: still mounted under $work; not removing it" >&2
+  elif findmnt -rn -o TARGET | grep -q "^$root/"; then
+    echo "check-fresh: still mounted under $root; not removing it" >&2
   else
     rm -rf --one-file-system "$work"
   fi
@@ -59,7 +66,13 @@ trap cleanup EXIT
 mount_in() { # mount_in TARGET MOUNT-ARGS...
   mkdir -p "$root$1"
   mount "${@:2}" "$root$1"
-  mounts+=("$root$1")
+}
+
+# inside CMD...: runs CMD in the root's clone, with a newcomer's environment.
+inside() {
+  chroot "$root" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \
+    PATH=/opt/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    CARGO_HOME=/root/.cargo CARGO_TERM_PROGRESS_WHEN=never "$@"
 }
 
 say "debootstrap bookworm (minbase) from $mirror"
@@ -80,25 +93,22 @@ cp /etc/resolv.conf "$root/etc/resolv.conf"
 say "fresh clone of $(git rev-parse --short HEAD)"
 git clone -q --no-hardlinks "$repo" "$root/src/calico-rs"
 
-sysroot=$(rustc --print sysroot)
 mount_in /proc -t proc proc
 mount_in /sys -t sysfs sysfs
 mount_in /dev/pts -t devpts -o newinstance,ptmxmode=0666 devpts
-mount_in /opt/rust --bind -o ro "$sysroot"
+mount_in /opt/rust --bind -o ro "$(rustc --print sysroot)"
 cargo_home=${CARGO_HOME:-$HOME/.cargo}
 if [ -d "$cargo_home/registry" ]; then
   mkdir -p "$root/root/.cargo"
   cp -a "$cargo_home/registry" "$root/root/.cargo/"
 fi
 
-say "inside: setup.sh, build, datastore tests"
-chroot "$root" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 CI="${CI:-}" \
-  PATH=/opt/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-  CARGO_HOME=/root/.cargo CARGO_TERM_PROGRESS_WHEN=never \
-  bash -euo pipefail -c '
-    cd /src/calico-rs
-    bash scripts/setup.sh
-    cargo build --workspace --bins --locked
-    cargo test --workspace --no-run --locked
-    cargo test -p calico-datastore --locked -q '
-say "ok: setup.sh installed all the build needs; every target built; datastore tests passed"
+say "setup.sh"
+inside bash -c 'cd /src/calico-rs && bash scripts/setup.sh'
+say "build: every binary"
+inside bash -c 'cd /src/calico-rs && cargo build -q --workspace --bins --locked'
+say "build: every test target"
+inside bash -c 'cd /src/calico-rs && cargo test -q --workspace --no-run --locked'
+say "tests: datastore and dataplane, CI=true"
+inside bash -c 'cd /src/calico-rs && CI=true cargo test -q --locked -p calico-datastore -p calico-dataplane'
+say "ok: setup.sh installs all the build and these tests need"
