@@ -50,12 +50,12 @@ cleanup() {
       kill -9 "${p#/proc/}" 2>/dev/null || true
     fi
   done
-  for m in $(findmnt -rn -o TARGET | grep "^$root/" | sort -r || true); do
+  for m in $(findmnt -rn -o TARGET | grep "^$root\(/\|$\)" | sort -r || true); do
     umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
   done
   if [ "${FRESH_KEEP:-0}" = 1 ]; then
     echo "check-fresh: kept $root"
-  elif findmnt -rn -o TARGET | grep -q "^$root/"; then
+  elif findmnt -rn -o TARGET | grep -q "^$root\(/\|$\)"; then
     echo "check-fresh: still mounted under $root; not removing it" >&2
   else
     rm -rf --one-file-system "$work"
@@ -93,6 +93,8 @@ cp /etc/resolv.conf "$root/etc/resolv.conf"
 say "fresh clone of $(git rev-parse --short HEAD)"
 git clone -q --no-hardlinks "$repo" "$root/src/calico-rs"
 
+# The root must be a mount point of its own: `ip netns exec` makes "/" a slave.
+mount --bind "$root" "$root"
 mount_in /proc -t proc proc
 mount_in /sys -t sysfs sysfs
 mount_in /dev/pts -t devpts -o newinstance,ptmxmode=0666 devpts
