@@ -1,15 +1,27 @@
 #!/usr/bin/env bash
-# Installs the system packages calico-rs builds and tests with (Debian, as root).
-# Idempotent: packages already present are left alone.
+# Installs the system packages calico-rs builds and tests with (Debian 12, as root).
+# Idempotent: packages already present are left alone. Every package is named, since
+# `--no-install-recommends` brings no Recommends (gcc's libc6-dev, protoc's .proto files).
+# scripts/check-fresh.sh proves this list in a fresh Debian root.
 set -euo pipefail
 
 packages=(
-  etcd-server etcd-client   # the multi-host datastore, and etcdctl for tests
-  protobuf-compiler          # etcd-client's build uses protoc on some versions
-  iproute2 nftables          # the dataplane and its tests
-  iputils-ping               # traffic in the end-to-end tests
-  sqlite3                    # to inspect the embedded store by hand
+  # --- the build
+  gcc libc6-dev              # the linker, and C code in ring and the bundled SQLite
+  protobuf-compiler          # protoc, for etcd-client's generated code
+  libprotobuf-dev            # google/protobuf/*.proto that etcd-client's protos import
+  ca-certificates            # cargo fetching crates over HTTPS
+  git                        # `calicoctl version` records the commit
+  # --- the tests
+  etcd-server etcd-client    # the multi-host datastore, and etcdctl to read its keys back
+  openssl                    # certificates for the etcd TLS tests
+  iproute2 nftables          # the dataplane and its kernel tests (ip, bridge, nft)
+  iputils-ping               # traffic in the kernel and end-to-end tests
+  procps                     # kill and sysctl, used by the lab and the kernel tests
+  # --- the benchmarks and by hand
   iperf3                     # calico-bench pps (64-byte UDP packets per second)
+  iptables ipset conntrack   # comparing with an iptables+ipset rendering; conntrack tables by hand
+  sqlite3                    # to inspect the embedded store by hand
 )
 
 missing=()
@@ -24,5 +36,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # The Debian etcd package starts a system etcd on 2379; the tests start their
 # own on free ports and do not need it.
-command -v cargo >/dev/null || { echo "setup: cargo (Rust toolchain) is required" >&2; exit 1; }
+command -v cargo >/dev/null || {
+  echo "setup: cargo is required: install Rust 1.85 or newer with rustup (Debian's rustc is too old)" >&2
+  exit 1
+}
 echo "setup: ok"

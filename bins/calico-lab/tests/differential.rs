@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use calico_api::decode::decode_documents;
 use calico_calc::reference::{evaluate, Packet, World};
-use common::{is_root, sibling, Lab, SERIAL};
+use common::{sibling, Lab, SERIAL};
 
 /// A small deterministic generator (no dependency needed for this).
 struct Rng(u64);
@@ -114,8 +114,7 @@ fn policies(rng: &mut Rng, ips: &[String]) -> String {
 
 #[test]
 fn kernel_verdicts_match_the_reference_evaluator() {
-    if !is_root() {
-        eprintln!("SKIP: needs root for network namespaces");
+    if !calico_testsupport::require_root("kernel_verdicts_match_the_reference_evaluator") {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());

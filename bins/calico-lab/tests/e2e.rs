@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{is_root, sibling, Lab, SERIAL};
+use common::{sibling, Lab, SERIAL};
 
 const ARTICLE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/article");
 
@@ -31,7 +31,9 @@ const FIX: &str = "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\n
 
 #[test]
 fn agent_enforces_the_article_and_survives_restarts_and_drift() {
-    if !have_root() {
+    if !calico_testsupport::require_root(
+        "agent_enforces_the_article_and_survives_restarts_and_drift",
+    ) {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -363,7 +365,7 @@ fn agent_enforces_the_article_and_survives_restarts_and_drift() {
 
 #[test]
 fn datastore_outage_keeps_the_dataplane_and_catches_up() {
-    if !have_root() {
+    if !calico_testsupport::require_root("datastore_outage_keeps_the_dataplane_and_catches_up") {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -419,19 +421,6 @@ fn datastore_outage_keeps_the_dataplane_and_catches_up() {
     );
 }
 
-/// Root is needed for namespaces; under CI=true its absence fails the test.
-fn have_root() -> bool {
-    if is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true: this test needs root for network namespaces"
-    );
-    eprintln!("SKIP: needs root for network namespaces");
-    false
-}
-
 fn metrics_of(lab: &Lab, host: &str) -> String {
     let out = lab.exec(host, &["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9091; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3"]);
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -466,7 +455,7 @@ fn wep_yaml(color: &str) -> String {
 
 #[test]
 fn status_tells_the_truth() {
-    if !have_root() {
+    if !calico_testsupport::require_root("e2e") {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -623,7 +612,7 @@ fn processes_naming(dir: &Path) -> Vec<String> {
 
 #[test]
 fn the_lab_reaps_what_it_starts() {
-    if !have_root() {
+    if !calico_testsupport::require_root("e2e") {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());

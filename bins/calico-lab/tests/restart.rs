@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::{is_root, sibling, Lab, SERIAL};
+use common::{sibling, Lab, SERIAL};
 
 /// A new TCP connection from web. The timeout tolerates a descheduled
 /// probe on a busy machine but stays under TCP's 1 s SYN retransmission,
@@ -109,12 +109,7 @@ fn sample_during(lab: &Lab, db: &str, fe: &str, work: impl FnOnce()) -> Samples 
 
 #[test]
 fn policy_holds_at_every_sample_through_agent_restarts() {
-    if !is_root() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "needs root for network namespaces (CI=true: not skipped)"
-        );
-        println!("SKIP: policy_holds_at_every_sample_through_agent_restarts: needs root");
+    if !calico_testsupport::require_root("policy_holds_at_every_sample_through_agent_restarts") {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
