@@ -240,21 +240,21 @@ impl Net {
     }
 }
 
+/// Where a security-group rule admits traffic from.
+#[derive(Clone, Debug)]
+enum Source {
+    Cidr(String),
+    /// A remote security group (its members' addresses).
+    Group(usize),
+}
+
 /// One security-group rule as networking-calico renders it.
 #[derive(Clone, Debug)]
-enum SgRule {
-    Cidr {
-        cidr: String,
-        proto: &'static str,
-        min: u16,
-        max: u16,
-    },
-    Group {
-        group: usize,
-        proto: &'static str,
-        min: u16,
-        max: u16,
-    },
+struct SgRule {
+    source: Source,
+    proto: &'static str,
+    min: u16,
+    max: u16,
 }
 
 /// `n` rules: n−1 that never match the client (other CIDRs, other ports),
@@ -262,27 +262,20 @@ enum SgRule {
 fn sg_rules(n: usize) -> Vec<SgRule> {
     let mut out = Vec::new();
     for i in 0..n.saturating_sub(1) {
-        let proto = if i % 3 == 2 { "udp" } else { "tcp" };
         let min = 1000 + (i as u16 % 50) * 100;
-        let max = min + (i as u16 % 7);
-        out.push(if i % 10 == 9 {
-            SgRule::Group {
-                group: i % GROUPS,
-                proto,
-                min,
-                max,
-            }
-        } else {
-            SgRule::Cidr {
-                cidr: format!("10.{}.{}.0/24", i / 256, i % 256),
-                proto,
-                min,
-                max,
-            }
+        out.push(SgRule {
+            source: if i % 10 == 9 {
+                Source::Group(i % GROUPS)
+            } else {
+                Source::Cidr(format!("10.{}.{}.0/24", i / 256, i % 256))
+            },
+            proto: if i % 3 == 2 { "udp" } else { "tcp" },
+            min,
+            max: min + (i as u16 % 7),
         });
     }
-    out.push(SgRule::Cidr {
-        cidr: format!("{CLIENT_IP}/32"),
+    out.push(SgRule {
+        source: Source::Cidr(format!("{CLIENT_IP}/32")),
         proto: "tcp",
         min: PORT,
         max: PORT,
@@ -336,25 +329,11 @@ fn calico_resources(rules: &[SgRule]) -> Result<Vec<AnyResource>> {
     }
     let mut pol = "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata:\n  name: ossg.default.bench\n  namespace: openstack\nspec:\n  selector: has(sg.projectcalico.org/openstack-bench)\n  types: [Ingress]\n  ingress:\n".to_string();
     for r in rules {
-        let (src, proto, min, max) = match r {
-            SgRule::Cidr {
-                cidr,
-                proto,
-                min,
-                max,
-            } => (format!("nets: [{cidr}]"), proto, min, max),
-            SgRule::Group {
-                group,
-                proto,
-                min,
-                max,
-            } => (
-                format!("selector: \"has({})\"", group_label(*group)),
-                proto,
-                min,
-                max,
-            ),
+        let src = match &r.source {
+            Source::Cidr(cidr) => format!("nets: [{cidr}]"),
+            Source::Group(group) => format!("selector: \"has({})\"", group_label(*group)),
         };
+        let (proto, min, max) = (r.proto, r.min, r.max);
         let ports = if min == max {
             format!("{min}")
         } else {
@@ -407,25 +386,11 @@ fn program_iptables(net: &Net, rules: &[SgRule]) -> Result<()> {
     t.push_str("-A FORWARD -o tapserver -j cali-tw-server\n");
     t.push_str("-A cali-tw-server -j cali-pi-bench\n-A cali-tw-server -j DROP\n");
     for r in rules {
-        let (src, proto, min, max) = match r {
-            SgRule::Cidr {
-                cidr,
-                proto,
-                min,
-                max,
-            } => (format!("-s {cidr}"), proto, min, max),
-            SgRule::Group {
-                group,
-                proto,
-                min,
-                max,
-            } => (
-                format!("-m set --match-set bench-g{group} src"),
-                proto,
-                min,
-                max,
-            ),
+        let src = match &r.source {
+            Source::Cidr(cidr) => format!("-s {cidr}"),
+            Source::Group(group) => format!("-m set --match-set bench-g{group} src"),
         };
+        let (proto, min, max) = (r.proto, r.min, r.max);
         // multiport rejects a range whose ends are equal.
         let ports = if min == max {
             format!("{min}")
@@ -465,20 +430,11 @@ fn program_nft_linear(net: &Net, rules: &[SgRule]) -> Result<()> {
     }
     t.push_str("  chain fwd-base {\n    type filter hook forward priority 0; policy accept;\n    ct state established,related accept\n    oifname \"tapserver\" jump pol\n    oifname \"tapserver\" drop\n  }\n  chain pol {\n");
     for r in rules {
-        let (src, proto, min, max) = match r {
-            SgRule::Cidr {
-                cidr,
-                proto,
-                min,
-                max,
-            } => (format!("ip saddr {cidr}"), proto, min, max),
-            SgRule::Group {
-                group,
-                proto,
-                min,
-                max,
-            } => (format!("ip saddr @g{group}"), proto, min, max),
+        let src = match &r.source {
+            Source::Cidr(cidr) => format!("ip saddr {cidr}"),
+            Source::Group(group) => format!("ip saddr @g{group}"),
         };
+        let (proto, min, max) = (r.proto, r.min, r.max);
         t.push_str(&format!("    {src} {proto} dport {min}-{max} accept\n"));
     }
     t.push_str("  }\n}\n");
