@@ -286,6 +286,14 @@ pub trait NetlinkBackend {
     fn replace_route(&mut self, route: &KernelRoute) -> Result<(), NetlinkError>;
     /// Deletes the route with this destination *and protocol* only.
     fn del_route(&mut self, route: &KernelRoute) -> Result<(), NetlinkError>;
+    /// `replace_route` for many routes; a backend may pipeline them.
+    fn replace_routes(&mut self, routes: &[KernelRoute]) -> Vec<Result<(), NetlinkError>> {
+        routes.iter().map(|r| self.replace_route(r)).collect()
+    }
+    /// `del_route` for many routes; a backend may pipeline them.
+    fn del_routes(&mut self, routes: &[KernelRoute]) -> Vec<Result<(), NetlinkError>> {
+        routes.iter().map(|r| self.del_route(r)).collect()
+    }
 
     fn add_vxlan(&mut self, spec: &VxlanSpec) -> Result<(), NetlinkError>;
     /// Creates an IP-in-IP tunnel device; `ErrorKind::NotSupported` when the
@@ -328,6 +336,12 @@ impl<T: NetlinkBackend + ?Sized> NetlinkBackend for Box<T> {
     }
     fn del_route(&mut self, route: &KernelRoute) -> Result<(), NetlinkError> {
         (**self).del_route(route)
+    }
+    fn replace_routes(&mut self, routes: &[KernelRoute]) -> Vec<Result<(), NetlinkError>> {
+        (**self).replace_routes(routes)
+    }
+    fn del_routes(&mut self, routes: &[KernelRoute]) -> Vec<Result<(), NetlinkError>> {
+        (**self).del_routes(routes)
     }
     fn add_vxlan(&mut self, spec: &VxlanSpec) -> Result<(), NetlinkError> {
         (**self).add_vxlan(spec)

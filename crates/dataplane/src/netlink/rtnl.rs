@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use futures_util::stream::TryStreamExt;
+use futures_util::stream::{StreamExt, TryStreamExt};
 use ipnet::IpNet;
 use netlink_packet_route::address::AddressAttribute;
 use netlink_packet_route::link::{
@@ -492,28 +492,52 @@ impl NetlinkBackend for RtNetlink {
     }
 
     fn del_route(&mut self, route: &KernelRoute) -> Result<(), NetlinkError> {
-        // Match by destination, table, type and protocol only: the kernel
-        // then never deletes a route with another protocol (not ours).
-        let dst_ip = route.dst.network();
-        let mut msg = match dst_ip {
-            IpAddr::V4(_) => RouteMessageBuilder::<Ipv4Addr>::new().build(),
-            IpAddr::V6(_) => RouteMessageBuilder::<Ipv6Addr>::new().build(),
-        };
-        msg.header.destination_prefix_length = route.dst.prefix_len();
-        msg.header.table = RouteHeader::RT_TABLE_MAIN;
-        msg.header.protocol = RouteProtocol::from(route.protocol);
-        msg.header.scope = RouteScope::NoWhere;
-        msg.header.kind = match route.kind {
-            RouteKind::Blackhole => RouteType::BlackHole,
-            RouteKind::Unsupported { rtype } => RouteType::from(rtype),
-            _ => RouteType::Unicast,
-        };
-        msg.attributes
-            .push(RouteAttribute::Destination(route_addr(dst_ip)));
+        let msg = del_message(route);
         let handle = self.handle.clone();
         self.rt
             .block_on(async { handle.route().del(msg).execute().await })
             .map_err(|e| nl_err(e, &format!("delete route {route}")))
+    }
+
+    fn replace_routes(&mut self, routes: &[KernelRoute]) -> Vec<Result<(), NetlinkError>> {
+        let msgs: Vec<Result<RouteMessage, NetlinkError>> =
+            routes.iter().map(|r| self.route_message(r)).collect();
+        let handle = self.handle.clone();
+        self.rt.block_on(
+            futures_util::stream::iter(msgs.into_iter().zip(routes).map(|(m, route)| {
+                let handle = handle.clone();
+                async move {
+                    handle
+                        .route()
+                        .add(m?)
+                        .replace()
+                        .execute()
+                        .await
+                        .map_err(|e| nl_err(e, &format!("replace route {route}")))
+                }
+            }))
+            .buffered(PIPELINE)
+            .collect::<Vec<_>>(),
+        )
+    }
+
+    fn del_routes(&mut self, routes: &[KernelRoute]) -> Vec<Result<(), NetlinkError>> {
+        let handle = self.handle.clone();
+        self.rt.block_on(
+            futures_util::stream::iter(routes.iter().map(|route| {
+                let handle = handle.clone();
+                async move {
+                    handle
+                        .route()
+                        .del(del_message(route))
+                        .execute()
+                        .await
+                        .map_err(|e| nl_err(e, &format!("delete route {route}")))
+                }
+            }))
+            .buffered(PIPELINE)
+            .collect::<Vec<_>>(),
+        )
     }
 
     fn add_vxlan(&mut self, spec: &VxlanSpec) -> Result<(), NetlinkError> {
@@ -674,4 +698,29 @@ impl NetlinkBackend for RtNetlink {
             .block_on(async { handle.neighbours().del(msg).execute().await })
             .map_err(|e| nl_err(e, &format!("delete fdb entry on {iface}")))
     }
+}
+
+/// Requests after which a pipelined batch waits for answers.
+const PIPELINE: usize = 512;
+
+/// A delete that matches by destination, table, type and protocol only:
+/// the kernel then never deletes a route with another protocol (not ours).
+fn del_message(route: &KernelRoute) -> RouteMessage {
+    let dst_ip = route.dst.network();
+    let mut msg = match dst_ip {
+        IpAddr::V4(_) => RouteMessageBuilder::<Ipv4Addr>::new().build(),
+        IpAddr::V6(_) => RouteMessageBuilder::<Ipv6Addr>::new().build(),
+    };
+    msg.header.destination_prefix_length = route.dst.prefix_len();
+    msg.header.table = RouteHeader::RT_TABLE_MAIN;
+    msg.header.protocol = RouteProtocol::from(route.protocol);
+    msg.header.scope = RouteScope::NoWhere;
+    msg.header.kind = match route.kind {
+        RouteKind::Blackhole => RouteType::BlackHole,
+        RouteKind::Unsupported { rtype } => RouteType::from(rtype),
+        _ => RouteType::Unicast,
+    };
+    msg.attributes
+        .push(RouteAttribute::Destination(route_addr(dst_ip)));
+    msg
 }

@@ -1,0 +1,469 @@
+//! The speaker on real sockets: one thread running a single-threaded tokio
+//! runtime. One task owns the [`Speaker`]; each TCP connection has a reader
+//! task and a writer task that talk to it through channels. Events that
+//! arrive together are applied together before one `commit`, so a peer's
+//! table dump becomes a few large kernel batches, not one per UPDATE.
+//!
+//! Kernel programming is not done here: best-path changes go to the
+//! `RouteSink` the agent gives, which runs on the agent's own thread.
+
+mod md5;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+use crate::rib::{BestChange, ExportPolicy, PeerId};
+use crate::session::Side;
+use crate::speaker::{Output, PeerConfig, Speaker};
+use crate::status::{self, SpeakerStatus};
+use crate::wire::PathAttributes;
+
+/// Receives best-path changes, in batches.
+pub type RouteSink = Box<dyn FnMut(Vec<BestChange>) + Send>;
+
+/// What the agent tells the speaker.
+pub enum Command {
+    Peers(Vec<PeerConfig>),
+    LocalRoutes(Vec<(IpNet, PathAttributes)>),
+    Identity {
+        router_id: std::net::Ipv4Addr,
+        local_as: u32,
+        cluster_id: Option<std::net::Ipv4Addr>,
+    },
+    Policy(Box<dyn ExportPolicy + Send>),
+    /// A full status snapshot, routes included.
+    Snapshot(std::sync::mpsc::Sender<SpeakerStatus>),
+    Stop,
+}
+
+/// Handle to the running speaker thread.
+pub struct Driver {
+    commands: UnboundedSender<Command>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// Session status, refreshed by the speaker at least once a second.
+    pub sessions: Arc<Mutex<SpeakerStatus>>,
+}
+
+impl Driver {
+    /// Starts the speaker, listening on `listen` (port 0 picks one).
+    pub fn start(
+        listen: SocketAddr,
+        speaker: Speaker,
+        policy: Box<dyn ExportPolicy + Send>,
+        routes: RouteSink,
+    ) -> std::io::Result<(Driver, SocketAddr)> {
+        let (tx, rx) = unbounded_channel();
+        let sessions = Arc::new(Mutex::new(SpeakerStatus::default()));
+        let shared = sessions.clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new().name("bgp".into()).spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let listener = match bind(listen).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(listener.local_addr());
+                Loop::new(speaker, policy, routes, shared, listener).run(rx).await;
+            });
+        })?;
+        let addr = ready_rx
+            .recv()
+            .map_err(|_| std::io::Error::other("the BGP thread died while starting"))??;
+        Ok((
+            Driver {
+                commands: tx,
+                thread: Some(thread),
+                sessions,
+            },
+            addr,
+        ))
+    }
+
+    pub fn send(&self, cmd: Command) {
+        let _ = self.commands.send(cmd);
+    }
+
+    /// A full snapshot (peers and routes), or None if the speaker does not
+    /// answer within `timeout`.
+    pub fn snapshot(&self, timeout: Duration) -> Option<SpeakerStatus> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.send(Command::Snapshot(tx));
+        rx.recv_timeout(timeout).ok()
+    }
+
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        let _ = self.commands.send(Command::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Listens on both families when given the unspecified IPv6 address.
+async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let sock = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    sock.set_reuseaddr(true)?;
+    sock.bind(addr)?;
+    sock.listen(1024)
+}
+
+/// Events from connection tasks, tagged with the connection's generation
+/// so that events of a connection already dropped are ignored.
+enum IoEvent {
+    Accepted(TcpStream, SocketAddr),
+    Connected(PeerId, u64, TcpStream),
+    ConnectFailed(PeerId, u64, String),
+    Data(PeerId, Side, u64, Vec<u8>),
+    Closed(PeerId, Side, u64, String),
+}
+
+struct ConnHandle {
+    generation: u64,
+    writer: Option<UnboundedSender<Vec<u8>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for ConnHandle {
+    fn drop(&mut self) {
+        // The writer flushes what is queued and closes; the reader stops.
+        self.writer = None;
+        if let Some(reader) = self.tasks.first() {
+            reader.abort();
+        }
+    }
+}
+
+struct Loop {
+    speaker: Speaker,
+    policy: Box<dyn ExportPolicy + Send>,
+    routes: RouteSink,
+    shared: Arc<Mutex<SpeakerStatus>>,
+    listener: Arc<TcpListener>,
+    conns: HashMap<(PeerId, Side), ConnHandle>,
+    generation: u64,
+    io_tx: UnboundedSender<IoEvent>,
+    io_rx: UnboundedReceiver<IoEvent>,
+    last_publish: Instant,
+    started: std::time::SystemTime,
+}
+
+impl Loop {
+    fn new(
+        speaker: Speaker,
+        policy: Box<dyn ExportPolicy + Send>,
+        routes: RouteSink,
+        shared: Arc<Mutex<SpeakerStatus>>,
+        listener: TcpListener,
+    ) -> Loop {
+        let (io_tx, io_rx) = unbounded_channel();
+        Loop {
+            speaker,
+            policy,
+            routes,
+            shared,
+            listener: Arc::new(listener),
+            conns: HashMap::new(),
+            generation: 0,
+            io_tx,
+            io_rx,
+            last_publish: Instant::now() - Duration::from_secs(10),
+            started: std::time::SystemTime::now(),
+        }
+    }
+
+    async fn run(mut self, mut commands: UnboundedReceiver<Command>) {
+        let accept_tx = self.io_tx.clone();
+        let listener = self.listener.clone();
+        let acceptor = tokio::spawn(async move {
+            loop {
+                if let Ok((s, addr)) = listener.accept().await {
+                    if accept_tx.send(IoEvent::Accepted(s, addr)).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        loop {
+            let wake = self
+                .speaker
+                .poll_timeout()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(1))
+                .min(Instant::now() + Duration::from_secs(1));
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    None | Some(Command::Stop) => break,
+                    Some(c) => self.on_command(c),
+                },
+                Some(ev) = self.io_rx.recv() => self.on_io(ev),
+                _ = tokio::time::sleep_until(wake.into()) => {}
+            }
+            // Take everything else that is ready before doing the work once.
+            while let Ok(ev) = self.io_rx.try_recv() {
+                self.on_io(ev);
+            }
+            while let Ok(c) = commands.try_recv() {
+                if matches!(c, Command::Stop) {
+                    acceptor.abort();
+                    return;
+                }
+                self.on_command(c);
+            }
+            let now = Instant::now();
+            self.speaker.handle_timeout(now);
+            self.speaker.commit(now, self.policy.as_ref());
+            self.dispatch();
+            if now.duration_since(self.last_publish) >= Duration::from_secs(1) {
+                self.publish(false);
+            }
+        }
+        acceptor.abort();
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        let now = Instant::now();
+        match cmd {
+            Command::Peers(p) => {
+                self.speaker.set_peers(now, p);
+                self.publish(false);
+            }
+            Command::LocalRoutes(r) => self.speaker.set_local_routes(now, &r),
+            Command::Identity {
+                router_id,
+                local_as,
+                cluster_id,
+            } => self.speaker.set_identity(router_id, local_as, cluster_id),
+            Command::Policy(p) => self.policy = p,
+            Command::Snapshot(reply) => {
+                let _ = reply.send(status::snapshot(&self.speaker, self.started, true));
+            }
+            Command::Stop => {}
+        }
+    }
+
+    fn on_io(&mut self, ev: IoEvent) {
+        let now = Instant::now();
+        match ev {
+            IoEvent::Accepted(stream, addr) => {
+                let Some(id) = self.speaker.peer_by_address(canonical(addr.ip())) else {
+                    // Not a configured peer: refuse by closing.
+                    return;
+                };
+                if self.conns.remove(&(id, Side::Incoming)).is_some() {
+                    // The peer's earlier connection is dead to it.
+                    self.speaker.closed(now, id, Side::Incoming, "Replaced by a new connection");
+                    self.dispatch();
+                }
+                self.attach(id, Side::Incoming, stream);
+                self.speaker.connected(now, id, Side::Incoming);
+            }
+            IoEvent::Connected(id, generation, stream) => {
+                if !self.current(id, Side::Outgoing, generation) {
+                    return;
+                }
+                self.attach(id, Side::Outgoing, stream);
+                self.speaker.connected(now, id, Side::Outgoing);
+            }
+            IoEvent::ConnectFailed(id, generation, reason) => {
+                if self.current(id, Side::Outgoing, generation) {
+                    self.conns.remove(&(id, Side::Outgoing));
+                    self.speaker.closed(now, id, Side::Outgoing, &reason);
+                }
+            }
+            IoEvent::Data(id, side, generation, bytes) => {
+                if self.current(id, side, generation) {
+                    self.speaker.received(now, id, side, &bytes);
+                }
+            }
+            IoEvent::Closed(id, side, generation, reason) => {
+                if self.current(id, side, generation) {
+                    self.conns.remove(&(id, side));
+                    self.speaker.closed(now, id, side, &reason);
+                }
+            }
+        }
+    }
+
+    fn current(&self, id: PeerId, side: Side, generation: u64) -> bool {
+        self.conns.get(&(id, side)).is_some_and(|c| c.generation == generation)
+    }
+
+    fn dispatch(&mut self) {
+        let mut routes = Vec::new();
+        while let Some(out) = self.speaker.poll_output() {
+            match out {
+                Output::Connect(id) => self.connect(id),
+                Output::Send(id, side, bytes) => {
+                    if let Some(w) = self.conns.get(&(id, side)).and_then(|c| c.writer.as_ref()) {
+                        let _ = w.send(bytes);
+                    }
+                }
+                Output::Close(id, side) => {
+                    self.conns.remove(&(id, side));
+                }
+                Output::Route(c) => routes.push(c),
+                Output::PeersChanged => self.set_listener_keys(),
+            }
+        }
+        if !routes.is_empty() {
+            (self.routes)(routes);
+        }
+    }
+
+    /// Opens an outgoing connection in a task; its result comes back as an
+    /// event. The handle is registered now, so a Close before the connect
+    /// completes discards it.
+    fn connect(&mut self, id: PeerId) {
+        let Some(cfg) = self.speaker.peer_config(id) else { return };
+        self.generation += 1;
+        let generation = self.generation;
+        let (addr, source, password) = (SocketAddr::new(cfg.address, cfg.port), cfg.source_address, cfg.password.clone());
+        let tx = self.io_tx.clone();
+        let task = tokio::spawn(async move {
+            let ev = match open(addr, source, password.as_deref()).await {
+                Ok(s) => IoEvent::Connected(id, generation, s),
+                Err(e) => IoEvent::ConnectFailed(id, generation, format!("Socket: {e}")),
+            };
+            let _ = tx.send(ev);
+        });
+        self.conns.insert(
+            (id, Side::Outgoing),
+            ConnHandle {
+                generation,
+                writer: None,
+                tasks: vec![task],
+            },
+        );
+    }
+
+    /// Starts the reader and writer tasks of an open connection.
+    fn attach(&mut self, id: PeerId, side: Side, stream: TcpStream) {
+        let generation = match self.conns.get(&(id, side)) {
+            Some(c) if side == Side::Outgoing => c.generation,
+            _ => {
+                self.generation += 1;
+                self.generation
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (mut rd, mut wr) = stream.into_split();
+        let tx = self.io_tx.clone();
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            let reason = loop {
+                match rd.read(&mut buf).await {
+                    Ok(0) => break "Connection closed".to_string(),
+                    Ok(n) => {
+                        if tx.send(IoEvent::Data(id, side, generation, buf[..n].to_vec())).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => break format!("Socket: {e}"),
+                }
+            };
+            let _ = tx.send(IoEvent::Closed(id, side, generation, reason));
+        });
+        let (wtx, mut wrx) = unbounded_channel::<Vec<u8>>();
+        let writer = tokio::spawn(async move {
+            while let Some(bytes) = wrx.recv().await {
+                if wr.write_all(&bytes).await.is_err() {
+                    return;
+                }
+            }
+            let _ = wr.shutdown().await;
+        });
+        self.conns.insert(
+            (id, side),
+            ConnHandle {
+                generation,
+                writer: Some(wtx),
+                tasks: vec![reader, writer],
+            },
+        );
+    }
+
+    fn set_listener_keys(&mut self) {
+        let keys: Vec<(IpAddr, Option<String>)> = self
+            .speaker
+            .peers()
+            .map(|(_, cfg, _)| (cfg.address, cfg.password.clone()))
+            .collect();
+        let dual_stack = self.listener.local_addr().is_ok_and(|a| a.is_ipv6());
+        for (addr, key) in keys {
+            let addr = match addr {
+                IpAddr::V4(v4) if dual_stack => IpAddr::V6(v4.to_ipv6_mapped()),
+                other => other,
+            };
+            if let Some(k) = key {
+                if let Err(e) = md5::set_key(&*self.listener, addr, k.as_bytes()) {
+                    tracing::warn!(peer = %addr, error = %e, "cannot set the TCP MD5 key on the listening socket");
+                }
+            }
+        }
+    }
+
+    fn publish(&mut self, with_routes: bool) {
+        self.last_publish = Instant::now();
+        let snap = status::snapshot(&self.speaker, self.started, with_routes);
+        if let Ok(mut s) = self.shared.lock() {
+            *s = snap;
+        }
+    }
+}
+
+/// Opens a TCP connection, bound to `source` and signed with `password`.
+async fn open(addr: SocketAddr, source: Option<IpAddr>, password: Option<&str>) -> std::io::Result<TcpStream> {
+    let sock = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if let Some(src) = source {
+        sock.bind(SocketAddr::new(src, 0))?;
+    }
+    if let Some(p) = password {
+        md5::set_key(&sock, addr.ip(), p.as_bytes())?;
+    }
+    match tokio::time::timeout(Duration::from_secs(5), sock.connect(addr)).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "Connection timed out")),
+    }
+}
+
+/// An IPv4 peer accepted on a dual-stack socket shows as ::ffff:a.b.c.d.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}

@@ -1,0 +1,196 @@
+//! What each peer is sent: iBGP split horizon and route reflection
+//! (RFC 4456), the operator's export policy, and the attribute changes at
+//! the AS boundary. Per peer, what was last sent is remembered, so only
+//! differences go out and a ROUTE-REFRESH can send everything again.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+
+use crate::wire::{AsSegment, Family, MpNextHop, Nlri, PathAttributes, Update};
+
+use super::best::DEFAULT_LOCAL_PREF;
+use super::{Path, PeerId, PeerInfo, Source};
+
+/// The operator's filter (Calico's export rules, BGPFilters).
+pub trait ExportPolicy {
+    fn allow(&self, peer: &PeerInfo, prefix: &IpNet, path: &Path) -> bool;
+}
+
+/// Exports everything the BGP rules allow.
+pub struct ExportAll;
+
+impl ExportPolicy for ExportAll {
+    fn allow(&self, _: &PeerInfo, _: &IpNet, _: &Path) -> bool {
+        true
+    }
+}
+
+pub(super) struct Context<'a> {
+    pub cluster_id: Option<Ipv4Addr>,
+    pub peers: &'a HashMap<PeerId, PeerInfo>,
+}
+
+/// What one peer has been sent, and which prefixes to look at again.
+#[derive(Default)]
+pub struct PeerExport {
+    sent: HashMap<IpNet, Arc<PathAttributes>>,
+    pending: BTreeSet<IpNet>,
+}
+
+impl PeerExport {
+    pub fn len(&self) -> usize {
+        self.sent.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sent.is_empty()
+    }
+
+    pub(super) fn mark_all(&mut self, prefixes: impl IntoIterator<Item = IpNet>) {
+        self.pending.extend(prefixes);
+    }
+
+    /// Forgets what was sent, so everything is sent again.
+    pub(super) fn forget(&mut self) {
+        self.sent.clear();
+    }
+
+    /// The UPDATEs that bring the peer from what it has to what it should
+    /// have, for the pending prefixes. Announcements sharing attributes go
+    /// in one UPDATE (the codec splits it to the message size).
+    pub(super) fn flush<'p>(
+        &mut self,
+        id: PeerId,
+        peer: &PeerInfo,
+        ctx: &Context,
+        policy: &dyn ExportPolicy,
+        best: impl Fn(&IpNet) -> Option<&'p Path>,
+    ) -> Vec<Update> {
+        let mut withdrawn = Vec::new();
+        let mut groups: HashMap<Arc<PathAttributes>, Vec<Nlri>> = HashMap::new();
+        for prefix in std::mem::take(&mut self.pending) {
+            let want = best(&prefix)
+                .filter(|p| may_send(id, peer, ctx, policy, &prefix, p))
+                .and_then(|p| outgoing_attrs(peer, ctx, &prefix, p));
+            let nlri = Nlri {
+                prefix,
+                path_id: peer.add_path_tx.contains(&Family::of(&prefix)).then_some(1),
+            };
+            match want {
+                None => {
+                    if self.sent.remove(&prefix).is_some() {
+                        withdrawn.push(nlri);
+                    }
+                }
+                Some(attrs) => {
+                    if self.sent.get(&prefix).is_some_and(|s| **s == attrs) {
+                        continue;
+                    }
+                    let attrs = Arc::new(attrs);
+                    self.sent.insert(prefix, attrs.clone());
+                    groups.entry(attrs).or_default().push(nlri);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        if !withdrawn.is_empty() {
+            out.push(Update {
+                withdrawn,
+                ..Default::default()
+            });
+        }
+        for (attrs, announced) in groups {
+            out.push(Update {
+                announced,
+                attrs: (*attrs).clone(),
+                ..Default::default()
+            });
+        }
+        out
+    }
+}
+
+/// The BGP rules on who may hear a path, then the operator's policy.
+fn may_send(id: PeerId, peer: &PeerInfo, ctx: &Context, policy: &dyn ExportPolicy, prefix: &IpNet, path: &Path) -> bool {
+    if !peer.families.contains(&Family::of(prefix)) {
+        return false;
+    }
+    if let Source::Peer(src) = path.source {
+        if src == id {
+            return false;
+        }
+        let Some(from) = ctx.peers.get(&src) else {
+            return false;
+        };
+        // iBGP split horizon; a reflector passes client routes to everyone
+        // and non-client routes to clients (RFC 4456 §6).
+        if from.ibgp() && peer.ibgp() && !(ctx.cluster_id.is_some() && (from.rr_client || peer.rr_client)) {
+            return false;
+        }
+    }
+    policy.allow(peer, prefix, path)
+}
+
+/// The attributes as this peer receives them; None when there is no
+/// next hop we could give it.
+fn outgoing_attrs(peer: &PeerInfo, ctx: &Context, prefix: &IpNet, path: &Path) -> Option<PathAttributes> {
+    let mut a = (*path.attrs).clone();
+    let mut next_hop_self = path.source == Source::Local;
+    if peer.ibgp() {
+        a.local_pref = Some(a.local_pref.unwrap_or(DEFAULT_LOCAL_PREF));
+        if let Source::Peer(src) = path.source {
+            if ctx.peers.get(&src).is_some_and(|f| f.ibgp()) {
+                reflect(&mut a, ctx, ctx.peers[&src].router_id);
+            }
+        }
+    } else {
+        prepend(&mut a, peer.local_as);
+        a.local_pref = None;
+        a.originator_id = None;
+        a.cluster_list.clear();
+        if path.source != Source::Local {
+            a.med = None;
+        }
+        next_hop_self |= !peer.keep_next_hop;
+    }
+    match prefix {
+        IpNet::V4(_) => {
+            a.mp_next_hop = None;
+            if next_hop_self || a.next_hop.is_none() {
+                a.next_hop = Some(peer.local_v4?);
+            }
+        }
+        IpNet::V6(_) => {
+            a.next_hop = None;
+            if next_hop_self || a.mp_next_hop.is_none() {
+                a.mp_next_hop = Some(MpNextHop {
+                    global: peer.local_v6?,
+                    link_local: None,
+                });
+            }
+        }
+    }
+    Some(a)
+}
+
+/// RFC 4456 §8: ORIGINATOR_ID names the first iBGP router; CLUSTER_LIST
+/// records each reflector's cluster.
+fn reflect(a: &mut PathAttributes, ctx: &Context, learned_from: Ipv4Addr) {
+    if a.originator_id.is_none() {
+        a.originator_id = Some(learned_from);
+    }
+    if let Some(c) = ctx.cluster_id {
+        a.cluster_list.insert(0, c);
+    }
+}
+
+/// Puts our AS in front of the AS_PATH (RFC 4271 §5.1.2).
+fn prepend(a: &mut PathAttributes, asn: u32) {
+    match a.as_path.first_mut() {
+        Some(AsSegment::Sequence(seq)) if seq.len() < 255 => seq.insert(0, asn),
+        _ => a.as_path.insert(0, AsSegment::Sequence(vec![asn])),
+    }
+}

@@ -1,0 +1,358 @@
+//! The routing table: every path to every prefix (from this node and from
+//! each peer), the best of them, and what each peer has been sent.
+//!
+//! Changes go in as local routes, peer UPDATEs and peer-down events; each
+//! returns the prefixes whose paths changed. `commit` then works out, for
+//! just those prefixes, the new best paths and per-peer exports, so the
+//! cost of a change is the prefixes it touches times the peers, never the
+//! whole table.
+
+mod best;
+mod export;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use ipnet::IpNet;
+
+use crate::wire::{Family, Nlri, PathAttributes, Update};
+
+pub use best::compare;
+pub use export::{ExportAll, ExportPolicy, PeerExport};
+
+/// Who a path came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Source {
+    /// Originated by this node.
+    Local,
+    Peer(PeerId),
+}
+
+/// A peer's index in the RIB, given by the speaker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerId(pub u32);
+
+/// What the RIB needs to know about a peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerInfo {
+    pub address: IpAddr,
+    pub router_id: Ipv4Addr,
+    pub local_as: u32,
+    pub peer_as: u32,
+    /// We reflect routes to this peer as to a route-reflector client.
+    pub rr_client: bool,
+    /// Our IPv4/IPv6 address towards this peer (next hop self).
+    pub local_v4: Option<Ipv4Addr>,
+    pub local_v6: Option<std::net::Ipv6Addr>,
+    /// Keep the next hop of routes sent to this eBGP peer.
+    pub keep_next_hop: bool,
+    pub families: Vec<Family>,
+    /// Send a path id with each prefix (ADD-PATH tx negotiated).
+    pub add_path_tx: Vec<Family>,
+}
+
+impl PeerInfo {
+    pub fn ibgp(&self) -> bool {
+        self.local_as == self.peer_as
+    }
+}
+
+/// One path to a prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Path {
+    pub source: Source,
+    /// The path id the peer gave it (0 without ADD-PATH).
+    pub path_id: u32,
+    pub attrs: Arc<PathAttributes>,
+    /// Kept across the peer's graceful restart, not yet refreshed.
+    pub stale: bool,
+    pub since: Instant,
+}
+
+/// A prefix's paths. An entry whose last path went stays until the next
+/// commit, so the commit still knows what its best path was.
+#[derive(Default)]
+struct Entry {
+    paths: Vec<Path>,
+    /// The best path as of the last commit.
+    best: Option<Path>,
+}
+
+/// A change of a prefix's best path, as the kernel sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BestChange {
+    pub prefix: IpNet,
+    /// None: no path left.
+    pub best: Option<Path>,
+}
+
+pub struct Rib {
+    router_id: Ipv4Addr,
+    cluster_id: Option<Ipv4Addr>,
+    local_as: u32,
+    entries: HashMap<IpNet, Entry>,
+    peers: HashMap<PeerId, PeerInfo>,
+    /// Prefixes changed since the last commit.
+    dirty: HashSet<IpNet>,
+    /// Per established peer: what it was last sent.
+    exports: HashMap<PeerId, PeerExport>,
+}
+
+impl Rib {
+    pub fn new(router_id: Ipv4Addr, local_as: u32, cluster_id: Option<Ipv4Addr>) -> Rib {
+        Rib {
+            router_id,
+            cluster_id,
+            local_as,
+            entries: HashMap::new(),
+            peers: HashMap::new(),
+            dirty: HashSet::new(),
+            exports: HashMap::new(),
+        }
+    }
+
+    pub fn set_identity(&mut self, router_id: Ipv4Addr, local_as: u32, cluster_id: Option<Ipv4Addr>) {
+        self.router_id = router_id;
+        self.local_as = local_as;
+        self.cluster_id = cluster_id;
+    }
+
+    pub fn set_peer(&mut self, id: PeerId, info: PeerInfo) {
+        self.peers.insert(id, info);
+    }
+
+    pub fn peer(&self, id: PeerId) -> Option<&PeerInfo> {
+        self.peers.get(&id)
+    }
+
+    /// Removes a peer with all its paths (it was de-configured).
+    pub fn remove_peer(&mut self, id: PeerId) {
+        self.drop_paths(|_, p| p.source == Source::Peer(id));
+        self.exports.remove(&id);
+        self.peers.remove(&id);
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn best(&self, prefix: &IpNet) -> Option<&Path> {
+        self.entries.get(prefix)?.best.as_ref()
+    }
+
+    /// Every prefix with its paths (best first), for status output.
+    pub fn iter(&self) -> impl Iterator<Item = (&IpNet, Vec<&Path>)> {
+        self.entries.iter().filter(|(_, e)| !e.paths.is_empty()).map(|(p, e)| {
+            let mut v: Vec<&Path> = e.best.iter().collect();
+            v.extend(e.paths.iter().filter(|p| Some(*p) != e.best.as_ref()));
+            (p, v)
+        })
+    }
+
+    /// Paths received from one peer (accepted after import checks).
+    pub fn received_count(&self, id: PeerId) -> usize {
+        self.entries
+            .values()
+            .flat_map(|e| &e.paths)
+            .filter(|p| p.source == Source::Peer(id))
+            .count()
+    }
+
+    pub fn preferred_count(&self, id: PeerId) -> usize {
+        self.entries
+            .values()
+            .filter_map(|e| e.best.as_ref())
+            .filter(|p| p.source == Source::Peer(id))
+            .count()
+    }
+
+    pub fn exported_count(&self, id: PeerId) -> usize {
+        self.exports.get(&id).map_or(0, |e| e.len())
+    }
+
+    /// Sets this node's own routes to exactly `routes`.
+    pub fn set_local(&mut self, routes: &[(IpNet, PathAttributes)], now: Instant) {
+        let wanted: HashMap<IpNet, &PathAttributes> = routes.iter().map(|(p, a)| (p.trunc(), a)).collect();
+        let stale: Vec<IpNet> = self
+            .entries
+            .iter()
+            .filter(|(p, e)| e.paths.iter().any(|x| x.source == Source::Local) && !wanted.contains_key(p))
+            .map(|(p, _)| *p)
+            .collect();
+        for p in stale {
+            self.remove_path(p, Source::Local, 0);
+        }
+        for (prefix, attrs) in wanted {
+            let same = self
+                .entries
+                .get(&prefix)
+                .and_then(|e| e.paths.iter().find(|x| x.source == Source::Local))
+                .is_some_and(|x| *x.attrs == *attrs);
+            if !same {
+                self.put_path(prefix, Source::Local, 0, Arc::new(attrs.clone()), now);
+            }
+        }
+    }
+
+    /// Applies an UPDATE from a peer; routes that would loop are ignored.
+    pub fn apply_update(&mut self, id: PeerId, update: &Update, now: Instant) {
+        for n in &update.withdrawn {
+            self.remove_path(n.prefix, Source::Peer(id), n.path_id.unwrap_or(0));
+        }
+        if update.announced.is_empty() {
+            return;
+        }
+        let Some(peer) = self.peers.get(&id) else {
+            return;
+        };
+        if self.loops(peer, &update.attrs) {
+            for n in &update.announced {
+                self.remove_path(n.prefix, Source::Peer(id), n.path_id.unwrap_or(0));
+            }
+            return;
+        }
+        let attrs = Arc::new(update.attrs.clone());
+        for Nlri { prefix, path_id } in &update.announced {
+            self.put_path(*prefix, Source::Peer(id), path_id.unwrap_or(0), attrs.clone(), now);
+        }
+    }
+
+    /// RFC 4456 §8 and RFC 4271 §9.1.2: our own AS, router id or cluster
+    /// id on the path means it went round a loop.
+    fn loops(&self, peer: &PeerInfo, attrs: &PathAttributes) -> bool {
+        if !peer.ibgp() {
+            return attrs.contains_as(self.local_as);
+        }
+        attrs.originator_id == Some(self.router_id)
+            || self.cluster_id.is_some_and(|c| attrs.cluster_list.contains(&c))
+    }
+
+    /// The peer's session ended. Gracefully: its paths stay, marked stale,
+    /// until `end_of_rib` or `flush_stale`. Otherwise they go now.
+    pub fn peer_down(&mut self, id: PeerId, graceful: bool) {
+        self.exports.remove(&id);
+        if !graceful {
+            self.drop_paths(|_, p| p.source == Source::Peer(id));
+            return;
+        }
+        for (prefix, e) in self.entries.iter_mut() {
+            for p in e.paths.iter_mut().filter(|p| p.source == Source::Peer(id)) {
+                p.stale = true;
+                self.dirty.insert(*prefix);
+            }
+        }
+    }
+
+    /// The peer finished sending `family` (End-of-RIB), or its restart time
+    /// ran out (`family` None: all): its paths still stale are gone.
+    pub fn flush_stale(&mut self, id: PeerId, family: Option<Family>) {
+        self.drop_paths(|prefix, p| {
+            p.source == Source::Peer(id) && p.stale && family.is_none_or(|f| f == Family::of(prefix))
+        });
+    }
+
+    /// Starts exporting to a peer whose session is Established; the next
+    /// commit sends it the whole table.
+    pub fn peer_up(&mut self, id: PeerId) {
+        self.exports.insert(id, PeerExport::default());
+        let all: Vec<IpNet> = self.entries.keys().copied().collect();
+        self.exports.get_mut(&id).expect("just inserted").mark_all(all);
+    }
+
+    /// Everything again for this peer (ROUTE-REFRESH).
+    pub fn refresh(&mut self, id: PeerId) {
+        if let Some(e) = self.exports.get_mut(&id) {
+            e.forget();
+            let all: Vec<IpNet> = self.entries.keys().copied().collect();
+            e.mark_all(all);
+        }
+    }
+
+    fn drop_paths(&mut self, doomed: impl Fn(&IpNet, &Path) -> bool) {
+        for (prefix, e) in self.entries.iter_mut() {
+            let before = e.paths.len();
+            e.paths.retain(|p| !doomed(prefix, p));
+            if e.paths.len() != before {
+                self.dirty.insert(*prefix);
+            }
+        }
+    }
+
+    fn put_path(&mut self, prefix: IpNet, source: Source, path_id: u32, attrs: Arc<PathAttributes>, now: Instant) {
+        let e = self.entries.entry(prefix).or_default();
+        let path = Path {
+            source,
+            path_id,
+            attrs,
+            stale: false,
+            since: now,
+        };
+        match e.paths.iter_mut().find(|p| p.source == source && p.path_id == path_id) {
+            Some(old) => {
+                let since = if old.attrs == path.attrs { old.since } else { now };
+                *old = Path { since, ..path };
+            }
+            None => e.paths.push(path),
+        }
+        self.dirty.insert(prefix);
+    }
+
+    fn remove_path(&mut self, prefix: IpNet, source: Source, path_id: u32) {
+        let Some(e) = self.entries.get_mut(&prefix) else {
+            return;
+        };
+        let before = e.paths.len();
+        e.paths.retain(|p| !(p.source == source && p.path_id == path_id));
+        if e.paths.len() == before {
+            return;
+        }
+        self.dirty.insert(prefix);
+    }
+
+    /// Recomputes the best paths of changed prefixes and what each peer
+    /// must be sent. Returns the best-path changes (for the kernel) and,
+    /// per peer, the UPDATEs to send.
+    pub fn commit(&mut self, policy: &dyn ExportPolicy) -> (Vec<BestChange>, Vec<(PeerId, Vec<Update>)>) {
+        let dirty: BTreeSet<IpNet> = self.dirty.drain().collect();
+        let mut changes = Vec::new();
+        for prefix in &dirty {
+            let Some(e) = self.entries.get_mut(prefix) else { continue };
+            let after = best::select(&e.paths, &self.peers).map(|i| e.paths[i].clone());
+            let before = std::mem::replace(&mut e.best, after.clone());
+            if e.paths.is_empty() {
+                self.entries.remove(prefix);
+            }
+            if before != after {
+                changes.push(BestChange { prefix: *prefix, best: after });
+            }
+        }
+        for e in self.exports.values_mut() {
+            e.mark_all(dirty.iter().copied());
+        }
+        let ctx = export::Context {
+            cluster_id: self.cluster_id,
+            peers: &self.peers,
+        };
+        let mut updates = Vec::new();
+        for (id, exp) in self.exports.iter_mut() {
+            let Some(peer) = self.peers.get(id) else { continue };
+            let msgs = exp.flush(*id, peer, &ctx, policy, |p| {
+                self.entries.get(p).and_then(|e| e.best.as_ref())
+            });
+            if !msgs.is_empty() {
+                updates.push((*id, msgs));
+            }
+        }
+        updates.sort_by_key(|(id, _)| *id);
+        (changes, updates)
+    }
+}
+
+#[cfg(test)]
+mod tests;

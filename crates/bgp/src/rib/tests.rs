@@ -1,0 +1,235 @@
+use std::net::Ipv4Addr;
+use std::time::Instant;
+
+use super::*;
+use crate::wire::{AsSegment, Origin};
+
+fn net(s: &str) -> IpNet {
+    s.parse().unwrap()
+}
+
+fn peer(last: u8, peer_as: u32, rr_client: bool) -> PeerInfo {
+    PeerInfo {
+        address: format!("10.0.0.{last}").parse().unwrap(),
+        router_id: Ipv4Addr::new(10, 0, 0, last),
+        local_as: 64512,
+        peer_as,
+        rr_client,
+        local_v4: Some(Ipv4Addr::new(10, 0, 0, 1)),
+        local_v6: Some("fd00::1".parse().unwrap()),
+        keep_next_hop: false,
+        families: vec![Family::Ipv4Unicast, Family::Ipv6Unicast],
+        add_path_tx: vec![],
+    }
+}
+
+fn announce(prefix: &str, next_hop: [u8; 4], as_path: Vec<u32>) -> Update {
+    Update {
+        announced: vec![Nlri {
+            prefix: net(prefix),
+            path_id: None,
+        }],
+        attrs: PathAttributes {
+            next_hop: Some(Ipv4Addr::from(next_hop)),
+            as_path: if as_path.is_empty() {
+                vec![]
+            } else {
+                vec![AsSegment::Sequence(as_path)]
+            },
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+fn withdraw(prefix: &str) -> Update {
+    Update {
+        withdrawn: vec![Nlri {
+            prefix: net(prefix),
+            path_id: None,
+        }],
+        ..Default::default()
+    }
+}
+
+/// A RIB for node 10.0.0.1 with iBGP peers 2 and 3 (both Established).
+fn two_ibgp_peers(cluster: Option<Ipv4Addr>, clients: bool) -> Rib {
+    let mut rib = Rib::new(Ipv4Addr::new(10, 0, 0, 1), 64512, cluster);
+    for (id, last) in [(2, 2), (3, 3)] {
+        rib.set_peer(PeerId(id), peer(last, 64512, clients));
+        rib.peer_up(PeerId(id));
+    }
+    rib
+}
+
+fn sent_to(updates: &[(PeerId, Vec<Update>)], id: u32) -> Vec<Update> {
+    updates
+        .iter()
+        .filter(|(p, _)| *p == PeerId(id))
+        .flat_map(|(_, u)| u.clone())
+        .collect()
+}
+
+#[test]
+fn local_routes_go_to_ibgp_peers_with_next_hop_self() {
+    let mut rib = two_ibgp_peers(None, false);
+    rib.set_local(&[(net("10.65.0.0/26"), PathAttributes::default())], Instant::now());
+    let (best, updates) = rib.commit(&ExportAll);
+    assert_eq!(best.len(), 1);
+    let to2 = sent_to(&updates, 2);
+    assert_eq!(to2.len(), 1);
+    assert_eq!(to2[0].announced[0].prefix, net("10.65.0.0/26"));
+    assert_eq!(to2[0].attrs.next_hop, Some(Ipv4Addr::new(10, 0, 0, 1)));
+    assert_eq!(to2[0].attrs.local_pref, Some(100));
+    assert!(to2[0].attrs.as_path.is_empty(), "iBGP adds no AS");
+    // Nothing changed: nothing sent.
+    let (best, updates) = rib.commit(&ExportAll);
+    assert!(best.is_empty() && updates.is_empty());
+    // Gone: withdrawn.
+    rib.set_local(&[], Instant::now());
+    let (_, updates) = rib.commit(&ExportAll);
+    assert_eq!(sent_to(&updates, 3)[0].withdrawn[0].prefix, net("10.65.0.0/26"));
+}
+
+#[test]
+fn ibgp_routes_are_not_passed_on_without_reflection() {
+    let mut rib = two_ibgp_peers(None, false);
+    rib.apply_update(PeerId(2), &announce("10.65.1.0/26", [10, 0, 0, 2], vec![]), Instant::now());
+    let (best, updates) = rib.commit(&ExportAll);
+    assert_eq!(best[0].best.as_ref().unwrap().source, Source::Peer(PeerId(2)));
+    assert!(sent_to(&updates, 3).is_empty(), "split horizon");
+    assert!(sent_to(&updates, 2).is_empty(), "never back to the sender");
+}
+
+#[test]
+fn a_reflector_passes_client_routes_on_with_originator_and_cluster() {
+    let cluster = Ipv4Addr::new(224, 0, 0, 1);
+    let mut rib = two_ibgp_peers(Some(cluster), true);
+    rib.apply_update(PeerId(2), &announce("10.65.1.0/26", [10, 0, 0, 2], vec![]), Instant::now());
+    let (_, updates) = rib.commit(&ExportAll);
+    let to3 = sent_to(&updates, 3);
+    assert_eq!(to3.len(), 1);
+    assert_eq!(to3[0].attrs.originator_id, Some(Ipv4Addr::new(10, 0, 0, 2)));
+    assert_eq!(to3[0].attrs.cluster_list, vec![cluster]);
+    assert_eq!(to3[0].attrs.next_hop, Some(Ipv4Addr::new(10, 0, 0, 2)), "next hop kept");
+}
+
+#[test]
+fn reflected_routes_that_loop_are_dropped() {
+    let cluster = Ipv4Addr::new(224, 0, 0, 1);
+    let mut rib = two_ibgp_peers(Some(cluster), true);
+    let mut u = announce("10.65.1.0/26", [10, 0, 0, 2], vec![]);
+    u.attrs.originator_id = Some(Ipv4Addr::new(10, 0, 0, 1));
+    rib.apply_update(PeerId(2), &u, Instant::now());
+    let mut u = announce("10.65.2.0/26", [10, 0, 0, 2], vec![]);
+    u.attrs.cluster_list = vec![cluster];
+    rib.apply_update(PeerId(2), &u, Instant::now());
+    let (best, _) = rib.commit(&ExportAll);
+    assert!(best.is_empty(), "{best:?}");
+}
+
+#[test]
+fn ebgp_gets_our_as_and_no_local_pref() {
+    let mut rib = Rib::new(Ipv4Addr::new(10, 0, 0, 1), 64512, None);
+    rib.set_peer(PeerId(9), peer(9, 65000, false));
+    rib.peer_up(PeerId(9));
+    rib.set_local(&[(net("10.65.0.0/26"), PathAttributes::default())], Instant::now());
+    let (_, updates) = rib.commit(&ExportAll);
+    let u = &sent_to(&updates, 9)[0];
+    assert_eq!(u.attrs.as_path, vec![AsSegment::Sequence(vec![64512])]);
+    assert_eq!(u.attrs.local_pref, None);
+    // A route that already has our AS in it comes back: a loop.
+    rib.apply_update(PeerId(9), &announce("10.70.0.0/16", [10, 0, 0, 9], vec![65000, 64512]), Instant::now());
+    let (best, _) = rib.commit(&ExportAll);
+    assert!(best.is_empty());
+}
+
+#[test]
+fn best_path_prefers_shorter_as_path_then_lower_origin() {
+    let mut rib = Rib::new(Ipv4Addr::new(10, 0, 0, 1), 64512, None);
+    rib.set_peer(PeerId(8), peer(8, 65008, false));
+    rib.set_peer(PeerId(9), peer(9, 65009, false));
+    rib.apply_update(PeerId(8), &announce("10.70.0.0/16", [10, 0, 0, 8], vec![65008, 1, 2]), Instant::now());
+    rib.apply_update(PeerId(9), &announce("10.70.0.0/16", [10, 0, 0, 9], vec![65009, 1]), Instant::now());
+    rib.commit(&ExportAll);
+    assert_eq!(rib.best(&net("10.70.0.0/16")).unwrap().source, Source::Peer(PeerId(9)));
+    let mut u = announce("10.70.0.0/16", [10, 0, 0, 8], vec![65008, 1]);
+    u.attrs.origin = Origin::Igp;
+    rib.apply_update(PeerId(8), &u, Instant::now());
+    let mut u = announce("10.70.0.0/16", [10, 0, 0, 9], vec![65009, 1]);
+    u.attrs.origin = Origin::Incomplete;
+    rib.apply_update(PeerId(9), &u, Instant::now());
+    let (best, _) = rib.commit(&ExportAll);
+    assert_eq!(best.len(), 1);
+    assert_eq!(rib.best(&net("10.70.0.0/16")).unwrap().source, Source::Peer(PeerId(8)));
+}
+
+#[test]
+fn graceful_restart_keeps_routes_stale_until_end_of_rib() {
+    let mut rib = two_ibgp_peers(None, false);
+    rib.apply_update(PeerId(2), &announce("10.65.1.0/26", [10, 0, 0, 2], vec![]), Instant::now());
+    rib.apply_update(PeerId(2), &announce("10.65.2.0/26", [10, 0, 0, 2], vec![]), Instant::now());
+    rib.commit(&ExportAll);
+    rib.peer_down(PeerId(2), true);
+    rib.commit(&ExportAll);
+    assert!(rib.best(&net("10.65.1.0/26")).unwrap().stale, "kept, stale");
+    // The peer comes back and re-announces one of the two.
+    rib.peer_up(PeerId(2));
+    rib.apply_update(PeerId(2), &announce("10.65.1.0/26", [10, 0, 0, 2], vec![]), Instant::now());
+    rib.flush_stale(PeerId(2), Some(Family::Ipv4Unicast));
+    let (best, _) = rib.commit(&ExportAll);
+    assert!(!rib.best(&net("10.65.1.0/26")).unwrap().stale);
+    assert!(rib.best(&net("10.65.2.0/26")).is_none());
+    assert!(best.iter().any(|c| c.prefix == net("10.65.2.0/26") && c.best.is_none()));
+}
+
+#[test]
+fn a_hard_down_removes_at_once_and_withdraws() {
+    let cluster = Ipv4Addr::new(224, 0, 0, 1);
+    let mut rib = two_ibgp_peers(Some(cluster), true);
+    rib.apply_update(PeerId(2), &announce("10.65.1.0/26", [10, 0, 0, 2], vec![]), Instant::now());
+    rib.commit(&ExportAll);
+    rib.peer_down(PeerId(2), false);
+    let (best, updates) = rib.commit(&ExportAll);
+    assert_eq!(best.len(), 1);
+    assert!(best[0].best.is_none());
+    assert_eq!(sent_to(&updates, 3)[0].withdrawn.len(), 1);
+    assert_eq!(rib.received_count(PeerId(2)), 0);
+    rib.apply_update(PeerId(3), &withdraw("10.65.9.0/26"), Instant::now());
+    assert!(rib.commit(&ExportAll).0.is_empty(), "withdrawing the unknown is harmless");
+}
+
+#[test]
+fn route_refresh_sends_everything_again() {
+    let mut rib = two_ibgp_peers(None, false);
+    rib.set_local(&[(net("10.65.0.0/26"), PathAttributes::default())], Instant::now());
+    rib.commit(&ExportAll);
+    rib.refresh(PeerId(2));
+    let (_, updates) = rib.commit(&ExportAll);
+    assert_eq!(sent_to(&updates, 2).len(), 1);
+    assert!(sent_to(&updates, 3).is_empty());
+}
+
+#[test]
+fn add_path_tx_gives_a_path_id() {
+    let mut rib = Rib::new(Ipv4Addr::new(10, 0, 0, 1), 64512, None);
+    let mut p = peer(2, 64512, false);
+    p.add_path_tx = vec![Family::Ipv4Unicast];
+    rib.set_peer(PeerId(2), p);
+    rib.peer_up(PeerId(2));
+    rib.set_local(
+        &[
+            (net("10.65.0.0/26"), PathAttributes::default()),
+            (net("fd00:65::/122"), PathAttributes::default()),
+        ],
+        Instant::now(),
+    );
+    let (_, updates) = rib.commit(&ExportAll);
+    let sent = sent_to(&updates, 2);
+    let v4 = sent.iter().find(|u| u.announced[0].prefix.addr().is_ipv4()).unwrap();
+    let v6 = sent.iter().find(|u| u.announced[0].prefix.addr().is_ipv6()).unwrap();
+    assert_eq!(v4.announced[0].path_id, Some(1));
+    assert_eq!(v6.announced[0].path_id, None);
+    assert_eq!(v6.attrs.mp_next_hop.unwrap().global, "fd00::1".parse::<std::net::Ipv6Addr>().unwrap());
+    assert_eq!(v6.attrs.next_hop, None);
+}
