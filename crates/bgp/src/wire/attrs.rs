@@ -315,7 +315,7 @@ fn large(w: &[u8]) -> [u32; 3] {
 
 /// A non-empty list of `size`-byte items (RFC 7606 §7.8, §7.10; RFC 8092 §6).
 fn words(v: &[u8], size: usize) -> Option<std::slice::ChunksExact<'_, u8>> {
-    (!v.is_empty() && v.len() % size == 0).then(|| v.chunks_exact(size))
+    (!v.is_empty() && v.len().is_multiple_of(size)).then(|| v.chunks_exact(size))
 }
 
 /// AGGREGATOR: the AS in the session's width, then the router id.

@@ -103,6 +103,10 @@ impl std::fmt::Display for Family {
 }
 
 /// One BGP message (RFC 4271 §4, plus ROUTE-REFRESH from RFC 2918/7313).
+///
+/// Messages live only between the socket and the session, so boxing the
+/// large `Update` would cost an allocation for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
     Open(Open),

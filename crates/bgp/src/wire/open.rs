@@ -261,7 +261,7 @@ fn decode_capability(code: u8, value: &[u8]) -> Option<Capability> {
 }
 
 fn decode_graceful_restart(value: &[u8]) -> Option<Capability> {
-    if value.len() < 2 || (value.len() - 2) % 4 != 0 {
+    if value.len() < 2 || !(value.len() - 2).is_multiple_of(4) {
         return None;
     }
     let word = u16::from_be_bytes([value[0], value[1]]);
@@ -279,7 +279,7 @@ fn decode_graceful_restart(value: &[u8]) -> Option<Capability> {
 /// RFC 7911 §4: a Send/Receive value other than 1..3 makes the whole
 /// capability "not understood".
 fn decode_add_path(value: &[u8]) -> Option<Capability> {
-    if value.is_empty() || value.len() % 4 != 0 {
+    if value.is_empty() || !value.len().is_multiple_of(4) {
         return None;
     }
     let entries = value
