@@ -1,0 +1,1 @@
+//! Hand-written byte vectors for whole messages.
