@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 
 use crate::rib::{BestChange, ExportPolicy, PeerId, PeerInfo, Rib};
-use crate::session::{Action, Negotiated, Session, SessionConfig, Side, CEASE_ADMIN_RESET, CEASE_PEER_DECONFIGURED};
+use crate::session::{
+    Action, Negotiated, Session, SessionConfig, Side, CEASE_ADMIN_RESET, CEASE_PEER_DECONFIGURED,
+};
 use crate::wire::{Family, PathAttributes, Update};
 
 /// One configured peer.
@@ -84,7 +86,12 @@ impl Speaker {
         &self.rib
     }
 
-    pub fn set_identity(&mut self, router_id: Ipv4Addr, local_as: u32, cluster_id: Option<Ipv4Addr>) {
+    pub fn set_identity(
+        &mut self,
+        router_id: Ipv4Addr,
+        local_as: u32,
+        cluster_id: Option<Ipv4Addr>,
+    ) {
         self.rib.set_identity(router_id, local_as, cluster_id);
     }
 
@@ -119,11 +126,16 @@ impl Speaker {
     /// Makes the configured peers exactly `wanted`: new ones start, gone
     /// ones stop, changed ones restart; the others are left alone.
     pub fn set_peers(&mut self, now: Instant, wanted: Vec<PeerConfig>) {
-        let wanted: BTreeMap<String, PeerConfig> = wanted.into_iter().map(|p| (p.name.clone(), p)).collect();
+        let wanted: BTreeMap<String, PeerConfig> =
+            wanted.into_iter().map(|p| (p.name.clone(), p)).collect();
         let gone: Vec<String> = self
             .by_name
             .keys()
-            .filter(|n| wanted.get(*n).is_none_or(|w| *w != self.peers[&self.by_name[*n]].cfg))
+            .filter(|n| {
+                wanted
+                    .get(*n)
+                    .is_none_or(|w| *w != self.peers[&self.by_name[*n]].cfg)
+            })
             .cloned()
             .collect();
         let changed = !gone.is_empty() || wanted.keys().any(|n| !self.by_name.contains_key(n));
@@ -229,7 +241,9 @@ impl Speaker {
             self.outputs.push_back(Output::Route(c));
         }
         for (id, msgs) in updates {
-            let Some(p) = self.peers.get_mut(&id) else { continue };
+            let Some(p) = self.peers.get_mut(&id) else {
+                continue;
+            };
             for u in &msgs {
                 p.session.send_update(now, u);
             }
@@ -238,7 +252,13 @@ impl Speaker {
         for id in ids {
             let p = self.peers.get_mut(&id).expect("listed");
             for f in std::mem::take(&mut p.eor_due) {
-                p.session.send_update(now, &Update { end_of_rib: Some(f), ..Default::default() });
+                p.session.send_update(
+                    now,
+                    &Update {
+                        end_of_rib: Some(f),
+                        ..Default::default()
+                    },
+                );
             }
             self.drain(now, id);
         }
@@ -247,8 +267,12 @@ impl Speaker {
     /// Carries out what a session asked for.
     fn drain(&mut self, now: Instant, id: PeerId) {
         loop {
-            let Some(p) = self.peers.get_mut(&id) else { return };
-            let Some(action) = p.session.poll_action() else { return };
+            let Some(p) = self.peers.get_mut(&id) else {
+                return;
+            };
+            let Some(action) = p.session.poll_action() else {
+                return;
+            };
             match action {
                 Action::Connect => self.outputs.push_back(Output::Connect(id)),
                 Action::Send(side, bytes) => self.outputs.push_back(Output::Send(id, side, bytes)),
@@ -264,7 +288,8 @@ impl Speaker {
                 Action::Down { graceful, .. } => {
                     let p = self.peers.get_mut(&id).expect("checked");
                     p.eor_due.clear();
-                    let keep = graceful.then(|| p.peer_restart_time.unwrap_or(STALE_AFTER_REESTABLISH));
+                    let keep =
+                        graceful.then(|| p.peer_restart_time.unwrap_or(STALE_AFTER_REESTABLISH));
                     p.stale_deadline = keep.map(|t| now + t);
                     self.rib.peer_down(id, keep.is_some());
                 }

@@ -80,7 +80,8 @@ pub fn snapshot(speaker: &Speaker, started: SystemTime, with_routes: bool) -> Sp
                 neighbor_id: neg.map(|n| n.peer_id),
                 source_address: cfg.source_address,
                 hold: neg.and_then(|n| Some((secs(s.hold_remaining(now)?), secs(n.hold_time)))),
-                keepalive: neg.and_then(|n| Some((secs(s.keepalive_remaining(now)?), secs(n.keepalive)))),
+                keepalive: neg
+                    .and_then(|n| Some((secs(s.keepalive_remaining(now)?), secs(n.keepalive)))),
                 rr_client: cfg.rr_client,
                 passive: cfg.session.passive,
                 peer_capabilities: neg.map(|n| n.peer_capabilities.clone()).unwrap_or_default(),
@@ -91,7 +92,11 @@ pub fn snapshot(speaker: &Speaker, started: SystemTime, with_routes: bool) -> Sp
             }
         })
         .collect();
-    let routes = if with_routes { routes(speaker, &to_wall) } else { Vec::new() };
+    let routes = if with_routes {
+        routes(speaker, &to_wall)
+    } else {
+        Vec::new()
+    };
     SpeakerStatus {
         router_id: None,
         started: Some(started),

@@ -91,7 +91,10 @@ impl<B: NetlinkBackend> LearnedRoutes<B> {
     pub fn apply(&mut self) -> Result<ApplyStats, DataplaneError> {
         let mut stats = ApplyStats::default();
         if self.need_read {
-            let read = self.nl.routes(self.protocol).map_err(|e| DataplaneError::Netlink(e.to_string()))?;
+            let read = self
+                .nl
+                .routes(self.protocol)
+                .map_err(|e| DataplaneError::Netlink(e.to_string()))?;
             self.actual = read.into_iter().map(|r| (r.dst, r)).collect();
             self.dirty.extend(self.actual.keys().copied());
             self.dirty.extend(self.desired.keys().copied());
@@ -172,7 +175,11 @@ mod tests {
         let r = via("10.65.1.0/26", "10.0.0.2");
         m.set(r.dst, Some(r));
         m.apply().unwrap();
-        assert_eq!(m.nl.routes(RTPROT_BIRD).unwrap().len(), 2, "nothing deleted before convergence");
+        assert_eq!(
+            m.nl.routes(RTPROT_BIRD).unwrap().len(),
+            2,
+            "nothing deleted before convergence"
+        );
         m.converged();
         m.apply().unwrap();
         let left = m.nl.routes(RTPROT_BIRD).unwrap();
@@ -196,6 +203,10 @@ mod tests {
         let routes = m.nl.routes(RTPROT_BIRD).unwrap();
         assert_eq!(routes.len(), 99);
         assert!(routes.iter().any(|r| moved.satisfied_by(r)));
-        assert_eq!(m.apply().unwrap(), ApplyStats::default(), "nothing left to do");
+        assert_eq!(
+            m.apply().unwrap(),
+            ApplyStats::default(),
+            "nothing left to do"
+        );
     }
 }

@@ -17,8 +17,8 @@ pub use nft::{CommandNft, FakeNft, GenerationTracked, NftBackend, PolicyManager}
 pub mod condition;
 pub mod conntrack;
 pub mod iface;
-pub mod learned;
 pub mod ipip;
+pub mod learned;
 pub mod mtu;
 pub mod netlink;
 pub mod routes;

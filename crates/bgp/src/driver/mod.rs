@@ -63,26 +63,33 @@ impl Driver {
         let sessions = Arc::new(Mutex::new(SpeakerStatus::default()));
         let shared = sessions.clone();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let thread = std::thread::Builder::new().name("bgp".into()).spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                    return;
-                }
-            };
-            rt.block_on(async move {
-                let listener = match bind(listen).await {
-                    Ok(l) => l,
+        let thread = std::thread::Builder::new()
+            .name("bgp".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
                         return;
                     }
                 };
-                let _ = ready_tx.send(listener.local_addr());
-                Loop::new(speaker, policy, routes, shared, listener).run(rx).await;
-            });
-        })?;
+                rt.block_on(async move {
+                    let listener = match bind(listen).await {
+                        Ok(l) => l,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(listener.local_addr());
+                    Loop::new(speaker, policy, routes, shared, listener)
+                        .run(rx)
+                        .await;
+                });
+            })?;
         let addr = ready_rx
             .recv()
             .map_err(|_| std::io::Error::other("the BGP thread died while starting"))??;
@@ -281,7 +288,8 @@ impl Loop {
                 };
                 if self.conns.remove(&(id, Side::Incoming)).is_some() {
                     // The peer's earlier connection is dead to it.
-                    self.speaker.closed(now, id, Side::Incoming, "Replaced by a new connection");
+                    self.speaker
+                        .closed(now, id, Side::Incoming, "Replaced by a new connection");
                     self.dispatch();
                 }
                 self.attach(id, Side::Incoming, stream);
@@ -315,7 +323,9 @@ impl Loop {
     }
 
     fn current(&self, id: PeerId, side: Side, generation: u64) -> bool {
-        self.conns.get(&(id, side)).is_some_and(|c| c.generation == generation)
+        self.conns
+            .get(&(id, side))
+            .is_some_and(|c| c.generation == generation)
     }
 
     fn dispatch(&mut self) {
@@ -344,10 +354,16 @@ impl Loop {
     /// event. The handle is registered now, so a Close before the connect
     /// completes discards it.
     fn connect(&mut self, id: PeerId) {
-        let Some(cfg) = self.speaker.peer_config(id) else { return };
+        let Some(cfg) = self.speaker.peer_config(id) else {
+            return;
+        };
         self.generation += 1;
         let generation = self.generation;
-        let (addr, source, password) = (SocketAddr::new(cfg.address, cfg.port), cfg.source_address, cfg.password.clone());
+        let (addr, source, password) = (
+            SocketAddr::new(cfg.address, cfg.port),
+            cfg.source_address,
+            cfg.password.clone(),
+        );
         let tx = self.io_tx.clone();
         let task = tokio::spawn(async move {
             let ev = match open(addr, source, password.as_deref()).await {
@@ -384,7 +400,10 @@ impl Loop {
                 match rd.read(&mut buf).await {
                     Ok(0) => break "Connection closed".to_string(),
                     Ok(n) => {
-                        if tx.send(IoEvent::Data(id, side, generation, buf[..n].to_vec())).is_err() {
+                        if tx
+                            .send(IoEvent::Data(id, side, generation, buf[..n].to_vec()))
+                            .is_err()
+                        {
                             return;
                         }
                     }
@@ -442,7 +461,11 @@ impl Loop {
 }
 
 /// Opens a TCP connection, bound to `source` and signed with `password`.
-async fn open(addr: SocketAddr, source: Option<IpAddr>, password: Option<&str>) -> std::io::Result<TcpStream> {
+async fn open(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    password: Option<&str>,
+) -> std::io::Result<TcpStream> {
     let sock = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -456,7 +479,10 @@ async fn open(addr: SocketAddr, source: Option<IpAddr>, password: Option<&str>) 
     }
     match tokio::time::timeout(Duration::from_secs(5), sock.connect(addr)).await {
         Ok(r) => r,
-        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "Connection timed out")),
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "Connection timed out",
+        )),
     }
 }
 

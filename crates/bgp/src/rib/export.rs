@@ -114,7 +114,14 @@ impl PeerExport {
 }
 
 /// The BGP rules on who may hear a path, then the operator's policy.
-fn may_send(id: PeerId, peer: &PeerInfo, ctx: &Context, policy: &dyn ExportPolicy, prefix: &IpNet, path: &Path) -> bool {
+fn may_send(
+    id: PeerId,
+    peer: &PeerInfo,
+    ctx: &Context,
+    policy: &dyn ExportPolicy,
+    prefix: &IpNet,
+    path: &Path,
+) -> bool {
     if !peer.families.contains(&Family::of(prefix)) {
         return false;
     }
@@ -127,7 +134,10 @@ fn may_send(id: PeerId, peer: &PeerInfo, ctx: &Context, policy: &dyn ExportPolic
         };
         // iBGP split horizon; a reflector passes client routes to everyone
         // and non-client routes to clients (RFC 4456 §6).
-        if from.ibgp() && peer.ibgp() && !(ctx.cluster_id.is_some() && (from.rr_client || peer.rr_client)) {
+        if from.ibgp()
+            && peer.ibgp()
+            && !(ctx.cluster_id.is_some() && (from.rr_client || peer.rr_client))
+        {
             return false;
         }
     }
@@ -136,7 +146,12 @@ fn may_send(id: PeerId, peer: &PeerInfo, ctx: &Context, policy: &dyn ExportPolic
 
 /// The attributes as this peer receives them; None when there is no
 /// next hop we could give it.
-fn outgoing_attrs(peer: &PeerInfo, ctx: &Context, prefix: &IpNet, path: &Path) -> Option<PathAttributes> {
+fn outgoing_attrs(
+    peer: &PeerInfo,
+    ctx: &Context,
+    prefix: &IpNet,
+    path: &Path,
+) -> Option<PathAttributes> {
     let mut a = (*path.attrs).clone();
     let mut next_hop_self = path.source == Source::Local;
     if peer.ibgp() {

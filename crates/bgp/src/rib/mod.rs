@@ -113,7 +113,12 @@ impl Rib {
         }
     }
 
-    pub fn set_identity(&mut self, router_id: Ipv4Addr, local_as: u32, cluster_id: Option<Ipv4Addr>) {
+    pub fn set_identity(
+        &mut self,
+        router_id: Ipv4Addr,
+        local_as: u32,
+        cluster_id: Option<Ipv4Addr>,
+    ) {
         self.router_id = router_id;
         self.local_as = local_as;
         self.cluster_id = cluster_id;
@@ -148,11 +153,14 @@ impl Rib {
 
     /// Every prefix with its paths (best first), for status output.
     pub fn iter(&self) -> impl Iterator<Item = (&IpNet, Vec<&Path>)> {
-        self.entries.iter().filter(|(_, e)| !e.paths.is_empty()).map(|(p, e)| {
-            let mut v: Vec<&Path> = e.best.iter().collect();
-            v.extend(e.paths.iter().filter(|p| Some(*p) != e.best.as_ref()));
-            (p, v)
-        })
+        self.entries
+            .iter()
+            .filter(|(_, e)| !e.paths.is_empty())
+            .map(|(p, e)| {
+                let mut v: Vec<&Path> = e.best.iter().collect();
+                v.extend(e.paths.iter().filter(|p| Some(*p) != e.best.as_ref()));
+                (p, v)
+            })
     }
 
     /// Paths received from one peer (accepted after import checks).
@@ -178,11 +186,14 @@ impl Rib {
 
     /// Sets this node's own routes to exactly `routes`.
     pub fn set_local(&mut self, routes: &[(IpNet, PathAttributes)], now: Instant) {
-        let wanted: HashMap<IpNet, &PathAttributes> = routes.iter().map(|(p, a)| (p.trunc(), a)).collect();
+        let wanted: HashMap<IpNet, &PathAttributes> =
+            routes.iter().map(|(p, a)| (p.trunc(), a)).collect();
         let stale: Vec<IpNet> = self
             .entries
             .iter()
-            .filter(|(p, e)| e.paths.iter().any(|x| x.source == Source::Local) && !wanted.contains_key(p))
+            .filter(|(p, e)| {
+                e.paths.iter().any(|x| x.source == Source::Local) && !wanted.contains_key(p)
+            })
             .map(|(p, _)| *p)
             .collect();
         for p in stale {
@@ -219,7 +230,13 @@ impl Rib {
         }
         let attrs = Arc::new(update.attrs.clone());
         for Nlri { prefix, path_id } in &update.announced {
-            self.put_path(*prefix, Source::Peer(id), path_id.unwrap_or(0), attrs.clone(), now);
+            self.put_path(
+                *prefix,
+                Source::Peer(id),
+                path_id.unwrap_or(0),
+                attrs.clone(),
+                now,
+            );
         }
     }
 
@@ -230,7 +247,9 @@ impl Rib {
             return attrs.contains_as(self.local_as);
         }
         attrs.originator_id == Some(self.router_id)
-            || self.cluster_id.is_some_and(|c| attrs.cluster_list.contains(&c))
+            || self
+                .cluster_id
+                .is_some_and(|c| attrs.cluster_list.contains(&c))
     }
 
     /// The peer's session ended. Gracefully: its paths stay, marked stale,
@@ -253,7 +272,9 @@ impl Rib {
     /// ran out (`family` None: all): its paths still stale are gone.
     pub fn flush_stale(&mut self, id: PeerId, family: Option<Family>) {
         self.drop_paths(|prefix, p| {
-            p.source == Source::Peer(id) && p.stale && family.is_none_or(|f| f == Family::of(prefix))
+            p.source == Source::Peer(id)
+                && p.stale
+                && family.is_none_or(|f| f == Family::of(prefix))
         });
     }
 
@@ -262,7 +283,10 @@ impl Rib {
     pub fn peer_up(&mut self, id: PeerId) {
         self.exports.insert(id, PeerExport::default());
         let all: Vec<IpNet> = self.entries.keys().copied().collect();
-        self.exports.get_mut(&id).expect("just inserted").mark_all(all);
+        self.exports
+            .get_mut(&id)
+            .expect("just inserted")
+            .mark_all(all);
     }
 
     /// Everything again for this peer (ROUTE-REFRESH).
@@ -284,7 +308,14 @@ impl Rib {
         }
     }
 
-    fn put_path(&mut self, prefix: IpNet, source: Source, path_id: u32, attrs: Arc<PathAttributes>, now: Instant) {
+    fn put_path(
+        &mut self,
+        prefix: IpNet,
+        source: Source,
+        path_id: u32,
+        attrs: Arc<PathAttributes>,
+        now: Instant,
+    ) {
         let e = self.entries.entry(prefix).or_default();
         let path = Path {
             source,
@@ -293,9 +324,17 @@ impl Rib {
             stale: false,
             since: now,
         };
-        match e.paths.iter_mut().find(|p| p.source == source && p.path_id == path_id) {
+        match e
+            .paths
+            .iter_mut()
+            .find(|p| p.source == source && p.path_id == path_id)
+        {
             Some(old) => {
-                let since = if old.attrs == path.attrs { old.since } else { now };
+                let since = if old.attrs == path.attrs {
+                    old.since
+                } else {
+                    now
+                };
                 *old = Path { since, ..path };
             }
             None => e.paths.push(path),
@@ -308,7 +347,8 @@ impl Rib {
             return;
         };
         let before = e.paths.len();
-        e.paths.retain(|p| !(p.source == source && p.path_id == path_id));
+        e.paths
+            .retain(|p| !(p.source == source && p.path_id == path_id));
         if e.paths.len() == before {
             return;
         }
@@ -318,18 +358,26 @@ impl Rib {
     /// Recomputes the best paths of changed prefixes and what each peer
     /// must be sent. Returns the best-path changes (for the kernel) and,
     /// per peer, the UPDATEs to send.
-    pub fn commit(&mut self, policy: &dyn ExportPolicy) -> (Vec<BestChange>, Vec<(PeerId, Vec<Update>)>) {
+    pub fn commit(
+        &mut self,
+        policy: &dyn ExportPolicy,
+    ) -> (Vec<BestChange>, Vec<(PeerId, Vec<Update>)>) {
         let dirty: BTreeSet<IpNet> = self.dirty.drain().collect();
         let mut changes = Vec::new();
         for prefix in &dirty {
-            let Some(e) = self.entries.get_mut(prefix) else { continue };
+            let Some(e) = self.entries.get_mut(prefix) else {
+                continue;
+            };
             let after = best::select(&e.paths, &self.peers).map(|i| e.paths[i].clone());
             let before = std::mem::replace(&mut e.best, after.clone());
             if e.paths.is_empty() {
                 self.entries.remove(prefix);
             }
             if before != after {
-                changes.push(BestChange { prefix: *prefix, best: after });
+                changes.push(BestChange {
+                    prefix: *prefix,
+                    best: after,
+                });
             }
         }
         for e in self.exports.values_mut() {
@@ -341,7 +389,9 @@ impl Rib {
         };
         let mut updates = Vec::new();
         for (id, exp) in self.exports.iter_mut() {
-            let Some(peer) = self.peers.get(id) else { continue };
+            let Some(peer) = self.peers.get(id) else {
+                continue;
+            };
             let msgs = exp.flush(*id, peer, &ctx, policy, |p| {
                 self.entries.get(p).and_then(|e| e.best.as_ref())
             });

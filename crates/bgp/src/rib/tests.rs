@@ -73,7 +73,10 @@ fn sent_to(updates: &[(PeerId, Vec<Update>)], id: u32) -> Vec<Update> {
 #[test]
 fn local_routes_go_to_ibgp_peers_with_next_hop_self() {
     let mut rib = two_ibgp_peers(None, false);
-    rib.set_local(&[(net("10.65.0.0/26"), PathAttributes::default())], Instant::now());
+    rib.set_local(
+        &[(net("10.65.0.0/26"), PathAttributes::default())],
+        Instant::now(),
+    );
     let (best, updates) = rib.commit(&ExportAll);
     assert_eq!(best.len(), 1);
     let to2 = sent_to(&updates, 2);
@@ -88,15 +91,25 @@ fn local_routes_go_to_ibgp_peers_with_next_hop_self() {
     // Gone: withdrawn.
     rib.set_local(&[], Instant::now());
     let (_, updates) = rib.commit(&ExportAll);
-    assert_eq!(sent_to(&updates, 3)[0].withdrawn[0].prefix, net("10.65.0.0/26"));
+    assert_eq!(
+        sent_to(&updates, 3)[0].withdrawn[0].prefix,
+        net("10.65.0.0/26")
+    );
 }
 
 #[test]
 fn ibgp_routes_are_not_passed_on_without_reflection() {
     let mut rib = two_ibgp_peers(None, false);
-    rib.apply_update(PeerId(2), &announce("10.65.1.0/26", [10, 0, 0, 2], vec![]), Instant::now());
+    rib.apply_update(
+        PeerId(2),
+        &announce("10.65.1.0/26", [10, 0, 0, 2], vec![]),
+        Instant::now(),
+    );
     let (best, updates) = rib.commit(&ExportAll);
-    assert_eq!(best[0].best.as_ref().unwrap().source, Source::Peer(PeerId(2)));
+    assert_eq!(
+        best[0].best.as_ref().unwrap().source,
+        Source::Peer(PeerId(2))
+    );
     assert!(sent_to(&updates, 3).is_empty(), "split horizon");
     assert!(sent_to(&updates, 2).is_empty(), "never back to the sender");
 }
@@ -105,13 +118,21 @@ fn ibgp_routes_are_not_passed_on_without_reflection() {
 fn a_reflector_passes_client_routes_on_with_originator_and_cluster() {
     let cluster = Ipv4Addr::new(224, 0, 0, 1);
     let mut rib = two_ibgp_peers(Some(cluster), true);
-    rib.apply_update(PeerId(2), &announce("10.65.1.0/26", [10, 0, 0, 2], vec![]), Instant::now());
+    rib.apply_update(
+        PeerId(2),
+        &announce("10.65.1.0/26", [10, 0, 0, 2], vec![]),
+        Instant::now(),
+    );
     let (_, updates) = rib.commit(&ExportAll);
     let to3 = sent_to(&updates, 3);
     assert_eq!(to3.len(), 1);
     assert_eq!(to3[0].attrs.originator_id, Some(Ipv4Addr::new(10, 0, 0, 2)));
     assert_eq!(to3[0].attrs.cluster_list, vec![cluster]);
-    assert_eq!(to3[0].attrs.next_hop, Some(Ipv4Addr::new(10, 0, 0, 2)), "next hop kept");
+    assert_eq!(
+        to3[0].attrs.next_hop,
+        Some(Ipv4Addr::new(10, 0, 0, 2)),
+        "next hop kept"
+    );
 }
 
 #[test]
@@ -133,13 +154,20 @@ fn ebgp_gets_our_as_and_no_local_pref() {
     let mut rib = Rib::new(Ipv4Addr::new(10, 0, 0, 1), 64512, None);
     rib.set_peer(PeerId(9), peer(9, 65000, false));
     rib.peer_up(PeerId(9));
-    rib.set_local(&[(net("10.65.0.0/26"), PathAttributes::default())], Instant::now());
+    rib.set_local(
+        &[(net("10.65.0.0/26"), PathAttributes::default())],
+        Instant::now(),
+    );
     let (_, updates) = rib.commit(&ExportAll);
     let u = &sent_to(&updates, 9)[0];
     assert_eq!(u.attrs.as_path, vec![AsSegment::Sequence(vec![64512])]);
     assert_eq!(u.attrs.local_pref, None);
     // A route that already has our AS in it comes back: a loop.
-    rib.apply_update(PeerId(9), &announce("10.70.0.0/16", [10, 0, 0, 9], vec![65000, 64512]), Instant::now());
+    rib.apply_update(
+        PeerId(9),
+        &announce("10.70.0.0/16", [10, 0, 0, 9], vec![65000, 64512]),
+        Instant::now(),
+    );
     let (best, _) = rib.commit(&ExportAll);
     assert!(best.is_empty());
 }
@@ -149,10 +177,21 @@ fn best_path_prefers_shorter_as_path_then_lower_origin() {
     let mut rib = Rib::new(Ipv4Addr::new(10, 0, 0, 1), 64512, None);
     rib.set_peer(PeerId(8), peer(8, 65008, false));
     rib.set_peer(PeerId(9), peer(9, 65009, false));
-    rib.apply_update(PeerId(8), &announce("10.70.0.0/16", [10, 0, 0, 8], vec![65008, 1, 2]), Instant::now());
-    rib.apply_update(PeerId(9), &announce("10.70.0.0/16", [10, 0, 0, 9], vec![65009, 1]), Instant::now());
+    rib.apply_update(
+        PeerId(8),
+        &announce("10.70.0.0/16", [10, 0, 0, 8], vec![65008, 1, 2]),
+        Instant::now(),
+    );
+    rib.apply_update(
+        PeerId(9),
+        &announce("10.70.0.0/16", [10, 0, 0, 9], vec![65009, 1]),
+        Instant::now(),
+    );
     rib.commit(&ExportAll);
-    assert_eq!(rib.best(&net("10.70.0.0/16")).unwrap().source, Source::Peer(PeerId(9)));
+    assert_eq!(
+        rib.best(&net("10.70.0.0/16")).unwrap().source,
+        Source::Peer(PeerId(9))
+    );
     let mut u = announce("10.70.0.0/16", [10, 0, 0, 8], vec![65008, 1]);
     u.attrs.origin = Origin::Igp;
     rib.apply_update(PeerId(8), &u, Instant::now());
@@ -161,33 +200,54 @@ fn best_path_prefers_shorter_as_path_then_lower_origin() {
     rib.apply_update(PeerId(9), &u, Instant::now());
     let (best, _) = rib.commit(&ExportAll);
     assert_eq!(best.len(), 1);
-    assert_eq!(rib.best(&net("10.70.0.0/16")).unwrap().source, Source::Peer(PeerId(8)));
+    assert_eq!(
+        rib.best(&net("10.70.0.0/16")).unwrap().source,
+        Source::Peer(PeerId(8))
+    );
 }
 
 #[test]
 fn graceful_restart_keeps_routes_stale_until_end_of_rib() {
     let mut rib = two_ibgp_peers(None, false);
-    rib.apply_update(PeerId(2), &announce("10.65.1.0/26", [10, 0, 0, 2], vec![]), Instant::now());
-    rib.apply_update(PeerId(2), &announce("10.65.2.0/26", [10, 0, 0, 2], vec![]), Instant::now());
+    rib.apply_update(
+        PeerId(2),
+        &announce("10.65.1.0/26", [10, 0, 0, 2], vec![]),
+        Instant::now(),
+    );
+    rib.apply_update(
+        PeerId(2),
+        &announce("10.65.2.0/26", [10, 0, 0, 2], vec![]),
+        Instant::now(),
+    );
     rib.commit(&ExportAll);
     rib.peer_down(PeerId(2), true);
     rib.commit(&ExportAll);
     assert!(rib.best(&net("10.65.1.0/26")).unwrap().stale, "kept, stale");
     // The peer comes back and re-announces one of the two.
     rib.peer_up(PeerId(2));
-    rib.apply_update(PeerId(2), &announce("10.65.1.0/26", [10, 0, 0, 2], vec![]), Instant::now());
+    rib.apply_update(
+        PeerId(2),
+        &announce("10.65.1.0/26", [10, 0, 0, 2], vec![]),
+        Instant::now(),
+    );
     rib.flush_stale(PeerId(2), Some(Family::Ipv4Unicast));
     let (best, _) = rib.commit(&ExportAll);
     assert!(!rib.best(&net("10.65.1.0/26")).unwrap().stale);
     assert!(rib.best(&net("10.65.2.0/26")).is_none());
-    assert!(best.iter().any(|c| c.prefix == net("10.65.2.0/26") && c.best.is_none()));
+    assert!(best
+        .iter()
+        .any(|c| c.prefix == net("10.65.2.0/26") && c.best.is_none()));
 }
 
 #[test]
 fn a_hard_down_removes_at_once_and_withdraws() {
     let cluster = Ipv4Addr::new(224, 0, 0, 1);
     let mut rib = two_ibgp_peers(Some(cluster), true);
-    rib.apply_update(PeerId(2), &announce("10.65.1.0/26", [10, 0, 0, 2], vec![]), Instant::now());
+    rib.apply_update(
+        PeerId(2),
+        &announce("10.65.1.0/26", [10, 0, 0, 2], vec![]),
+        Instant::now(),
+    );
     rib.commit(&ExportAll);
     rib.peer_down(PeerId(2), false);
     let (best, updates) = rib.commit(&ExportAll);
@@ -196,13 +256,19 @@ fn a_hard_down_removes_at_once_and_withdraws() {
     assert_eq!(sent_to(&updates, 3)[0].withdrawn.len(), 1);
     assert_eq!(rib.received_count(PeerId(2)), 0);
     rib.apply_update(PeerId(3), &withdraw("10.65.9.0/26"), Instant::now());
-    assert!(rib.commit(&ExportAll).0.is_empty(), "withdrawing the unknown is harmless");
+    assert!(
+        rib.commit(&ExportAll).0.is_empty(),
+        "withdrawing the unknown is harmless"
+    );
 }
 
 #[test]
 fn route_refresh_sends_everything_again() {
     let mut rib = two_ibgp_peers(None, false);
-    rib.set_local(&[(net("10.65.0.0/26"), PathAttributes::default())], Instant::now());
+    rib.set_local(
+        &[(net("10.65.0.0/26"), PathAttributes::default())],
+        Instant::now(),
+    );
     rib.commit(&ExportAll);
     rib.refresh(PeerId(2));
     let (_, updates) = rib.commit(&ExportAll);
@@ -226,10 +292,19 @@ fn add_path_tx_gives_a_path_id() {
     );
     let (_, updates) = rib.commit(&ExportAll);
     let sent = sent_to(&updates, 2);
-    let v4 = sent.iter().find(|u| u.announced[0].prefix.addr().is_ipv4()).unwrap();
-    let v6 = sent.iter().find(|u| u.announced[0].prefix.addr().is_ipv6()).unwrap();
+    let v4 = sent
+        .iter()
+        .find(|u| u.announced[0].prefix.addr().is_ipv4())
+        .unwrap();
+    let v6 = sent
+        .iter()
+        .find(|u| u.announced[0].prefix.addr().is_ipv6())
+        .unwrap();
     assert_eq!(v4.announced[0].path_id, Some(1));
     assert_eq!(v6.announced[0].path_id, None);
-    assert_eq!(v6.attrs.mp_next_hop.unwrap().global, "fd00::1".parse::<std::net::Ipv6Addr>().unwrap());
+    assert_eq!(
+        v6.attrs.mp_next_hop.unwrap().global,
+        "fd00::1".parse::<std::net::Ipv6Addr>().unwrap()
+    );
     assert_eq!(v6.attrs.next_hop, None);
 }

@@ -73,7 +73,10 @@ pub enum Action {
     /// The session left Established. With `graceful`, the peer's routes
     /// are kept as stale (RFC 4724) until it comes back or its restart
     /// time runs out; otherwise they are gone now.
-    Down { reason: String, graceful: bool },
+    Down {
+        reason: String,
+        graceful: bool,
+    },
 }
 
 /// Counters for status output.
@@ -199,7 +202,12 @@ impl Session {
         self.enabled = false;
         self.connect_at = None;
         for side in [Side::Outgoing, Side::Incoming] {
-            self.fail(now, side, Some(Notification::new(CEASE, subcode, vec![])), "stopped");
+            self.fail(
+                now,
+                side,
+                Some(Notification::new(CEASE, subcode, vec![])),
+                "stopped",
+            );
         }
         self.connect_at = None;
         self.set_state(now, State::Idle);
@@ -342,11 +350,15 @@ impl Session {
         }
         match (conn.state.clone(), msg) {
             (ConnState::OpenSent, Message::Open(open)) => self.on_open(now, side, &open),
-            (ConnState::OpenConfirm(neg), Message::Keepalive) => self.on_established(now, side, *neg),
+            (ConnState::OpenConfirm(neg), Message::Keepalive) => {
+                self.on_established(now, side, *neg)
+            }
             (ConnState::Established(_), Message::Keepalive) => {}
             (ConnState::Established(_), Message::Update(u)) => self.on_update(u),
             (ConnState::Established(neg), Message::RouteRefresh { afi, safi, .. }) => {
-                if let Some(f) = Family::from_afi_safi(afi, safi).filter(|f| neg.families.contains(f)) {
+                if let Some(f) =
+                    Family::from_afi_safi(afi, safi).filter(|f| neg.families.contains(f))
+                {
                     self.actions.push_back(Action::RouteRefresh(f));
                 }
             }
@@ -355,7 +367,11 @@ impl Session {
                 self.fail(now, side, None, &reason);
             }
             (_, other) => {
-                let reason = format!("Unexpected {} in state {:?}", message_name(&other), self.state);
+                let reason = format!(
+                    "Unexpected {} in state {:?}",
+                    message_name(&other),
+                    self.state
+                );
                 self.fail(now, side, Some(Notification::new(5, 0, vec![])), &reason);
             }
         }
@@ -392,19 +408,27 @@ impl Session {
         let Some(other_conn) = self.slot(other).as_ref() else {
             return true;
         };
-        if matches!(other_conn.state, ConnState::Connecting) {
-            // Our attempt is not up yet: drop it in favour of this one.
-            *self.slot(other) = None;
-            self.actions.push_back(Action::Close(other));
-            return true;
+        let n = Notification::new(CEASE, CEASE_COLLISION, vec![]);
+        match other_conn.state {
+            // Not up yet: resolved when its OPEN arrives, if it ever does.
+            ConnState::Connecting => return true,
+            // An established session wins over a new connection.
+            ConnState::Established(_) => {
+                self.drop_conn(now, side, Some(n));
+                return false;
+            }
+            ConnState::OpenSent | ConnState::OpenConfirm(_) => {}
         }
         let keep = if u32::from(self.cfg.router_id) > u32::from(peer_id) {
             Side::Outgoing
         } else {
             Side::Incoming
         };
-        let lose = if keep == Side::Outgoing { Side::Incoming } else { Side::Outgoing };
-        let n = Notification::new(CEASE, CEASE_COLLISION, vec![]);
+        let lose = if keep == Side::Outgoing {
+            Side::Incoming
+        } else {
+            Side::Outgoing
+        };
         self.drop_conn(now, lose, Some(n));
         lose != side
     }
@@ -440,13 +464,16 @@ impl Session {
             return;
         };
         let was = conn.state.clone();
-        let notified = notification.is_some();
+        // Only a deliberate end (a NOTIFICATION received, or sent for
+        // anything but a silent peer) drops the peer's routes at once.
+        let deliberate =
+            reason.starts_with("Received:") || notification.as_ref().is_some_and(|n| n.code != 4);
         self.drop_conn(now, side, notification);
         self.last_error = Some(reason.to_string());
-        if let ConnState::Established(neg) = was {
-            // RFC 4724: a session lost without a NOTIFICATION leaves the
-            // peer's routes in place for its restart time.
-            let graceful = neg.graceful_restart_both && !notified && !reason.starts_with("Received:");
+        if let ConnState::Established(neg) = &was {
+            // RFC 4724 (and RFC 8538 for the hold timer): a session lost
+            // this way leaves the peer's routes in place for its restart time.
+            let graceful = neg.graceful_restart_both && !deliberate;
             self.actions.push_back(Action::Down {
                 reason: reason.to_string(),
                 graceful,
@@ -454,7 +481,11 @@ impl Session {
         }
         if self.enabled && self.outgoing.is_none() && self.incoming.is_none() {
             let errored = !matches!(was, ConnState::Connecting);
-            let wait = if errored { self.error_wait } else { self.cfg.connect_retry };
+            let wait = if errored {
+                self.error_wait
+            } else {
+                self.cfg.connect_retry
+            };
             if errored {
                 self.error_wait = (self.error_wait * 2).min(self.cfg.error_wait_max);
             }

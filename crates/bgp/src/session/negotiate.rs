@@ -79,10 +79,12 @@ pub fn negotiate(cfg: &SessionConfig, open: &Open) -> Result<Negotiated, Notific
         keepalive: Duration::from_secs((hold / 3).into()),
         families: common_families(cfg, open),
         codec: codec(cfg, open),
-        route_refresh: open
-            .capabilities
-            .iter()
-            .any(|c| matches!(c, Capability::RouteRefresh | Capability::EnhancedRouteRefresh)),
+        route_refresh: open.capabilities.iter().any(|c| {
+            matches!(
+                c,
+                Capability::RouteRefresh | Capability::EnhancedRouteRefresh
+            )
+        }),
         graceful_restart: peer_graceful_restart(open),
         graceful_restart_both: cfg.graceful_restart.is_some()
             && open
@@ -122,11 +124,11 @@ fn common_families(cfg: &SessionConfig, open: &Open) -> Vec<Family> {
 
 fn codec(cfg: &SessionConfig, open: &Open) -> Codec {
     let caps = &open.capabilities;
-    let four_octet_as = caps
-        .iter()
-        .any(|c| matches!(c, Capability::FourOctetAs(_)));
-    let extended_message =
-        cfg.extended_message && caps.iter().any(|c| matches!(c, Capability::ExtendedMessage));
+    let four_octet_as = caps.iter().any(|c| matches!(c, Capability::FourOctetAs(_)));
+    let extended_message = cfg.extended_message
+        && caps
+            .iter()
+            .any(|c| matches!(c, Capability::ExtendedMessage));
     let peer_add_path: Vec<(Family, AddPathMode)> = caps
         .iter()
         .filter_map(|c| match c {
