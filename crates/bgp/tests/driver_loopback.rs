@@ -1,0 +1,102 @@
+//! Two speakers on real TCP sockets over loopback (127.0.0.1 and
+//! 127.0.0.2, both local): the session comes up, routes flow both ways,
+//! a withdrawal arrives, and stopping one side is seen by the other.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use calico_bgp::driver::{Command, Driver};
+use calico_bgp::rib::{BestChange, ExportAll};
+use calico_bgp::session::{SessionConfig, State};
+use calico_bgp::speaker::{PeerConfig, Speaker};
+use calico_bgp::wire::PathAttributes;
+use ipnet::IpNet;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn start(me: &str, id: [u8; 4]) -> (Driver, SocketAddr, mpsc::Receiver<Vec<BestChange>>) {
+    let (tx, rx) = mpsc::channel();
+    let speaker = Speaker::new(Ipv4Addr::from(id), 64512, None);
+    let (d, addr) = Driver::start(
+        SocketAddr::new(ip(me), 0),
+        speaker,
+        Box::new(ExportAll),
+        Box::new(move |c| {
+            let _ = tx.send(c);
+        }),
+    )
+    .expect("driver starts");
+    (d, addr, rx)
+}
+
+fn peer(name: &str, me: &str, to: SocketAddr, id: [u8; 4]) -> PeerConfig {
+    let mut s = SessionConfig::new(64512, 64512, Ipv4Addr::from(id));
+    s.connect_delay = Duration::from_millis(50);
+    s.hold_time = 9;
+    PeerConfig {
+        name: name.into(),
+        address: to.ip(),
+        port: to.port(),
+        session: s,
+        rr_client: false,
+        keep_next_hop: false,
+        local_v4: me.parse().ok(),
+        local_v6: None,
+        source_address: Some(ip(me)),
+        password: None,
+    }
+}
+
+fn wait_for(rx: &mpsc::Receiver<Vec<BestChange>>, what: impl Fn(&BestChange) -> bool) -> BestChange {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Ok(batch) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        if let Some(c) = batch.into_iter().find(|c| what(c)) {
+            return c;
+        }
+    }
+    panic!("no such route change within 10 s");
+}
+
+fn state(d: &Driver, name: &str) -> Option<State> {
+    let snap = d.snapshot(Duration::from_secs(2))?;
+    snap.peers.iter().find(|p| p.name == name).map(|p| p.state)
+}
+
+#[test]
+fn two_speakers_exchange_routes_over_tcp() {
+    let (a, a_addr, a_routes) = start("127.0.0.1", [10, 0, 0, 1]);
+    let (b, b_addr, b_routes) = start("127.0.0.2", [10, 0, 0, 2]);
+    a.send(Command::Peers(vec![peer("Mesh_127_0_0_2", "127.0.0.1", b_addr, [10, 0, 0, 1])]));
+    // b's peer listens on a's real port; b connects out too, and the
+    // collision leaves one connection.
+    b.send(Command::Peers(vec![peer("Mesh_127_0_0_1", "127.0.0.2", a_addr, [10, 0, 0, 2])]));
+    let block: IpNet = "10.65.1.0/26".parse().unwrap();
+    a.send(Command::LocalRoutes(vec![(block, PathAttributes::default())]));
+    let got = wait_for(&b_routes, |c| c.prefix == block && c.best.is_some());
+    let attrs = &got.best.unwrap().attrs;
+    assert_eq!(attrs.next_hop, Some(Ipv4Addr::new(127, 0, 0, 1)));
+
+    let other: IpNet = "10.65.2.0/26".parse().unwrap();
+    b.send(Command::LocalRoutes(vec![(other, PathAttributes::default())]));
+    wait_for(&a_routes, |c| c.prefix == other && c.best.is_some());
+    assert_eq!(state(&a, "Mesh_127_0_0_2"), Some(State::Established));
+    assert_eq!(state(&b, "Mesh_127_0_0_1"), Some(State::Established));
+
+    a.send(Command::LocalRoutes(vec![]));
+    wait_for(&b_routes, |c| c.prefix == block && c.best.is_none());
+
+    // a de-configures b: b sees a Cease and drops a's routes at once.
+    a.send(Command::LocalRoutes(vec![(block, PathAttributes::default())]));
+    wait_for(&b_routes, |c| c.prefix == block && c.best.is_some());
+    a.send(Command::Peers(vec![]));
+    wait_for(&b_routes, |c| c.prefix == block && c.best.is_none());
+    let snap = b.snapshot(Duration::from_secs(2)).unwrap();
+    let p = &snap.peers[0];
+    assert_ne!(p.state, State::Established);
+    assert!(p.last_error.as_deref().unwrap_or("").contains("Received"), "{:?}", p.last_error);
+    a.stop();
+    b.stop();
+}
