@@ -50,7 +50,10 @@ fn peer(name: &str, me: &str, to: SocketAddr, id: [u8; 4]) -> PeerConfig {
     }
 }
 
-fn wait_for(rx: &mpsc::Receiver<Vec<BestChange>>, what: impl Fn(&BestChange) -> bool) -> BestChange {
+fn wait_for(
+    rx: &mpsc::Receiver<Vec<BestChange>>,
+    what: impl Fn(&BestChange) -> bool,
+) -> BestChange {
     let deadline = Instant::now() + Duration::from_secs(10);
     while let Ok(batch) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
         if let Some(c) = batch.into_iter().find(|c| what(c)) {
@@ -69,18 +72,34 @@ fn state(d: &Driver, name: &str) -> Option<State> {
 fn two_speakers_exchange_routes_over_tcp() {
     let (a, a_addr, a_routes) = start("127.0.0.1", [10, 0, 0, 1]);
     let (b, b_addr, b_routes) = start("127.0.0.2", [10, 0, 0, 2]);
-    a.send(Command::Peers(vec![peer("Mesh_127_0_0_2", "127.0.0.1", b_addr, [10, 0, 0, 1])]));
+    a.send(Command::Peers(vec![peer(
+        "Mesh_127_0_0_2",
+        "127.0.0.1",
+        b_addr,
+        [10, 0, 0, 1],
+    )]));
     // b's peer listens on a's real port; b connects out too, and the
     // collision leaves one connection.
-    b.send(Command::Peers(vec![peer("Mesh_127_0_0_1", "127.0.0.2", a_addr, [10, 0, 0, 2])]));
+    b.send(Command::Peers(vec![peer(
+        "Mesh_127_0_0_1",
+        "127.0.0.2",
+        a_addr,
+        [10, 0, 0, 2],
+    )]));
     let block: IpNet = "10.65.1.0/26".parse().unwrap();
-    a.send(Command::LocalRoutes(vec![(block, PathAttributes::default())]));
+    a.send(Command::LocalRoutes(vec![(
+        block,
+        PathAttributes::default(),
+    )]));
     let got = wait_for(&b_routes, |c| c.prefix == block && c.best.is_some());
     let attrs = &got.best.unwrap().attrs;
     assert_eq!(attrs.next_hop, Some(Ipv4Addr::new(127, 0, 0, 1)));
 
     let other: IpNet = "10.65.2.0/26".parse().unwrap();
-    b.send(Command::LocalRoutes(vec![(other, PathAttributes::default())]));
+    b.send(Command::LocalRoutes(vec![(
+        other,
+        PathAttributes::default(),
+    )]));
     wait_for(&a_routes, |c| c.prefix == other && c.best.is_some());
     assert_eq!(state(&a, "Mesh_127_0_0_2"), Some(State::Established));
     assert_eq!(state(&b, "Mesh_127_0_0_1"), Some(State::Established));
@@ -89,14 +108,21 @@ fn two_speakers_exchange_routes_over_tcp() {
     wait_for(&b_routes, |c| c.prefix == block && c.best.is_none());
 
     // a de-configures b: b sees a Cease and drops a's routes at once.
-    a.send(Command::LocalRoutes(vec![(block, PathAttributes::default())]));
+    a.send(Command::LocalRoutes(vec![(
+        block,
+        PathAttributes::default(),
+    )]));
     wait_for(&b_routes, |c| c.prefix == block && c.best.is_some());
     a.send(Command::Peers(vec![]));
     wait_for(&b_routes, |c| c.prefix == block && c.best.is_none());
     let snap = b.snapshot(Duration::from_secs(2)).unwrap();
     let p = &snap.peers[0];
     assert_ne!(p.state, State::Established);
-    assert!(p.last_error.as_deref().unwrap_or("").contains("Received"), "{:?}", p.last_error);
+    assert!(
+        p.last_error.as_deref().unwrap_or("").contains("Received"),
+        "{:?}",
+        p.last_error
+    );
     a.stop();
     b.stop();
 }

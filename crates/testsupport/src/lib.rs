@@ -16,6 +16,8 @@
 //! }
 //! ```
 
+pub mod netns;
+
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
