@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
-use crate::rib::{BestChange, ExportPolicy, PeerId, PeerInfo, Rib};
+use crate::rib::{BestChange, ExportAll, ExportPolicy, PeerId, PeerInfo, Rib};
 use crate::session::{
     Action, Negotiated, Session, SessionConfig, Side, CEASE_ADMIN_RESET, CEASE_PEER_DECONFIGURED,
 };
@@ -57,6 +57,8 @@ struct Peer {
     stale_deadline: Option<Instant>,
     /// Restart time the peer asked for, from its last OPEN.
     peer_restart_time: Option<Duration>,
+    /// Families the peer sent End-of-RIB for since it was last Established.
+    eor_received: Vec<Family>,
 }
 
 /// Wait for End-of-RIB after a graceful peer comes back before giving up
@@ -65,6 +67,7 @@ const STALE_AFTER_REESTABLISH: Duration = Duration::from_secs(120);
 
 pub struct Speaker {
     rib: Rib,
+    policy: Box<dyn ExportPolicy + Send>,
     peers: HashMap<PeerId, Peer>,
     by_name: BTreeMap<String, PeerId>,
     next_id: u32,
@@ -75,6 +78,7 @@ impl Speaker {
     pub fn new(router_id: Ipv4Addr, local_as: u32, cluster_id: Option<Ipv4Addr>) -> Speaker {
         Speaker {
             rib: Rib::new(router_id, local_as, cluster_id),
+            policy: Box::new(ExportAll),
             peers: HashMap::new(),
             by_name: BTreeMap::new(),
             next_id: 1,
@@ -95,6 +99,13 @@ impl Speaker {
         self.rib.set_identity(router_id, local_as, cluster_id);
     }
 
+    /// Replaces the import/export policy; exports are re-evaluated at the
+    /// next commit (routes already accepted stay until refreshed).
+    pub fn set_policy(&mut self, policy: Box<dyn ExportPolicy + Send>) {
+        self.policy = policy;
+        self.rib.reexport_all();
+    }
+
     pub fn peer_config(&self, id: PeerId) -> Option<&PeerConfig> {
         self.peers.get(&id).map(|p| &p.cfg)
     }
@@ -108,6 +119,16 @@ impl Speaker {
         self.by_name.values().map(|id| {
             let p = &self.peers[id];
             (*id, &p.cfg, &p.session)
+        })
+    }
+
+    /// Established, and the peer has sent its whole table (End-of-RIB for
+    /// every family).
+    pub fn synced(&self, id: PeerId) -> bool {
+        self.peers.get(&id).is_some_and(|p| {
+            p.session
+                .negotiated()
+                .is_some_and(|n| n.families.iter().all(|f| p.eor_received.contains(f)))
         })
     }
 
@@ -175,6 +196,7 @@ impl Speaker {
                     eor_due: Vec::new(),
                     stale_deadline: None,
                     peer_restart_time: None,
+                    eor_received: Vec::new(),
                 },
             );
             self.drain(now, id);
@@ -235,8 +257,8 @@ impl Speaker {
 
     /// Works out best paths and exports for everything that changed since
     /// the last commit, and queues the UPDATEs and kernel changes.
-    pub fn commit(&mut self, now: Instant, policy: &dyn ExportPolicy) {
-        let (changes, updates) = self.rib.commit(policy);
+    pub fn commit(&mut self, now: Instant) {
+        let (changes, updates) = self.rib.commit(self.policy.as_ref());
         for c in changes {
             self.outputs.push_back(Output::Route(c));
         }
@@ -279,9 +301,12 @@ impl Speaker {
                 Action::Close(side) => self.outputs.push_back(Output::Close(id, side)),
                 Action::Established(neg) => self.on_established(now, id, &neg),
                 Action::Update(u) => {
-                    self.rib.apply_update(id, &u, now);
+                    self.rib.apply_update(id, &u, now, self.policy.as_ref());
                     if let Some(f) = u.end_of_rib {
                         self.rib.flush_stale(id, Some(f));
+                        if let Some(p) = self.peers.get_mut(&id) {
+                            p.eor_received.push(f);
+                        }
                     }
                 }
                 Action::RouteRefresh(_) => self.rib.refresh(id),
@@ -301,6 +326,7 @@ impl Speaker {
         let p = self.peers.get_mut(&id).expect("called for a known peer");
         p.peer_restart_time = neg.graceful_restart.as_ref().map(|g| g.restart_time);
         p.eor_due = neg.families.clone();
+        p.eor_received.clear();
         if p.stale_deadline.is_some() {
             // Back after a graceful restart: its stale routes wait for its
             // End-of-RIB, but not for ever.

@@ -41,6 +41,8 @@ pub struct PeerStatus {
     pub received: usize,
     pub preferred: usize,
     pub exported: usize,
+    /// Established and End-of-RIB received for every family.
+    pub synced: bool,
     pub stats: SessionStats,
 }
 
@@ -88,6 +90,7 @@ pub fn snapshot(speaker: &Speaker, started: SystemTime, with_routes: bool) -> Sp
                 received: speaker.rib().received_count(id),
                 preferred: speaker.rib().preferred_count(id),
                 exported: speaker.rib().exported_count(id),
+                synced: speaker.synced(id),
                 stats: s.stats().clone(),
             }
         })

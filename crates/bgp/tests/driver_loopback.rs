@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use calico_bgp::driver::{Command, Driver};
-use calico_bgp::rib::{BestChange, ExportAll};
+use calico_bgp::rib::BestChange;
 use calico_bgp::session::{SessionConfig, State};
 use calico_bgp::speaker::{PeerConfig, Speaker};
 use calico_bgp::wire::PathAttributes;
@@ -23,7 +23,6 @@ fn start(me: &str, id: [u8; 4]) -> (Driver, SocketAddr, mpsc::Receiver<Vec<BestC
     let (d, addr) = Driver::start(
         SocketAddr::new(ip(me), 0),
         speaker,
-        Box::new(ExportAll),
         Box::new(move |c| {
             let _ = tx.send(c);
         }),

@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use calico_bgp::driver::{Command, Driver};
-use calico_bgp::rib::{BestChange, ExportAll};
+use calico_bgp::rib::BestChange;
 use calico_bgp::session::{SessionConfig, State};
 use calico_bgp::speaker::{PeerConfig, Speaker};
 use calico_bgp::wire::{Family, PathAttributes};
@@ -101,13 +101,7 @@ impl Lab {
             let sink = Box::new(move |c| {
                 let _ = routes.send(c);
             });
-            let (d, _) = Driver::start(
-                "[::]:179".parse().unwrap(),
-                speaker,
-                Box::new(ExportAll),
-                sink,
-            )
-            .unwrap();
+            let (d, _) = Driver::start("[::]:179".parse().unwrap(), speaker, sink).unwrap();
             d.send(Command::Peers(vec![
                 peer(
                     "Node_10_201_0_2",

@@ -56,7 +56,6 @@ impl Driver {
     pub fn start(
         listen: SocketAddr,
         speaker: Speaker,
-        policy: Box<dyn ExportPolicy + Send>,
         routes: RouteSink,
     ) -> std::io::Result<(Driver, SocketAddr)> {
         let (tx, rx) = unbounded_channel();
@@ -85,9 +84,7 @@ impl Driver {
                         }
                     };
                     let _ = ready_tx.send(listener.local_addr());
-                    Loop::new(speaker, policy, routes, shared, listener)
-                        .run(rx)
-                        .await;
+                    Loop::new(speaker, routes, shared, listener).run(rx).await;
                 });
             })?;
         let addr = ready_rx
@@ -173,7 +170,6 @@ impl Drop for ConnHandle {
 
 struct Loop {
     speaker: Speaker,
-    policy: Box<dyn ExportPolicy + Send>,
     routes: RouteSink,
     shared: Arc<Mutex<SpeakerStatus>>,
     listener: Arc<TcpListener>,
@@ -188,7 +184,6 @@ struct Loop {
 impl Loop {
     fn new(
         speaker: Speaker,
-        policy: Box<dyn ExportPolicy + Send>,
         routes: RouteSink,
         shared: Arc<Mutex<SpeakerStatus>>,
         listener: TcpListener,
@@ -196,7 +191,6 @@ impl Loop {
         let (io_tx, io_rx) = unbounded_channel();
         Loop {
             speaker,
-            policy,
             routes,
             shared,
             listener: Arc::new(listener),
@@ -248,7 +242,7 @@ impl Loop {
             }
             let now = Instant::now();
             self.speaker.handle_timeout(now);
-            self.speaker.commit(now, self.policy.as_ref());
+            self.speaker.commit(now);
             self.dispatch();
             if now.duration_since(self.last_publish) >= Duration::from_secs(1) {
                 self.publish(false);
@@ -270,7 +264,7 @@ impl Loop {
                 local_as,
                 cluster_id,
             } => self.speaker.set_identity(router_id, local_as, cluster_id),
-            Command::Policy(p) => self.policy = p,
+            Command::Policy(p) => self.speaker.set_policy(p),
             Command::Snapshot(reply) => {
                 let _ = reply.send(status::snapshot(&self.speaker, self.started, true));
             }

@@ -14,9 +14,14 @@ use crate::wire::{AsSegment, Family, MpNextHop, Nlri, PathAttributes, Update};
 use super::best::DEFAULT_LOCAL_PREF;
 use super::{Path, PeerId, PeerInfo, Source};
 
-/// The operator's filter (Calico's export rules, BGPFilters).
+/// The operator's filters (Calico's export rules, BGPFilters).
 pub trait ExportPolicy {
+    /// Whether `peer` may be sent this best path.
     fn allow(&self, peer: &PeerInfo, prefix: &IpNet, path: &Path) -> bool;
+    /// Whether a route received from `peer` is accepted at all.
+    fn import(&self, _peer: &PeerInfo, _prefix: &IpNet, _attrs: &PathAttributes) -> bool {
+        true
+    }
 }
 
 /// Exports everything the BGP rules allow.

@@ -211,8 +211,15 @@ impl Rib {
         }
     }
 
-    /// Applies an UPDATE from a peer; routes that would loop are ignored.
-    pub fn apply_update(&mut self, id: PeerId, update: &Update, now: Instant) {
+    /// Applies an UPDATE from a peer; routes that would loop, or that the
+    /// import policy refuses, are handled as withdrawn.
+    pub fn apply_update(
+        &mut self,
+        id: PeerId,
+        update: &Update,
+        now: Instant,
+        policy: &dyn ExportPolicy,
+    ) {
         for n in &update.withdrawn {
             self.remove_path(n.prefix, Source::Peer(id), n.path_id.unwrap_or(0));
         }
@@ -228,15 +235,19 @@ impl Rib {
             }
             return;
         }
+        let refused: Vec<bool> = update
+            .announced
+            .iter()
+            .map(|n| !policy.import(peer, &n.prefix, &update.attrs))
+            .collect();
         let attrs = Arc::new(update.attrs.clone());
-        for Nlri { prefix, path_id } in &update.announced {
-            self.put_path(
-                *prefix,
-                Source::Peer(id),
-                path_id.unwrap_or(0),
-                attrs.clone(),
-                now,
-            );
+        for (Nlri { prefix, path_id }, refused) in update.announced.iter().zip(refused) {
+            let path_id = path_id.unwrap_or(0);
+            if refused {
+                self.remove_path(*prefix, Source::Peer(id), path_id);
+            } else {
+                self.put_path(*prefix, Source::Peer(id), path_id, attrs.clone(), now);
+            }
         }
     }
 
@@ -287,6 +298,15 @@ impl Rib {
             .get_mut(&id)
             .expect("just inserted")
             .mark_all(all);
+    }
+
+    /// The export policy changed: every peer's exports are worked out again
+    /// (only differences are sent).
+    pub fn reexport_all(&mut self) {
+        let all: Vec<IpNet> = self.entries.keys().copied().collect();
+        for e in self.exports.values_mut() {
+            e.mark_all(all.iter().copied());
+        }
     }
 
     /// Everything again for this peer (ROUTE-REFRESH).

@@ -104,6 +104,7 @@ fn ibgp_routes_are_not_passed_on_without_reflection() {
         PeerId(2),
         &announce("10.65.1.0/26", [10, 0, 0, 2], vec![]),
         Instant::now(),
+        &ExportAll,
     );
     let (best, updates) = rib.commit(&ExportAll);
     assert_eq!(
@@ -122,6 +123,7 @@ fn a_reflector_passes_client_routes_on_with_originator_and_cluster() {
         PeerId(2),
         &announce("10.65.1.0/26", [10, 0, 0, 2], vec![]),
         Instant::now(),
+        &ExportAll,
     );
     let (_, updates) = rib.commit(&ExportAll);
     let to3 = sent_to(&updates, 3);
@@ -141,10 +143,10 @@ fn reflected_routes_that_loop_are_dropped() {
     let mut rib = two_ibgp_peers(Some(cluster), true);
     let mut u = announce("10.65.1.0/26", [10, 0, 0, 2], vec![]);
     u.attrs.originator_id = Some(Ipv4Addr::new(10, 0, 0, 1));
-    rib.apply_update(PeerId(2), &u, Instant::now());
+    rib.apply_update(PeerId(2), &u, Instant::now(), &ExportAll);
     let mut u = announce("10.65.2.0/26", [10, 0, 0, 2], vec![]);
     u.attrs.cluster_list = vec![cluster];
-    rib.apply_update(PeerId(2), &u, Instant::now());
+    rib.apply_update(PeerId(2), &u, Instant::now(), &ExportAll);
     let (best, _) = rib.commit(&ExportAll);
     assert!(best.is_empty(), "{best:?}");
 }
@@ -167,6 +169,7 @@ fn ebgp_gets_our_as_and_no_local_pref() {
         PeerId(9),
         &announce("10.70.0.0/16", [10, 0, 0, 9], vec![65000, 64512]),
         Instant::now(),
+        &ExportAll,
     );
     let (best, _) = rib.commit(&ExportAll);
     assert!(best.is_empty());
@@ -181,11 +184,13 @@ fn best_path_prefers_shorter_as_path_then_lower_origin() {
         PeerId(8),
         &announce("10.70.0.0/16", [10, 0, 0, 8], vec![65008, 1, 2]),
         Instant::now(),
+        &ExportAll,
     );
     rib.apply_update(
         PeerId(9),
         &announce("10.70.0.0/16", [10, 0, 0, 9], vec![65009, 1]),
         Instant::now(),
+        &ExportAll,
     );
     rib.commit(&ExportAll);
     assert_eq!(
@@ -194,10 +199,10 @@ fn best_path_prefers_shorter_as_path_then_lower_origin() {
     );
     let mut u = announce("10.70.0.0/16", [10, 0, 0, 8], vec![65008, 1]);
     u.attrs.origin = Origin::Igp;
-    rib.apply_update(PeerId(8), &u, Instant::now());
+    rib.apply_update(PeerId(8), &u, Instant::now(), &ExportAll);
     let mut u = announce("10.70.0.0/16", [10, 0, 0, 9], vec![65009, 1]);
     u.attrs.origin = Origin::Incomplete;
-    rib.apply_update(PeerId(9), &u, Instant::now());
+    rib.apply_update(PeerId(9), &u, Instant::now(), &ExportAll);
     let (best, _) = rib.commit(&ExportAll);
     assert_eq!(best.len(), 1);
     assert_eq!(
@@ -213,11 +218,13 @@ fn graceful_restart_keeps_routes_stale_until_end_of_rib() {
         PeerId(2),
         &announce("10.65.1.0/26", [10, 0, 0, 2], vec![]),
         Instant::now(),
+        &ExportAll,
     );
     rib.apply_update(
         PeerId(2),
         &announce("10.65.2.0/26", [10, 0, 0, 2], vec![]),
         Instant::now(),
+        &ExportAll,
     );
     rib.commit(&ExportAll);
     rib.peer_down(PeerId(2), true);
@@ -229,6 +236,7 @@ fn graceful_restart_keeps_routes_stale_until_end_of_rib() {
         PeerId(2),
         &announce("10.65.1.0/26", [10, 0, 0, 2], vec![]),
         Instant::now(),
+        &ExportAll,
     );
     rib.flush_stale(PeerId(2), Some(Family::Ipv4Unicast));
     let (best, _) = rib.commit(&ExportAll);
@@ -247,6 +255,7 @@ fn a_hard_down_removes_at_once_and_withdraws() {
         PeerId(2),
         &announce("10.65.1.0/26", [10, 0, 0, 2], vec![]),
         Instant::now(),
+        &ExportAll,
     );
     rib.commit(&ExportAll);
     rib.peer_down(PeerId(2), false);
@@ -255,7 +264,12 @@ fn a_hard_down_removes_at_once_and_withdraws() {
     assert!(best[0].best.is_none());
     assert_eq!(sent_to(&updates, 3)[0].withdrawn.len(), 1);
     assert_eq!(rib.received_count(PeerId(2)), 0);
-    rib.apply_update(PeerId(3), &withdraw("10.65.9.0/26"), Instant::now());
+    rib.apply_update(
+        PeerId(3),
+        &withdraw("10.65.9.0/26"),
+        Instant::now(),
+        &ExportAll,
+    );
     assert!(
         rib.commit(&ExportAll).0.is_empty(),
         "withdrawing the unknown is harmless"
