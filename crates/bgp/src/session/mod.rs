@@ -67,7 +67,7 @@ pub enum Action {
     Close(Side),
     Established(Box<Negotiated>),
     /// Routes from the peer (treat-as-withdraw already applied).
-    Update(Update),
+    Update(Box<Update>),
     /// The peer asked for our routes of this family again.
     RouteRefresh(Family),
     /// The session left Established. With `graceful`, the peer's routes
@@ -454,7 +454,7 @@ impl Session {
             u.withdrawn.extend(announced);
             u.treat_as_withdraw = false;
         }
-        self.actions.push_back(Action::Update(u));
+        self.actions.push_back(Action::Update(Box::new(u)));
     }
 
     /// Ends one connection: sends `notification` first if given, reports

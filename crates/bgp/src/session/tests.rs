@@ -310,7 +310,7 @@ fn updates_flow_and_a_notification_ends_it_hard() {
         .b_events
         .iter()
         .filter_map(|e| match e {
-            Action::Update(u) => Some(u),
+            Action::Update(u) => Some(u.as_ref()),
             _ => None,
         })
         .collect();
