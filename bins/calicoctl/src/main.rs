@@ -89,6 +89,8 @@ enum Command {
     Label(commands::label::LabelArgs),
     /// IP address management.
     Ipam(commands::ipam::IpamArgs),
+    /// Calico node status.
+    Node(commands::node::NodeArgs),
     /// Print client and cluster versions.
     Version {
         #[command(flatten)]
@@ -119,6 +121,7 @@ fn main() -> ExitCode {
         Command::Patch(a) => commands::patch::run(&a),
         Command::Label(a) => commands::label::run(&a),
         Command::Ipam(a) => commands::ipam::run(&a),
+        Command::Node(a) => commands::node::run(&a),
         Command::Version { global } => commands::version::run(&global),
     };
     match result {

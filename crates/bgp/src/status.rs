@@ -14,6 +14,8 @@ use crate::wire::{Capability, PathAttributes};
 #[derive(Clone, Debug, Default)]
 pub struct SpeakerStatus {
     pub router_id: Option<Ipv4Addr>,
+    pub local_as: u32,
+    pub cluster_id: Option<Ipv4Addr>,
     pub started: Option<SystemTime>,
     pub peers: Vec<PeerStatus>,
     /// Present only in full snapshots.
@@ -101,7 +103,9 @@ pub fn snapshot(speaker: &Speaker, started: SystemTime, with_routes: bool) -> Sp
         Vec::new()
     };
     SpeakerStatus {
-        router_id: None,
+        router_id: Some(speaker.rib().router_id()),
+        local_as: speaker.rib().local_as(),
+        cluster_id: speaker.rib().cluster_id(),
         started: Some(started),
         peers,
         routes,

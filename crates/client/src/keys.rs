@@ -73,3 +73,10 @@ mod tests {
         );
     }
 }
+
+/// Where calico-node publishes its BGP status (sessions by peer) for
+/// `calicoctl node status --node` (our addition: upstream reads BIRD's
+/// socket on the node itself). Written under the agent's liveness lease.
+pub fn bgp_status_key(node: &str) -> String {
+    format!("/calico/calico-rs/v1/host/{node}/bgp-status")
+}

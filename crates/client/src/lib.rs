@@ -3,6 +3,7 @@
 //! datastore trait, cross-resource validation, and client configuration
 //! (`calicoctl.cfg` and the `DATASTORE_TYPE` / `ETCD_*` environment).
 
+pub mod bgp_status;
 pub mod client;
 pub mod config;
 pub mod keys;

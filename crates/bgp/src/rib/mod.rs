@@ -124,6 +124,18 @@ impl Rib {
         self.cluster_id = cluster_id;
     }
 
+    pub fn router_id(&self) -> Ipv4Addr {
+        self.router_id
+    }
+
+    pub fn local_as(&self) -> u32 {
+        self.local_as
+    }
+
+    pub fn cluster_id(&self) -> Option<Ipv4Addr> {
+        self.cluster_id
+    }
+
     pub fn set_peer(&mut self, id: PeerId, info: PeerInfo) {
         self.peers.insert(id, info);
     }
