@@ -229,8 +229,7 @@ impl Syncer {
                             .revisions
                             .get(&kv.key)
                             .is_some_and(|&r| r >= kv.mod_revision);
-                        if PREFIXES.iter().any(|p| kv.key.starts_with(p)) && !listed_newer
-                        {
+                        if PREFIXES.iter().any(|p| kv.key.starts_with(p)) && !listed_newer {
                             known.revisions.insert(kv.key.clone(), kv.mod_revision);
                             self.push_decoded(&kv, &mut batch, &mut known.removals);
                         }

@@ -247,8 +247,12 @@ pub struct PoolRouting {
 pub enum Encapsulation {
     None,
     /// IP-in-IP; `cross_subnet`: only towards other subnets.
-    IpIp { cross_subnet: bool },
-    Vxlan { cross_subnet: bool },
+    IpIp {
+        cross_subnet: bool,
+    },
+    Vxlan {
+        cross_subnet: bool,
+    },
 }
 
 /// A BGP community: standard (`aa:nn`, RFC 1997) or large (`aa:nn:mm`, RFC 8092).

@@ -55,7 +55,12 @@ struct Candidate {
 }
 
 /// Seconds, rounded as upstream rounds `maxRestartTime`.
-fn restart_time(what: &str, field: &str, v: &Option<String>, w: &mut Vec<String>) -> Option<Duration> {
+fn restart_time(
+    what: &str,
+    field: &str,
+    v: &Option<String>,
+    w: &mut Vec<String>,
+) -> Option<Duration> {
     let s = v.as_deref()?;
     match parse_go_duration(s) {
         Ok(d) => Some(Duration::from_secs(d.as_secs_f64().round() as u64)),
@@ -162,7 +167,13 @@ impl Ctx<'_> {
         out
     }
 
-    fn reachable_by(&self, name: &str, def: &PeerDef, ip: IpAddr, w: &mut Vec<String>) -> Option<IpAddr> {
+    fn reachable_by(
+        &self,
+        name: &str,
+        def: &PeerDef,
+        ip: IpAddr,
+        w: &mut Vec<String>,
+    ) -> Option<IpAddr> {
         let r = def.spec.reachable_by.as_str();
         if r.is_empty() {
             return None;
@@ -322,7 +333,11 @@ impl Ctx<'_> {
                 return vec![];
             };
             let asn = spec.as_number.map_or(0, |a| a.0);
-            if !self.nodes_with(ip, asn, port).iter().any(|n| *n == self.me_name) {
+            if !self
+                .nodes_with(ip, asn, port)
+                .iter()
+                .any(|n| *n == self.me_name)
+            {
                 return vec![];
             }
             [ip.is_ipv4(), ip.is_ipv6()]
@@ -396,15 +411,16 @@ impl Ctx<'_> {
         if c.port > 0 {
             name.push_str(&format!("_port_{}", c.port));
         }
-        let local_as = if c.local_as != 0 { c.local_as } else { self.local_as };
+        let local_as = if c.local_as != 0 {
+            c.local_as
+        } else {
+            self.local_as
+        };
         let my_rr = self.me.rr_cluster_id.as_deref();
-        let rr_client = c.peer_as == local_as
-            && my_rr.is_some()
-            && c.rr_cluster_id.as_deref() != my_rr;
+        let rr_client =
+            c.peer_as == local_as && my_rr.is_some() && c.rr_cluster_id.as_deref() != my_rr;
         let passive = c.passive
-            || (scope == Scope::Global
-                && c.calico_node
-                && c.ip.to_string() > mine.to_string());
+            || (scope == Scope::Global && c.calico_node && c.ip.to_string() > mine.to_string());
         Some(PeerIntent {
             name,
             kind,
@@ -443,7 +459,11 @@ impl Ctx<'_> {
             )
         });
         let password = cfg.and_then(|c| {
-            self.secret("BGPConfiguration default (nodeMeshPassword)", &c.node_mesh_password, w)
+            self.secret(
+                "BGPConfiguration default (nodeMeshPassword)",
+                &c.node_mesh_password,
+                w,
+            )
         });
         let mut seen: BTreeSet<IpAddr> = BTreeSet::new();
         for (name, n) in self.nodes() {

@@ -262,9 +262,11 @@ impl Store {
             "BGPConfiguration" => self.set_config(name, None, &mut Vec::new()),
             "BGPFilter" => set(&mut self.filters, name.to_string(), None),
             "IPPool" => set(&mut self.pools, name.to_string(), None),
-            "WorkloadEndpoint" => {
-                set(&mut self.local_weps, (ns.to_string(), name.to_string()), None)
-            }
+            "WorkloadEndpoint" => set(
+                &mut self.local_weps,
+                (ns.to_string(), name.to_string()),
+                None,
+            ),
             _ => false,
         }
     }
