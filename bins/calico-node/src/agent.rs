@@ -77,6 +77,14 @@ pub fn run(cfg: AgentConfig) -> Result<()> {
         node_ip: cfg.node_ip(),
     });
     calc.set_env_overrides(cfg.felix_env.clone());
+    // As upstream's confd: the BGP router ID is the node's IPv4 address
+    // unless CALICO_ROUTER_ID gives one (or "hash").
+    if let Ok(v) = std::env::var("CALICO_ROUTER_ID") {
+        match calico_calc::bgp::RouterId::parse(&v) {
+            Ok(r) => calc.set_bgp_router_id(r),
+            Err(e) => warn!("{e}; using the node's IPv4 address"),
+        }
+    }
 
     let (tx, rx) = mpsc::channel();
     let syncer = Syncer {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use calico_api::{lookup_kind, AnyResource, KINDS};
-use calico_calc::input::Input;
+use calico_calc::input::{AffinityState, Input};
 use calico_client::policy_names::{is_tiered_kind, name_from_storage};
 use calico_datastore::{Datastore, KeyValue, WatchEvent};
 use ipnet::IpNet;
@@ -20,6 +20,10 @@ use crate::metrics::Metrics;
 
 const RESOURCE_PREFIX: &str = "/calico/resources/v3/projectcalico.org/";
 const BLOCK_PREFIX: &str = "/calico/ipam/v2/assignment/";
+const AFFINITY_PREFIX: &str = calico_ipam::keys::AFFINITY_PREFIX;
+
+/// The prefixes the calculation reads.
+const PREFIXES: [&str; 3] = [RESOURCE_PREFIX, BLOCK_PREFIX, AFFINITY_PREFIX];
 
 /// What the syncer tells the agent.
 #[derive(Debug)]
@@ -54,6 +58,23 @@ pub fn decode(kv: &KeyValue) -> Result<Option<Input>, String> {
             .map(str::to_string);
         return Ok(Some(Input::Block { cidr, affinity }));
     }
+    if kv.key.starts_with(AFFINITY_PREFIX) {
+        let (host, cidr) = calico_ipam::keys::parse_affinity_key(&kv.key)
+            .ok_or_else(|| format!("{}: not a block affinity key", kv.key))?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&kv.value).map_err(|e| format!("{}: {e}", kv.key))?;
+        // Upstream marks an affinity being removed in the Kubernetes
+        // datastore with `deleted: true`; it no longer counts.
+        if v.get("deleted").and_then(|d| d.as_bool()) == Some(true) {
+            return Ok(Some(Input::BlockAffinityRemoved { host, cidr }));
+        }
+        let state = v.get("state").and_then(|s| s.as_str()).unwrap_or("");
+        return Ok(Some(Input::BlockAffinity {
+            host,
+            cidr,
+            state: AffinityState::parse(state),
+        }));
+    }
     Ok(None)
 }
 
@@ -83,6 +104,10 @@ pub fn removal(key: &str) -> Option<Input> {
     }
     if key.starts_with(BLOCK_PREFIX) {
         return block_cidr(key).map(|cidr| Input::BlockRemoved { cidr });
+    }
+    if key.starts_with(AFFINITY_PREFIX) {
+        return calico_ipam::keys::parse_affinity_key(key)
+            .map(|(host, cidr)| Input::BlockAffinityRemoved { host, cidr });
     }
     None
 }
@@ -155,7 +180,7 @@ impl Syncer {
         // address while this agent starts) would never be seen. Events the
         // second list already holds are skipped by revision below.
         let mut revision = i64::MAX;
-        for prefix in [RESOURCE_PREFIX, BLOCK_PREFIX] {
+        for prefix in PREFIXES {
             let res = self.store.list(prefix).map_err(|e| e.to_string())?;
             revision = revision.min(res.revision);
             for kv in res.kvs {
@@ -204,9 +229,7 @@ impl Syncer {
                             .revisions
                             .get(&kv.key)
                             .is_some_and(|&r| r >= kv.mod_revision);
-                        if (kv.key.starts_with(RESOURCE_PREFIX) || kv.key.starts_with(BLOCK_PREFIX))
-                            && !listed_newer
-                        {
+                        if PREFIXES.iter().any(|p| kv.key.starts_with(p)) && !listed_newer {
                             known.revisions.insert(kv.key.clone(), kv.mod_revision);
                             self.push_decoded(&kv, &mut batch, &mut known.removals);
                         }
@@ -300,6 +323,37 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        assert_eq!(
+            decode(&kv(
+                "/calico/ipam/v2/host/h1/ipv4/block/10.0.0.0-26",
+                r#"{"state":"confirmed","deleted":false}"#
+            ))
+            .unwrap(),
+            Some(Input::BlockAffinity {
+                host: "h1".into(),
+                cidr: "10.0.0.0/26".parse().unwrap(),
+                state: AffinityState::Confirmed
+            })
+        );
+        assert_eq!(
+            decode(&kv(
+                "/calico/ipam/v2/host/h1/ipv6/block/fd00::-122",
+                r#"{"state":"pending","deleted":false}"#
+            ))
+            .unwrap(),
+            Some(Input::BlockAffinity {
+                host: "h1".into(),
+                cidr: "fd00::/122".parse().unwrap(),
+                state: AffinityState::Pending
+            })
+        );
+        assert_eq!(
+            removal("/calico/ipam/v2/host/h1/ipv4/block/10.0.0.0-26"),
+            Some(Input::BlockAffinityRemoved {
+                host: "h1".into(),
+                cidr: "10.0.0.0/26".parse().unwrap()
+            })
+        );
         assert!(decode(&kv(
             "/calico/resources/v3/projectcalico.org/ippools/p",
             "{not json"

@@ -10,6 +10,13 @@ use calico_api::AnyResource;
 pub fn ps_columns(kind: &str) -> &'static [&'static str] {
     match kind {
         "BGPConfiguration" => &["NAME", "LOGSEVERITY", "MESHENABLED", "ASNUMBER"],
+        "BGPFilter" => &[
+            "NAME",
+            "NUMEXPORTV4",
+            "NUMIMPORTV4",
+            "NUMEXPORTV6",
+            "NUMIMPORTV6",
+        ],
         "BGPPeer" => &["NAME", "PEERIP", "NODE", "ASN"],
         "ClusterInformation" => &[
             "NAME",
@@ -248,6 +255,13 @@ fn config_cell(r: &AnyResource, col: &str) -> String {
             "NODE" if !p.spec.node_selector.is_empty() => p.spec.node_selector.clone(),
             "NODE" => "(global)".into(),
             "ASN" => p.spec.as_number.unwrap_or(AsNumber(0)).to_string(),
+            _ => String::new(),
+        },
+        (AnyResource::BGPFilter(f), c) => match c {
+            "NUMEXPORTV4" => f.spec.export_v4.len().to_string(),
+            "NUMIMPORTV4" => f.spec.import_v4.len().to_string(),
+            "NUMEXPORTV6" => f.spec.export_v6.len().to_string(),
+            "NUMIMPORTV6" => f.spec.import_v6.len().to_string(),
             _ => String::new(),
         },
         (AnyResource::HostEndpoint(h), c) => match c {

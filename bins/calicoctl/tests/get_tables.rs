@@ -320,3 +320,33 @@ spec:
          openstack-sg-a   a.b=x,a=y   \n\n"
     );
 }
+
+#[test]
+fn bgp_filter_table_and_short_names() {
+    let c = Ctl::new();
+    c.apply(
+        "apiVersion: projectcalico.org/v3
+kind: BGPFilter
+metadata:
+  name: export-pools
+spec:
+  exportV4:
+    - action: Accept
+      matchOperator: In
+      cidr: 10.0.0.0/16
+    - action: Reject
+  importV6:
+    - action: Reject
+      source: RemotePeers
+",
+    );
+    let table = "NAME           NUMEXPORTV4   NUMIMPORTV4   NUMEXPORTV6   NUMIMPORTV6   \n\
+                 export-pools   2             0             0             1             \n\n";
+    for kind in ["bgpfilter", "bgpfilters", "bgpf", "bfs", "BGPFilter"] {
+        assert_eq!(c.ok(&["get", kind]), table, "{kind}");
+    }
+    assert_eq!(c.ok(&["get", "bgpfilter", "-o", "wide"]), table);
+    let yaml = c.ok(&["get", "bgpfilter", "export-pools", "-o", "yaml"]);
+    assert!(yaml.contains("kind: BGPFilter"), "{yaml}");
+    assert!(yaml.contains("matchOperator: In"), "{yaml}");
+}

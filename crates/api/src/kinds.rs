@@ -7,7 +7,9 @@ use crate::config::{CalicoAPIConfig, ClusterInformation};
 use crate::endpoint::{GlobalNetworkSet, HostEndpoint, NetworkSet, WorkloadEndpoint};
 use crate::felixconfig::FelixConfiguration;
 use crate::meta::ObjectMeta;
-use crate::network::{BGPConfiguration, BGPPeer, IPAMConfiguration, IPPool, IPReservation, Node};
+use crate::network::{
+    BGPConfiguration, BGPFilter, BGPPeer, IPAMConfiguration, IPPool, IPReservation, Node,
+};
 use crate::policy::{GlobalNetworkPolicy, NetworkPolicy, Profile, Tier};
 use crate::resource::Resource;
 use crate::validate::FieldErrors;
@@ -82,6 +84,7 @@ macro_rules! kinds {
 
 kinds! {
     BGPConfiguration => ["bgpconfig", "bgpconfigs"],
+    BGPFilter => ["bgpf", "bgpfs", "bf", "bfs"],
     BGPPeer => ["bgpp", "bgpps", "bp", "bps"],
     ClusterInformation => ["clusterinfo", "clusterinfos"],
     FelixConfiguration => ["felixconfig", "felixconfigs"],

@@ -40,6 +40,7 @@ use calico_api::validate::parse_net;
 use calico_api::{lookup_kind, AnyResource, LABEL_NAMESPACE, LABEL_ORCHESTRATOR};
 use ipnet::{IpNet, Ipv4Net};
 
+use crate::bgp::{BgpCalc, BgpIntent, RouterId};
 use crate::config::{pool, ConfigInputs};
 use crate::effsel::{EffSel, Entity, LabelMap, Scope};
 use crate::endpoints::{profile_id, LocalEndpoints, LocalInfo};
@@ -98,12 +99,20 @@ pub struct Calculator {
     pools_dirty: bool,
     seq: crate::sequencer::Sequencer,
     events: Vec<MatchEvent<u32, u32>>,
+    bgp: BgpCalc,
+    /// An input changed what the BGP intent depends on since it was taken.
+    bgp_dirty: bool,
+    /// The intent last taken (None: never taken).
+    bgp_last: Option<Option<BgpIntent>>,
+    /// Warnings of the last BGP computation (repeated ones are not re-reported).
+    bgp_warned: Vec<String>,
 }
 
 impl Calculator {
     pub fn new(host: HostIdentity) -> Calculator {
         Calculator {
             routes: Routes::new(&host.node_name, host.node_ip),
+            bgp: BgpCalc::new(host.node_name.clone()),
             host,
             pending: HashMap::new(),
             pending_blocks: BTreeMap::new(),
@@ -120,11 +129,16 @@ impl Calculator {
             pools_dirty: true,
             seq: Sequencer::default(),
             events: Vec::new(),
+            bgp_dirty: true,
+            bgp_last: None,
+            bgp_warned: Vec::new(),
         }
     }
 
-    /// Records one change; the work happens in [`Calculator::flush`].
+    /// Records one change; the work happens in [`Calculator::flush`] (and,
+    /// for BGP, in [`Calculator::take_bgp_intent`]).
     pub fn on_input(&mut self, input: Input) {
+        self.bgp_dirty |= self.bgp.on_input(&input);
         match input {
             Input::Resource(r) => {
                 let m = r.metadata();
@@ -149,8 +163,56 @@ impl Calculator {
             Input::BlockRemoved { cidr } => {
                 self.pending_blocks.insert(cidr.trunc(), None);
             }
+            // Only BGP uses block affinities.
+            Input::BlockAffinity { .. } | Input::BlockAffinityRemoved { .. } => {}
             Input::InSync => self.seq.request_in_sync(),
         }
+    }
+
+    /// `CALICO_ROUTER_ID` for the BGP intent.
+    pub fn set_bgp_router_id(&mut self, r: RouterId) {
+        self.bgp.set_router_id(r);
+        self.bgp_dirty = true;
+    }
+
+    /// Where BGP passwords are read from (see [`BgpCalc::set_secrets_dir`]).
+    pub fn set_bgp_secrets_dir(&mut self, dir: impl Into<std::path::PathBuf>) {
+        self.bgp.set_secrets_dir(dir);
+        self.bgp_dirty = true;
+    }
+
+    /// Makes the next [`Calculator::take_bgp_intent`] recompute even without
+    /// a datastore change (e.g. to re-read password files).
+    pub fn refresh_bgp(&mut self) {
+        self.bgp_dirty = true;
+    }
+
+    /// The BGP calculation, for inspection.
+    pub fn bgp(&self) -> &BgpCalc {
+        &self.bgp
+    }
+
+    /// The BGP intent when it changed since the last call: `Some(Some(i))`
+    /// a new intent, `Some(None)` BGP is not possible on this node (it has
+    /// no BGP address), `None` nothing changed. The first call always
+    /// answers `Some`. Warnings go to [`Calculator::take_warnings`].
+    pub fn take_bgp_intent(&mut self) -> Option<Option<BgpIntent>> {
+        self.warnings.extend(self.bgp.take_warnings());
+        if !std::mem::take(&mut self.bgp_dirty) && self.bgp_last.is_some() {
+            return None;
+        }
+        let (intent, warnings) = self.bgp.compute();
+        for w in &warnings {
+            if !self.bgp_warned.contains(w) {
+                self.warnings.push(w.clone());
+            }
+        }
+        self.bgp_warned = warnings;
+        if self.bgp_last.as_ref() == Some(&intent) {
+            return None;
+        }
+        self.bgp_last = Some(intent.clone());
+        Some(intent)
     }
 
     /// `FELIX_*` environment settings, applied over the FelixConfiguration

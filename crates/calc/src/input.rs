@@ -28,9 +28,46 @@ pub enum Input {
     BlockRemoved {
         cidr: IpNet,
     },
+    /// A host's claim on an IPAM block (`/calico/ipam/v2/host/<host>/ipvN/block/<cidr>`).
+    /// Only BGP uses it: a host announces the blocks it holds confirmed
+    /// affinities for, as upstream's confd does from these keys.
+    BlockAffinity {
+        host: String,
+        cidr: IpNet,
+        state: AffinityState,
+    },
+    BlockAffinityRemoved {
+        host: String,
+        cidr: IpNet,
+    },
     /// The initial snapshot is complete: the calculation may now emit
     /// `Update::InSync` after its first flush.
     InSync,
+}
+
+/// The `state` of a block affinity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AffinityState {
+    /// `confirmed`, or no state at all (data written by old releases, which
+    /// upstream treats as implicitly confirmed).
+    Confirmed,
+    /// `pending`: the claim is being made; upstream's confd ignores it.
+    Pending,
+    /// `pendingDeletion`, or a state this version does not know: announced
+    /// (upstream keeps the blackhole route) but no longer hiding the /32s
+    /// inside it.
+    PendingDeletion,
+}
+
+impl AffinityState {
+    /// Parses the stored `state` string as upstream reads it.
+    pub fn parse(s: &str) -> AffinityState {
+        match s {
+            "" | "confirmed" => AffinityState::Confirmed,
+            "pending" => AffinityState::Pending,
+            _ => AffinityState::PendingDeletion,
+        }
+    }
 }
 
 /// Host facts the agent knows from outside the datastore.

@@ -16,6 +16,7 @@ pub mod input;
 pub mod model;
 
 pub mod analysis;
+pub mod bgp;
 pub mod desired;
 pub mod packet;
 pub mod reference;
@@ -37,5 +38,5 @@ mod sequencer;
 
 pub use calculator::Calculator;
 pub use config::{default_failsafe_inbound, default_failsafe_outbound};
-pub use input::{HostIdentity, Input};
+pub use input::{AffinityState, HostIdentity, Input};
 pub use labels::{LABEL_NAME, NAMESPACE_PROFILE_PREFIX};
