@@ -14,10 +14,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use calico_calc::model::{EndpointKey, Update};
+use calico_dataplane::learned::{LearnedRoutes, RTPROT_BIRD};
+use calico_dataplane::netlink::KernelRoute;
 use calico_dataplane::{
     ApplyStats, CommandConntrack, CommandNft, Condition, ConntrackManager, DataplaneError,
     GenerationTracked, Manager, PolicyManager, ProcSysctl, RoutingConfig, RtNetlink,
 };
+use ipnet::IpNet;
 use tracing::warn;
 
 use crate::config::AgentConfig;
@@ -27,6 +30,8 @@ use crate::status::EndpointStatus;
 pub struct Dataplane {
     policy: PolicyManager<GenerationTracked<CommandNft>>,
     routing: calico_dataplane::Routing<RtNetlink, ProcSysctl>,
+    /// Routes learned by BGP (`proto bird`).
+    learned: LearnedRoutes<RtNetlink>,
     /// Deletes the flows of addresses local endpoints give up; applied last.
     conntrack: ConntrackManager<CommandConntrack>,
     /// Conditions last logged, so each is logged once when it appears.
@@ -46,9 +51,11 @@ impl Dataplane {
         rc.state_dir = cfg.state_dir().to_path_buf();
         let routing = calico_dataplane::Routing::kernel(rc)
             .map_err(|e| anyhow!("cannot open netlink: {e}"))?;
+        let nl = RtNetlink::new().map_err(|e| anyhow!("cannot open netlink: {e}"))?;
         Ok(Dataplane {
             policy: PolicyManager::new(GenerationTracked::new(CommandNft::new())),
             routing,
+            learned: LearnedRoutes::new(nl, RTPROT_BIRD),
             conntrack: ConntrackManager::new(CommandConntrack::new()),
             logged: BTreeSet::new(),
             endpoints: LocalEndpoints::default(),
@@ -66,13 +73,27 @@ impl Dataplane {
         self.endpoints.on_update(u);
     }
 
-    /// Applies both; returns the first error (both are attempted).
+    /// Best-path changes from BGP, as kernel routes (None: remove).
+    pub fn set_learned(&mut self, changes: Vec<(IpNet, Option<KernelRoute>)>) {
+        for (dst, route) in changes {
+            self.learned.set(dst, route);
+        }
+    }
+
+    /// BGP has heard every peer's whole table: learned routes kept from
+    /// before a restart that nobody re-announced may now go.
+    pub fn learned_converged(&mut self) {
+        self.learned.converged();
+    }
+
+    /// Applies everything; returns the first error (all are attempted).
     pub fn apply(&mut self) -> Result<ApplyStats, DataplaneError> {
         let t = Instant::now();
         let p = self.policy.apply();
         self.last_policy_time = t.elapsed();
         let t = Instant::now();
         let r = self.routing.apply();
+        let l = self.learned.apply();
         self.last_routing_time = t.elapsed();
         // After the new policy is in place, so reconnects meet it.
         let c = self.conntrack.apply();
@@ -81,7 +102,7 @@ impl Dataplane {
         self.apply_failed = p.is_err() || r.is_err();
         let mut stats = ApplyStats::default();
         let mut first = None;
-        for res in [p, r, c] {
+        for res in [p, r, l, c] {
             match res {
                 Ok(s) => stats.writes += s.writes,
                 Err(e) => {
@@ -97,6 +118,7 @@ impl Dataplane {
     /// Returns true if the nft table will be read back.
     pub fn resync(&mut self) -> bool {
         self.routing.resync();
+        self.learned.resync();
         if self.policy.backend().unchanged() {
             return false;
         }

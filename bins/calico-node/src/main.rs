@@ -9,6 +9,7 @@
 //! ```
 
 mod agent;
+mod bgp;
 mod conditions;
 mod config;
 mod dataplane;

@@ -136,6 +136,7 @@ fn now() -> String {
 
 pub struct StatusReporter {
     store: Arc<dyn Datastore>,
+    node: String,
     host_prefix: String,
     ttl: Duration,
     started: Instant,
@@ -164,6 +165,7 @@ impl StatusReporter {
     ) -> StatusReporter {
         StatusReporter {
             store,
+            node: host.to_string(),
             host_prefix: format!("/calico/felix/v2/{region}/host/{host}"),
             ttl: interval.mul_f64(2.5).max(Duration::from_secs(5)),
             started,
@@ -261,6 +263,16 @@ impl StatusReporter {
     /// Makes this host's endpoint status keys exactly `statuses`: writes new
     /// and changed ones, deletes the others (also those from before a
     /// restart). Failed writes are retried on the next call.
+    /// The BGP status under the liveness lease, so it goes when the agent
+    /// does (`calicoctl node status` then says the process is not running).
+    pub fn report_bgp(&mut self, json: &str) {
+        let key = calico_client::keys::bgp_status_key(&self.node);
+        let lease = self.lease();
+        if let Err(e) = self.store.put(&key, json.as_bytes(), lease) {
+            warn!(%key, error = %e, "cannot write the BGP status");
+        }
+    }
+
     pub fn report_endpoints(&mut self, statuses: &BTreeMap<EndpointStatusId, EndpointStatus>) {
         if self
             .listed_at
@@ -313,6 +325,8 @@ pub struct Report {
     pub liveness: bool,
     pub endpoints: Option<BTreeMap<EndpointStatusId, EndpointStatus>>,
     pub conditions: Option<Vec<String>>,
+    /// BGP status (JSON) for `calicoctl node status --node`.
+    pub bgp: Option<String>,
 }
 
 impl Report {
@@ -324,6 +338,9 @@ impl Report {
         }
         if newer.conditions.is_some() {
             self.conditions = newer.conditions;
+        }
+        if newer.bgp.is_some() {
+            self.bgp = newer.bgp;
         }
     }
 }
@@ -358,6 +375,9 @@ impl StatusThread {
                     if let Some(eps) = &r.endpoints {
                         reporter.report_endpoints(eps);
                     }
+                    if let Some(b) = &r.bgp {
+                        reporter.report_bgp(b);
+                    }
                     if let (Some(c), Some(nc)) = (&r.conditions, conditions.as_mut()) {
                         nc.publish(c);
                     }
@@ -375,8 +395,9 @@ impl StatusThread {
         }
     }
 
-    /// Waits until every queued report is written.
-    pub fn finish(mut self) {
+    /// Waits until every queued report is written; later reports are
+    /// dropped.
+    pub fn finish(&mut self) {
         drop(self.tx.take());
         if let Some(h) = self.handle.take() {
             let _ = h.join();
@@ -596,6 +617,7 @@ mod tests {
             liveness: true,
             endpoints: None,
             conditions: Some(vec!["a".into()]),
+            bgp: Some("{}".into()),
         };
         let mut eps = BTreeMap::new();
         eps.insert(id("vm1", "tap1"), EndpointStatus::Up);
@@ -603,8 +625,10 @@ mod tests {
             liveness: false,
             endpoints: Some(eps.clone()),
             conditions: None,
+            bgp: None,
         });
         assert!(r.liveness);
+        assert_eq!(r.bgp.as_deref(), Some("{}"), "kept when the newer report has none");
         assert_eq!(r.endpoints, Some(eps));
         assert_eq!(r.conditions, Some(vec!["a".to_string()]));
     }

@@ -146,7 +146,7 @@ fn removal_of(r: &AnyResource) -> Input {
 /// Runs forever on its own thread: delivers inputs to `tx`.
 pub struct Syncer {
     pub store: Arc<dyn Datastore>,
-    pub tx: Sender<SyncMsg>,
+    pub tx: Sender<crate::agent::Event>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -160,7 +160,7 @@ impl Syncer {
                 Err(e) => {
                     self.metrics.datastore_errors.inc();
                     warn!(error = %e, "datastore unavailable; keeping the current dataplane and retrying");
-                    if self.tx.send(SyncMsg::Disconnected(e)).is_err() {
+                    if self.tx.send(SyncMsg::Disconnected(e).into()).is_err() {
                         return;
                     }
                     std::thread::sleep(backoff);
@@ -207,7 +207,7 @@ impl Syncer {
             "datastore snapshot loaded"
         );
         inputs.push(Input::InSync);
-        if self.tx.send(SyncMsg::Inputs(inputs)).is_err() || self.tx.send(SyncMsg::InSync).is_err()
+        if self.tx.send(SyncMsg::Inputs(inputs).into()).is_err() || self.tx.send(SyncMsg::InSync.into()).is_err()
         {
             return Ok(());
         }
@@ -245,17 +245,17 @@ impl Syncer {
                     }
                     WatchEvent::Compacted { compact_revision } => {
                         info!(compact_revision, "watch history compacted; re-listing");
-                        let _ = self.tx.send(SyncMsg::Inputs(batch));
+                        let _ = self.tx.send(SyncMsg::Inputs(batch).into());
                         return Ok(());
                     }
                     WatchEvent::Error(e) => {
-                        let _ = self.tx.send(SyncMsg::Inputs(batch));
+                        let _ = self.tx.send(SyncMsg::Inputs(batch).into());
                         return Err(e.to_string());
                     }
                 }
                 ev = watch.try_recv();
             }
-            if !batch.is_empty() && self.tx.send(SyncMsg::Inputs(batch)).is_err() {
+            if !batch.is_empty() && self.tx.send(SyncMsg::Inputs(batch).into()).is_err() {
                 return Ok(());
             }
         }
