@@ -5,3 +5,5 @@
 //! actions (bytes to send, timers to set, routes learned), and the RIB turns
 //! routes into best paths and per-peer exports. Sockets, timers and the
 //! kernel live in calico-node's thin driver.
+
+pub mod birdctl;
