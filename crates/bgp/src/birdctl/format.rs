@@ -540,6 +540,12 @@ fn route_lines(view: &BirdView, label: &str, route: &RouteView, verbose: bool, r
         if let Some(k) = &route.kernel {
             r.more(1012, &format!("\tKernel.source: {}", k.source));
             r.more(1012, &format!("\tKernel.metric: {}", k.metric));
+            if let Some(src) = k.prefsrc {
+                r.more(1012, &format!("\tKernel.prefsrc: {}", ip(src)));
+            }
+            if let Some(scope) = k.scope {
+                r.more(1012, &format!("\tKernel.scope: {scope}"));
+            }
         }
     }
 }

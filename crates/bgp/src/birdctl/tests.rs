@@ -141,7 +141,7 @@ pub(crate) fn lab_view() -> BirdView {
     let learned = |prefix: &str, dest| RouteView {
         kernel: Some(KernelAttrs {
             source: 3,
-            metric: 0,
+            ..KernelAttrs::default()
         }),
         ..RouteView::new(
             prefix.parse().unwrap(),
@@ -223,9 +223,8 @@ pub(crate) fn lab_view() -> BirdView {
     }
 }
 
-/// The lab capture: the greeting, then each command and its reply.
-fn capture() -> (String, Vec<(String, String)>) {
-    let text = include_str!("testdata/bird16-lab.txt");
+/// A lab capture: the greeting, then each command and its reply.
+fn capture(text: &str) -> (String, Vec<(String, String)>) {
     let mut parts = text.split("== ");
     let greeting = parts.next().unwrap().to_string();
     let replies = parts
@@ -263,9 +262,138 @@ fn assert_reply(view: &BirdView, cmd: &str, expected: &str) {
 #[test]
 fn every_captured_reply_is_reproduced_byte_for_byte() {
     let view = lab_view();
-    let (hello, replies) = capture();
+    let (hello, replies) = capture(include_str!("testdata/bird16-lab.txt"));
     assert_eq!(String::from_utf8(greeting(&view)).unwrap(), hello);
     assert!(replies.len() >= 15);
+    for (cmd, expected) in &replies {
+        assert_reply(&view, cmd, expected);
+    }
+}
+
+/// The IPv6 lab: Calico's bird6 (the same source built with
+/// `--enable-ipv6 --with-sysconfig=linux-v6`) and BIRD 2.0.12 on a veth
+/// pair with fd00:99::1/64 and fd00:99::2/64.
+fn lab6_view() -> BirdView {
+    let boot = at(0, 51, 10);
+    let up = at(0, 51, 12);
+    let ip6 = |s: &str| -> IpAddr { s.parse().unwrap() };
+    let mut mesh = BgpDetail::new(BgpState::Established, ip6("fd00:99::2"), 64512, 64512);
+    mesh.multihop = true;
+    mesh.session = Some(BgpSession {
+        neighbor_id: Ipv4Addr::new(10, 99, 0, 2),
+        neighbor_caps: NeighborCaps {
+            refresh: true,
+            enhanced_refresh: true,
+            graceful_restart: GrCapability::Able,
+            long_lived_gr: GrCapability::Aware,
+            as4: true,
+            add_path_rx: true,
+            add_path_tx: true,
+            ext_messages: false,
+        },
+        as4: true,
+        add_path_rx: true,
+        add_path_tx: true,
+        ext_messages: false,
+        source_address: ip6("fd00:99::1"),
+        hold_timer: (183, 240),
+        keepalive_timer: (67, 80),
+    });
+    let mut mesh = bgp_protocol("Mesh_fd00_99__2", ProtoState::Up, up, mesh);
+    mesh.output_filter = "(unnamed)".into();
+    mesh.stats = ProtoStats {
+        export_updates: counters(5, 2, 1, 2),
+        ..stats(2, 2, 1)
+    };
+    let proto = |name: &str, kind| ProtocolView::new(name, kind, ProtoState::Up, boot);
+    let cbca = || "cbcA".to_string();
+    let bgp = |communities| BgpRouteAttrs {
+        next_hop: Some(ip6("fd00:99::2")),
+        local_pref: Some(100),
+        communities,
+        igp_metric: Some(IgpMetric::Metric(0)),
+        ..BgpRouteAttrs::default()
+    };
+    let via_b = || RouteDest::Via {
+        gateway: ip6("fd00:99::2"),
+        iface: cbca(),
+    };
+    let net = |s: &str| s.parse().unwrap();
+    BirdView {
+        ipv6: true,
+        router_id: Ipv4Addr::new(10, 99, 0, 1),
+        now: at(0, 51, 30),
+        started: boot,
+        reconfigured: boot,
+        protocols: vec![
+            proto("static1", ProtoKind::Static),
+            proto("kernel1", ProtoKind::Kernel),
+            proto("device1", ProtoKind::Device),
+            proto("direct1", ProtoKind::Direct),
+            mesh,
+        ],
+        routes: vec![
+            RouteView {
+                kernel: Some(KernelAttrs {
+                    source: 3,
+                    metric: 1024,
+                    prefsrc: None,
+                    scope: Some(0),
+                }),
+                ..RouteView::new(
+                    net("fd00:10:244:1::5/128"),
+                    RouteDest::Device { iface: cbca() },
+                    "kernel1",
+                    RouteSource::Inherit,
+                    boot,
+                )
+            },
+            RouteView::new(
+                net("fd00:10:244:1::/122"),
+                RouteDest::Blackhole,
+                "static1",
+                RouteSource::Static,
+                boot,
+            ),
+            RouteView {
+                bgp: Some(bgp(vec![(64512, 100)])),
+                ..RouteView::new(
+                    net("fd00:10:244:2::/122"),
+                    via_b(),
+                    "Mesh_fd00_99__2",
+                    RouteSource::Bgp,
+                    up,
+                )
+            },
+            RouteView::new(
+                net("fd00:99::/64"),
+                RouteDest::Device { iface: cbca() },
+                "direct1",
+                RouteSource::Device,
+                boot,
+            ),
+            RouteView {
+                bgp: Some(bgp(vec![])),
+                primary: false,
+                ..RouteView::new(
+                    net("fd00:99::/64"),
+                    via_b(),
+                    "Mesh_fd00_99__2",
+                    RouteSource::Bgp,
+                    up,
+                )
+            },
+        ],
+        ..BirdView::default()
+    }
+}
+
+#[test]
+fn the_ipv6_daemons_replies_are_reproduced_byte_for_byte() {
+    let view = lab6_view();
+    let (hello, replies) = capture(include_str!("testdata/bird6-lab.txt"));
+    assert_eq!(String::from_utf8(greeting(&view)).unwrap(), hello);
+    assert_eq!(replies.len(), 8);
     for (cmd, expected) in &replies {
         assert_reply(&view, cmd, expected);
     }
@@ -549,6 +677,8 @@ fn ipv6_multipath_and_attribute_layouts() {
     ecmp.kernel = Some(KernelAttrs {
         source: 3,
         metric: 1024,
+        prefsrc: Some("fd00::1".parse().unwrap()),
+        scope: None,
     });
     let mut reflected = RouteView::new(
         "fd00:10:244:2::/122".parse().unwrap(),
@@ -587,6 +717,7 @@ fn ipv6_multipath_and_attribute_layouts() {
         "1008-\tType: inherit unicast univ\n",
         "1012-\tKernel.source: 3\n",
         " \tKernel.metric: 1024\n",
+        " \tKernel.prefsrc: fd00::1\n",
         "1007-fd00:10:244:2::/122 via fd00::1 on eth0 [Mesh_fd00__5 00:41:02 from fd00::5] * (100s/?) [AS65001?]\n",
         "1008-\tType: BGP unicast univ\n",
         "1012-\tBGP.origin: Incomplete\n",

@@ -490,11 +490,17 @@ impl RouteSource {
 }
 
 /// The kernel attributes of a route learned from the kernel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KernelAttrs {
     /// The route's kernel protocol number (3 = `boot`, what `ip route add` uses).
     pub source: u32,
     pub metric: u32,
+    /// `RTA_PREFSRC`, when the kernel route has one.
+    pub prefsrc: Option<IpAddr>,
+    /// The route's scope when it is not the one BIRD expects (link for a
+    /// device route, universe otherwise): IPv6 device routes, such as
+    /// Felix's routes to workloads, show `Kernel.scope: 0`.
+    pub scope: Option<u32>,
 }
 
 /// The attributes of a BGP route, in the order BIRD shows them.
