@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::Shutdown;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -68,6 +69,9 @@ pub struct Server {
     /// removes a socket another server has put in its place since.
     file_id: (u64, u64),
     shared: Arc<Shared>,
+    /// The listening socket again, as a stream only to shut it down: that
+    /// wakes the accepting thread (Linux fails its `accept` with EINVAL).
+    waker: UnixStream,
     accept: Option<JoinHandle<()>>,
 }
 
@@ -117,6 +121,7 @@ impl Server {
         let listener = UnixListener::bind(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(opts.mode))?;
         let m = std::fs::metadata(path)?;
+        let waker = UnixStream::from(OwnedFd::from(listener.try_clone()?));
         let shared = Arc::new(Shared {
             stopping: AtomicBool::new(false),
             next_id: AtomicU64::new(0),
@@ -132,6 +137,7 @@ impl Server {
             path: path.to_path_buf(),
             file_id: (m.dev(), m.ino()),
             shared,
+            waker,
             accept: Some(accept),
         })
     }
@@ -150,9 +156,7 @@ impl Server {
             return;
         };
         self.shared.stopping.store(true, Ordering::SeqCst);
-        // Wake the accepting thread; if the file is gone, it cannot be
-        // woken and is left to end with the process.
-        if UnixStream::connect(&self.path).is_ok() {
+        if self.waker.shutdown(Shutdown::Read).is_ok() {
             let _ = accept.join();
         }
         for (_, c) in self.shared.clients.lock().expect("clients").drain() {
@@ -184,6 +188,7 @@ fn accept_loop(
         }
         let stream = match conn {
             Ok(s) => s,
+            Err(_) if shared.stopping.load(Ordering::SeqCst) => return,
             Err(_) => {
                 // Out of descriptors or memory: wait rather than spin.
                 std::thread::sleep(Duration::from_millis(100));

@@ -1052,6 +1052,22 @@ mod socket {
     }
 
     #[test]
+    fn stop_leaves_a_successors_socket_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bird.ctl");
+        let old = Server::start(&path, Arc::new(lab_view)).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let new = Server::start(&path, Arc::new(lab_view)).unwrap();
+        let started = std::time::Instant::now();
+        old.stop();
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let (_s, mut r) = connect(&path);
+        assert!(read_reply(&mut r).starts_with("0001 "));
+        new.stop();
+        assert!(!path.exists());
+    }
+
+    #[test]
     fn too_many_clients_are_turned_away() {
         let dir = tempfile::tempdir().unwrap();
         let opts = ServerOptions {
