@@ -4,9 +4,11 @@
 //! back, sessions turn events (bytes received, the clock, TCP up/down) into
 //! actions (bytes to send, connections to open or close, routes learned),
 //! and the RIB turns routes into best paths and per-peer exports. The
-//! speaker ties sessions to the RIB. Only `driver` touches sockets; the
-//! kernel is programmed by the agent from the best-path changes.
+//! speaker ties sessions to the RIB. Only `driver` (TCP) and `birdctl`'s
+//! server (BIRD's control socket) touch sockets; the kernel is programmed
+//! by the agent from the best-path changes.
 
+pub mod birdctl;
 pub mod driver;
 pub mod rib;
 pub mod session;
