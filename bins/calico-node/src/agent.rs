@@ -64,7 +64,9 @@ pub fn run(cfg: AgentConfig) -> Result<()> {
         let first = match events.recv_timeout(agent.time_to_wake()) {
             Ok(ev) => Some(ev),
             Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => return Err(anyhow!("the syncer thread stopped")),
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(anyhow!("the syncer thread stopped"))
+            }
         };
         let batch = Batch::take(first, &events);
         for ev in batch.events {
@@ -169,6 +171,7 @@ impl Agent {
         )?;
         let resync_every = Duration::from_secs(cfg.args.resync_interval_secs.max(1));
         let status_every = Duration::from_secs(cfg.args.reporting_interval_secs.max(1));
+        let run_dir = cfg.args.run_dir.clone();
         let agent = Agent {
             cfg,
             client,
@@ -176,7 +179,7 @@ impl Agent {
             metrics,
             calc,
             dataplane,
-            bgp: Bgp::new(tx),
+            bgp: Bgp::new(tx, run_dir),
             status,
             counts: ObjectCounts::default(),
             wep_ids: BTreeMap::new(),
@@ -218,7 +221,8 @@ impl Agent {
                 for i in inputs {
                     self.pools_changed |= matches!(
                         &i,
-                        Input::Resource(AnyResource::IPPool(_)) | Input::ResourceRemoved { kind: "IPPool", .. }
+                        Input::Resource(AnyResource::IPPool(_))
+                            | Input::ResourceRemoved { kind: "IPPool", .. }
                     );
                     track_wep(&self.cfg.node_name, &i, &mut self.wep_ids);
                     self.calc.on_input(i);
@@ -230,7 +234,8 @@ impl Agent {
             }
             Event::Sync(SyncMsg::InSync) => self.metrics.in_sync.store(true, Ordering::Relaxed),
             Event::BgpRoutes(changes) => {
-                self.dataplane.set_learned(self.bgp.kernel_changes(&changes));
+                self.dataplane
+                    .set_learned(self.bgp.kernel_changes(&changes));
                 self.dirty = true;
             }
         }
@@ -302,14 +307,20 @@ impl Agent {
                 true
             }
         };
-        self.metrics.last_apply_micros.set(t.elapsed().as_micros() as u64);
+        self.metrics
+            .last_apply_micros
+            .set(t.elapsed().as_micros() as u64);
         self.metrics.applies.inc();
         // Where the time of a change goes (calico-bench latency reads it).
         debug!(
             inputs = std::mem::take(&mut self.batch_inputs),
             updates,
             resync = self.resynced,
-            recv_unix_us = received.0.duration_since(UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or(0),
+            recv_unix_us = received
+                .0
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_micros())
+                .unwrap_or(0),
             calc_ms = calc_time.as_secs_f64() * 1e3,
             nft_ms = self.dataplane.last_policy_time.as_secs_f64() * 1e3,
             routes_ms = self.dataplane.last_routing_time.as_secs_f64() * 1e3,
@@ -342,9 +353,12 @@ impl Agent {
     fn report_changes(&mut self) {
         let statuses = with_status_ids(self.dataplane.endpoint_statuses(), &self.wep_ids);
         let conds = self.dataplane.conditions();
-        self.metrics.set_conditions(conditions::count_by_type(&conds));
+        self.metrics
+            .set_conditions(conditions::count_by_type(&conds));
         let conds = conditions::for_node(&conds);
-        if self.last_statuses.as_ref() != Some(&statuses) || self.last_conditions.as_ref() != Some(&conds) {
+        if self.last_statuses.as_ref() != Some(&statuses)
+            || self.last_conditions.as_ref() != Some(&conds)
+        {
             self.status.send(Report {
                 liveness: false,
                 endpoints: Some(statuses.clone()),
@@ -367,7 +381,10 @@ impl Agent {
             liveness: true,
             endpoints: self.last_statuses.clone(),
             conditions: self.last_conditions.clone(),
-            bgp: self.bgp.sessions().map(|s| crate::bgp::status_json(&self.cfg.node_name, &s)),
+            bgp: self
+                .bgp
+                .sessions()
+                .map(|s| crate::bgp::status_json(&self.cfg.node_name, &s)),
         });
     }
 }
@@ -392,7 +409,12 @@ fn start_health_servers(cfg: &AgentConfig, metrics: &Arc<Metrics>) {
     let host = &cfg.args.health_host;
     let (health, prom) = (cfg.args.health_port, cfg.args.metrics_port);
     if health != 0 {
-        crate::health::serve(format!("{host}:{health}"), metrics.clone(), true, prom == health);
+        crate::health::serve(
+            format!("{host}:{health}"),
+            metrics.clone(),
+            true,
+            prom == health,
+        );
     }
     if prom != 0 && prom != health {
         crate::health::serve(format!("{host}:{prom}"), metrics.clone(), false, true);

@@ -33,6 +33,10 @@ pub struct Args {
     /// State directory (upstream: /var/lib/calico): MTU file, node name.
     #[arg(long, env = "CALICO_STATE_DIR", default_value = "/var/lib/calico")]
     pub state_dir: PathBuf,
+    /// Run directory (upstream: /var/run/calico): BIRD's control sockets
+    /// `bird.ctl` and `bird6.ctl` are answered there.
+    #[arg(long, env = "CALICO_RUN_DIR", default_value = "/var/run/calico")]
+    pub run_dir: PathBuf,
     /// Health endpoint port (/liveness, /readiness); 0 disables.
     #[arg(long, env = "FELIX_HEALTHPORT", default_value_t = 9099)]
     pub health_port: u16,

@@ -628,7 +628,11 @@ mod tests {
             bgp: None,
         });
         assert!(r.liveness);
-        assert_eq!(r.bgp.as_deref(), Some("{}"), "kept when the newer report has none");
+        assert_eq!(
+            r.bgp.as_deref(),
+            Some("{}"),
+            "kept when the newer report has none"
+        );
         assert_eq!(r.endpoints, Some(eps));
         assert_eq!(r.conditions, Some(vec!["a".to_string()]));
     }

@@ -207,7 +207,8 @@ impl Syncer {
             "datastore snapshot loaded"
         );
         inputs.push(Input::InSync);
-        if self.tx.send(SyncMsg::Inputs(inputs).into()).is_err() || self.tx.send(SyncMsg::InSync.into()).is_err()
+        if self.tx.send(SyncMsg::Inputs(inputs).into()).is_err()
+            || self.tx.send(SyncMsg::InSync.into()).is_err()
         {
             return Ok(());
         }

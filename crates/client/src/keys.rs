@@ -42,6 +42,13 @@ pub fn kind_prefix(info: &KindInfo, namespace: Option<&str>) -> String {
     }
 }
 
+/// Where calico-node publishes its BGP status (sessions by peer) for
+/// `calicoctl node status --node` (our addition: upstream reads BIRD's
+/// socket on the node itself). Written under the agent's liveness lease.
+pub fn bgp_status_key(node: &str) -> String {
+    format!("/calico/calico-rs/v1/host/{node}/bgp-status")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,11 +79,4 @@ mod tests {
             "/calico/resources/v3/projectcalico.org/networkpolicies/staging/"
         );
     }
-}
-
-/// Where calico-node publishes its BGP status (sessions by peer) for
-/// `calicoctl node status --node` (our addition: upstream reads BIRD's
-/// socket on the node itself). Written under the agent's liveness lease.
-pub fn bgp_status_key(node: &str) -> String {
-    format!("/calico/calico-rs/v1/host/{node}/bgp-status")
 }

@@ -6,6 +6,7 @@
 //! The speaker runs on its own thread; best-path changes come back to the
 //! agent's loop as events, so all kernel programming stays on one thread.
 
+mod birdctl;
 pub mod policy;
 pub mod translate;
 
@@ -30,7 +31,10 @@ const CONVERGE_DEADLINE: Duration = Duration::from_secs(120);
 
 pub struct Bgp {
     events: Sender<Event>,
+    run_dir: std::path::PathBuf,
     driver: Option<Driver>,
+    /// BIRD's control sockets, answered while the speaker runs.
+    sockets: Vec<calico_bgp::birdctl::Server>,
     listen: Option<SocketAddr>,
     intent: Option<BgpIntent>,
     started: Instant,
@@ -38,10 +42,12 @@ pub struct Bgp {
 }
 
 impl Bgp {
-    pub fn new(events: Sender<Event>) -> Bgp {
+    pub fn new(events: Sender<Event>, run_dir: std::path::PathBuf) -> Bgp {
         Bgp {
             events,
+            run_dir,
             driver: None,
+            sockets: Vec::new(),
             listen: None,
             intent: None,
             started: Instant::now(),
@@ -60,6 +66,7 @@ impl Bgp {
         let Some(intent) = intent else {
             if let Some(d) = self.driver.take() {
                 info!("BGP off for this node: stopping the speaker");
+                self.sockets.clear();
                 d.stop();
             }
             self.intent = None;
@@ -74,10 +81,10 @@ impl Bgp {
             self.start(&intent, listen);
         }
         if let Some(d) = &self.driver {
-            let identity_changed = self
-                .intent
-                .as_ref()
-                .is_none_or(|old| (old.router_id, old.local_as, old.rr_cluster_id) != (intent.router_id, intent.local_as, intent.rr_cluster_id));
+            let identity_changed = self.intent.as_ref().is_none_or(|old| {
+                (old.router_id, old.local_as, old.rr_cluster_id)
+                    != (intent.router_id, intent.local_as, intent.rr_cluster_id)
+            });
             if identity_changed {
                 d.send(Command::Identity {
                     router_id: intent.router_id,
@@ -85,7 +92,9 @@ impl Bgp {
                     cluster_id: intent.rr_cluster_id,
                 });
             }
-            d.send(Command::Policy(Box::new(policy::CalicoPolicy::new(&intent))));
+            d.send(Command::Policy(Box::new(policy::CalicoPolicy::new(
+                &intent,
+            ))));
             d.send(Command::LocalRoutes(translate::local_routes(&intent)));
             d.send(Command::Peers(translate::peer_configs(&intent)));
         }
@@ -101,6 +110,7 @@ impl Bgp {
         match Driver::start(listen, speaker, sink) {
             Ok((d, addr)) => {
                 info!(%addr, router_id = %intent.router_id, asn = intent.local_as, "BGP speaker listening");
+                self.sockets = birdctl::serve(&self.run_dir, d.handle());
                 self.driver = Some(d);
                 self.listen = Some(listen);
             }
@@ -150,17 +160,14 @@ impl Bgp {
         let d = self.driver.as_ref()?;
         d.sessions.lock().ok().map(|s| s.clone())
     }
-
-    /// A full snapshot, routes included.
-    pub fn snapshot(&self) -> Option<SpeakerStatus> {
-        self.driver.as_ref()?.snapshot(Duration::from_secs(2))
-    }
 }
 
 /// The status JSON `calicoctl node status --node` reads.
 pub fn status_json(node: &str, s: &SpeakerStatus) -> String {
     use calico_client::bgp_status::{peer_type_of, BgpPeerStatus, BgpStatus};
-    let rfc3339 = |t: std::time::SystemTime| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let rfc3339 = |t: std::time::SystemTime| {
+        chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
     let peers = s
         .peers
         .iter()
@@ -171,7 +178,9 @@ pub fn status_json(node: &str, s: &SpeakerStatus) -> String {
             state: p.state.name().to_string(),
             since: rfc3339(p.since),
             info: match (&p.last_error, p.state) {
-                (Some(e), st) if st != calico_bgp::session::State::Established => format!("{} {e}", st.name()),
+                (Some(e), st) if st != calico_bgp::session::State::Established => {
+                    format!("{} {e}", st.name())
+                }
                 _ => p.state.name().to_string(),
             },
             routes_received: p.received as u64,

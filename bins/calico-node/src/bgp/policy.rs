@@ -37,7 +37,11 @@ impl CalicoPolicy {
             .peers
             .values()
             .map(|p| {
-                let specs = p.filters.iter().filter_map(|n| intent.filters.get(n).cloned()).collect();
+                let specs = p
+                    .filters
+                    .iter()
+                    .filter_map(|n| intent.filters.get(n).cloned())
+                    .collect();
                 (p.address, specs)
             })
             .collect();
@@ -49,7 +53,13 @@ impl CalicoPolicy {
     }
 
     /// The first matching rule's verdict over the peer's filters.
-    fn filter_verdict(&self, peer: &PeerInfo, prefix: &IpNet, learned: bool, export: bool) -> Option<bool> {
+    fn filter_verdict(
+        &self,
+        peer: &PeerInfo,
+        prefix: &IpNet,
+        learned: bool,
+        export: bool,
+    ) -> Option<bool> {
         let specs = self.filters.get(&peer.address)?;
         specs.iter().find_map(|spec| {
             let rules = match (export, prefix) {
@@ -79,14 +89,19 @@ impl ExportPolicy for CalicoPolicy {
         if !learned {
             return true;
         }
-        if self.own_blocks.iter().any(|b| b.contains(prefix) && b != prefix) {
+        if self
+            .own_blocks
+            .iter()
+            .any(|b| b.contains(prefix) && b != prefix)
+        {
             return false;
         }
         pool.is_some_and(|p| !p.disabled)
     }
 
     fn import(&self, peer: &PeerInfo, prefix: &IpNet, _attrs: &PathAttributes) -> bool {
-        self.filter_verdict(peer, prefix, true, false).unwrap_or(true)
+        self.filter_verdict(peer, prefix, true, false)
+            .unwrap_or(true)
     }
 }
 
@@ -137,15 +152,37 @@ mod tests {
     #[test]
     fn filter_rules_match_as_upstream_describes() {
         let p: IpNet = "10.65.1.0/26".parse().unwrap();
-        assert!(rule_matches(&rule("In", "10.65.0.0/16", "Reject"), &p, true));
-        assert!(!rule_matches(&rule("NotIn", "10.65.0.0/16", "Reject"), &p, true));
-        assert!(rule_matches(&rule("Equal", "10.65.1.0/26", "Accept"), &p, false));
-        assert!(rule_matches(&rule("NotEqual", "10.65.2.0/26", "Accept"), &p, false));
+        assert!(rule_matches(
+            &rule("In", "10.65.0.0/16", "Reject"),
+            &p,
+            true
+        ));
+        assert!(!rule_matches(
+            &rule("NotIn", "10.65.0.0/16", "Reject"),
+            &p,
+            true
+        ));
+        assert!(rule_matches(
+            &rule("Equal", "10.65.1.0/26", "Accept"),
+            &p,
+            false
+        ));
+        assert!(rule_matches(
+            &rule("NotEqual", "10.65.2.0/26", "Accept"),
+            &p,
+            false
+        ));
         let mut r = rule("In", "10.65.0.0/16", "Accept");
-        r.prefix_length = Some(calico_api::network::BGPFilterPrefixLength { min: Some(27), max: None });
+        r.prefix_length = Some(calico_api::network::BGPFilterPrefixLength {
+            min: Some(27),
+            max: None,
+        });
         assert!(!rule_matches(&r, &p, true), "/26 is shorter than min 27");
         let mut r = rule("In", "10.0.0.0/8", "Accept");
         r.source = "RemotePeers".into();
-        assert!(!rule_matches(&r, &p, false), "our own route is not from a peer");
+        assert!(
+            !rule_matches(&r, &p, false),
+            "our own route is not from a peer"
+        );
     }
 }

@@ -8,7 +8,9 @@ use calico_bgp::rib::{BestChange, Source};
 use calico_bgp::session::SessionConfig;
 use calico_bgp::speaker::PeerConfig;
 use calico_bgp::wire::{Family, PathAttributes};
-use calico_calc::bgp::{BgpCommunity, BgpIntent, Encapsulation, NextHopMode, PeerIntent, PoolRouting};
+use calico_calc::bgp::{
+    BgpCommunity, BgpIntent, Encapsulation, NextHopMode, PeerIntent, PoolRouting,
+};
 use calico_dataplane::netlink::{KernelRoute, RouteKind};
 use ipnet::IpNet;
 
@@ -18,7 +20,11 @@ pub const IPIP_IFACE: &str = "tunl0";
 /// One session per peering, of the peer's address family, as upstream
 /// runs separate `bird` and `bird6` with the same timers.
 pub fn peer_configs(intent: &BgpIntent) -> Vec<PeerConfig> {
-    intent.peers.values().map(|p| peer_config(intent, p)).collect()
+    intent
+        .peers
+        .values()
+        .map(|p| peer_config(intent, p))
+        .collect()
 }
 
 fn peer_config(intent: &BgpIntent, p: &PeerIntent) -> PeerConfig {
@@ -86,7 +92,8 @@ pub fn kernel_route(change: &BestChange, intent: Option<&BgpIntent>) -> Option<K
         IpNet::V6(_) => IpAddr::V6(best.attrs.mp_next_hop?.global),
     };
     let ours = intent.is_some_and(|i| {
-        i.ipv4.is_some_and(|n| IpAddr::V4(n.addr()) == gateway) || i.ipv6.is_some_and(|n| IpAddr::V6(n.addr()) == gateway)
+        i.ipv4.is_some_and(|n| IpAddr::V4(n.addr()) == gateway)
+            || i.ipv6.is_some_and(|n| IpAddr::V6(n.addr()) == gateway)
     });
     if ours || gateway.is_unspecified() {
         return None;
@@ -94,11 +101,15 @@ pub fn kernel_route(change: &BestChange, intent: Option<&BgpIntent>) -> Option<K
     let pool = intent.and_then(|i| pool_of(&i.pools, &change.prefix));
     let kind = match pool.map(|p| p.encapsulation) {
         Some(Encapsulation::Vxlan { .. }) => return None,
-        Some(Encapsulation::IpIp { cross_subnet }) if !(cross_subnet && same_subnet(intent, gateway)) => RouteKind::Via {
-            gateway,
-            iface: Some(IPIP_IFACE.to_string()),
-            onlink: true,
-        },
+        Some(Encapsulation::IpIp { cross_subnet })
+            if !(cross_subnet && same_subnet(intent, gateway)) =>
+        {
+            RouteKind::Via {
+                gateway,
+                iface: Some(IPIP_IFACE.to_string()),
+                onlink: true,
+            }
+        }
         _ => RouteKind::Via {
             gateway,
             iface: None,

@@ -33,6 +33,7 @@
 
 mod command;
 mod format;
+mod from_status;
 mod server;
 mod view;
 
@@ -41,6 +42,7 @@ mod calico_ports;
 #[cfg(test)]
 mod tests;
 
+pub use from_status::bird_view;
 pub use server::{Server, ServerOptions, ViewSource};
 pub use view::*;
 

@@ -100,6 +100,13 @@ impl Driver {
         ))
     }
 
+    /// A handle other threads can use to ask for snapshots.
+    pub fn handle(&self) -> DriverHandle {
+        DriverHandle {
+            commands: self.commands.clone(),
+        }
+    }
+
     pub fn send(&self, cmd: Command) {
         let _ = self.commands.send(cmd);
     }
@@ -127,6 +134,21 @@ impl Driver {
 impl Drop for Driver {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// Asks the speaker for snapshots from any thread (e.g. BIRD's control
+/// socket server).
+#[derive(Clone)]
+pub struct DriverHandle {
+    commands: UnboundedSender<Command>,
+}
+
+impl DriverHandle {
+    pub fn snapshot(&self, timeout: Duration) -> Option<SpeakerStatus> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.commands.send(Command::Snapshot(tx)).ok()?;
+        rx.recv_timeout(timeout).ok()
     }
 }
 
