@@ -292,6 +292,33 @@ fn node_conditions(state: &LabState) -> Vec<(String, String)> {
     out
 }
 
+/// Every host's BGP sessions, as an operator checks them: `calicoctl node
+/// status` (from the datastore, any machine) and `birdc show protocols`
+/// against the agent's BIRD-compatible control socket.
+fn show_bgp(state: &LabState) -> Result<()> {
+    for h in &state.hosts {
+        say(&format!("calicoctl node status --node {}", h.name));
+        print!(
+            "{}",
+            calicoctl(state, &["node", "status", "--node", &h.name], None)?
+        );
+    }
+    let first = &state.hosts[0];
+    let sock = crate::fabric_bgp::run_dir(&state.dir, &first.name).join("bird.ctl");
+    say(&format!("birdc -s {} show protocols", sock.display()));
+    print!(
+        "{}",
+        crate::fabric_bgp::birdc(&sock, &["show", "protocols"])?
+    );
+    let tor = crate::fabric_bgp::tor_socket(&state.dir);
+    say("the ToR (real BIRD): birdc show protocols");
+    print!(
+        "{}",
+        crate::fabric_bgp::birdc(&tor, &["show", "protocols"])?
+    );
+    Ok(())
+}
+
 /// Waits until every host routes to every workload (local /32 or remote).
 fn wait_programmed(state: &LabState) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -327,8 +354,8 @@ fn covered(line: &str, ip: Ipv4Addr) -> bool {
         .unwrap_or(false)
 }
 
-pub fn run(dir: &Path, store: StoreKind, keep: bool) -> Result<()> {
-    let result = run_inner(dir, store);
+pub fn run(dir: &Path, store: StoreKind, route_reflectors: usize, keep: bool) -> Result<()> {
+    let result = run_inner(dir, store, route_reflectors);
     if !keep || result.is_err() {
         say("tearing the lab down");
         lab::down(dir)?;
@@ -336,8 +363,19 @@ pub fn run(dir: &Path, store: StoreKind, keep: bool) -> Result<()> {
     result
 }
 
-fn run_inner(dir: &Path, store: StoreKind) -> Result<()> {
-    let mut state = lab::up(dir, 2, store)?;
+fn run_inner(dir: &Path, store: StoreKind, route_reflectors: usize) -> Result<()> {
+    let opts = lab::LabOptions {
+        hosts: if route_reflectors > 0 {
+            route_reflectors + 2
+        } else {
+            2
+        },
+        store,
+        routing: lab::Routing::Bgp,
+        route_reflectors,
+    };
+    let mut state = lab::up(dir, &opts)?;
+    show_bgp(&state)?;
     say("applying the article's resources verbatim with calicoctl");
     let all = ARTICLE.join("---\n");
     print!("{}", calicoctl(&state, &["apply", "-f", "-"], Some(&all))?);
@@ -351,7 +389,7 @@ fn run_inner(dir: &Path, store: StoreKind) -> Result<()> {
         .map(|d| d.resource)
         .collect();
 
-    say("starting workloads (tap devices as Nova names them; addresses from the lab's VXLAN pool)");
+    say("starting workloads (tap devices as Nova names them; addresses from the lab's pool, routed natively by BGP)");
     for (host, ns, name, app) in [
         ("host1", "production", "web", "web"),
         ("host2", "production", "database", "database"),
@@ -363,7 +401,9 @@ fn run_inner(dir: &Path, store: StoreKind) -> Result<()> {
         println!("  {:<22} {:<6} {:<14} {}", w.id(), w.host, w.ip, w.iface);
     }
     wait_programmed(&state).context("the agents did not program the workloads")?;
-    say(&format!("conditions the agents report on their Nodes (annotation {CONDITIONS_ANNOTATION}; a kernel without IP-in-IP cannot encapsulate the article's pool, the lab's VXLAN pool carries the workloads)"));
+    say("the ToR's kernel learned every host's block by BGP (ip route show proto bird in the fabric)");
+    print!("{}", crate::fabric_bgp::tor_routes());
+    say(&format!("conditions the agents report on their Nodes (annotation {CONDITIONS_ANNOTATION}; a kernel without IP-in-IP cannot encapsulate the article's pools; the lab's own pool is routed natively)"));
     show_conditions(&state);
     print!(
         "{}",

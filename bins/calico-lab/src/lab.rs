@@ -17,8 +17,9 @@ use crate::procs::{self, Until};
 use crate::state::{Datastore, LabState};
 use crate::topology::{self, fabric_ns, Workload, FABRIC_GW};
 
-/// The lab's own VXLAN pool for workloads (benchmark range, never routed).
-pub const LAB_POOL: &str = "apiVersion: projectcalico.org/v3
+/// The lab's own pool for workloads (benchmark range, never routed outside
+/// the lab), carried over VXLAN.
+pub const LAB_POOL_VXLAN: &str = "apiVersion: projectcalico.org/v3
 kind: IPPool
 metadata:
   name: lab-vxlan-pool
@@ -27,6 +28,37 @@ spec:
   vxlanMode: Always
   natOutgoing: true
 ";
+
+/// The same range routed natively: hosts learn each other's blocks by BGP.
+pub const LAB_POOL_NATIVE: &str = "apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata:
+  name: lab-pool
+spec:
+  cidr: 198.19.0.0/16
+  ipipMode: Never
+  vxlanMode: Never
+  natOutgoing: true
+";
+
+/// How workloads on different hosts reach each other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Routing {
+    /// Natively, with routes exchanged by BGP (and the ToR peer).
+    Bgp,
+    /// Over VXLAN (no BGP needed).
+    Vxlan,
+}
+
+/// What `up` builds.
+#[derive(Clone, Copy, Debug)]
+pub struct LabOptions {
+    pub hosts: usize,
+    pub store: StoreKind,
+    pub routing: Routing,
+    /// The first N hosts reflect routes; the mesh is off (BGP only).
+    pub route_reflectors: usize,
+}
 
 /// A sibling binary of this executable (calicoctl, calico-node, calico-probe).
 pub fn sibling(name: &str) -> Result<PathBuf> {
@@ -129,9 +161,11 @@ fn start_etcd(dir: &Path) -> Result<Datastore> {
     })
 }
 
-/// Creates the fabric, the datastore and `hosts` compute hosts, each running
-/// calico-node, and applies the lab's VXLAN pool.
-pub fn up(dir: &Path, hosts: usize, store: StoreKind) -> Result<LabState> {
+/// Creates the fabric, the datastore and the compute hosts, each running
+/// calico-node, and applies the lab's pool; with BGP routing also the ToR
+/// and its BGPPeer, and waits for every session.
+pub fn up(dir: &Path, opts: &LabOptions) -> Result<LabState> {
+    let (hosts, store) = (opts.hosts, opts.store);
     if LabState::load(dir)?.is_some() {
         bail!(
             "a lab is already up in {} (run `calico-lab down` first)",
@@ -177,7 +211,21 @@ pub fn up(dir: &Path, hosts: usize, store: StoreKind) -> Result<LabState> {
         state.hosts.push(h);
         state.save()?;
     }
-    calicoctl(&state, &["apply", "-f", "-"], Some(LAB_POOL))?;
+    let bgp = opts.routing == Routing::Bgp;
+    let pool = if bgp { LAB_POOL_NATIVE } else { LAB_POOL_VXLAN };
+    calicoctl(&state, &["apply", "-f", "-"], Some(pool))?;
+    if bgp {
+        say(&format!(
+            "starting the ToR router (BIRD) at {} and the article's BGPPeer",
+            crate::fabric_bgp::TOR_IP
+        ));
+        crate::fabric_bgp::start_tor(&mut state)?;
+        calicoctl(
+            &state,
+            &["apply", "-f", "-"],
+            Some(crate::fabric_bgp::ARTICLE_PEER),
+        )?;
+    }
     for i in 0..state.hosts.len() {
         start_agent(&mut state, i)?;
     }
@@ -185,6 +233,11 @@ pub fn up(dir: &Path, hosts: usize, store: StoreKind) -> Result<LabState> {
     say("waiting for every calico-node to be ready");
     for h in &state.hosts {
         wait_ready(h, dir)?;
+    }
+    if bgp {
+        crate::fabric_bgp::configure_route_reflectors(&state, opts.route_reflectors)?;
+        say("waiting for every BGP session to be Established");
+        crate::fabric_bgp::wait_established(&state, Duration::from_secs(60))?;
     }
     Ok(state)
 }
@@ -207,6 +260,12 @@ pub fn start_agent(state: &mut LabState, i: usize) -> Result<()> {
         ),
         ("FELIX_REPORTINGINTERVALSECS".to_string(), "5".to_string()),
         ("CALICO_RESYNC_INTERVAL_SECS".to_string(), "2".to_string()),
+        (
+            "CALICO_RUN_DIR".to_string(),
+            crate::fabric_bgp::run_dir(&dir, &h.name)
+                .display()
+                .to_string(),
+        ),
     ];
     env.extend(env_ds);
     let log = dir.join(format!("{}.log", h.name));

@@ -7,6 +7,7 @@
 //!   calico-lab status | down
 
 mod demo;
+mod fabric_bgp;
 mod lab;
 mod netns;
 mod procs;
@@ -55,12 +56,33 @@ impl From<Store> for StoreKind {
     }
 }
 
+#[derive(Clone, Copy, ValueEnum, Debug)]
+enum RoutingArg {
+    /// Native routing, routes exchanged by BGP (with a BIRD ToR).
+    Bgp,
+    /// VXLAN between hosts.
+    Vxlan,
+}
+
+impl From<RoutingArg> for lab::Routing {
+    fn from(r: RoutingArg) -> Self {
+        match r {
+            RoutingArg::Bgp => lab::Routing::Bgp,
+            RoutingArg::Vxlan => lab::Routing::Vxlan,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Apply the article's resources, show who can reach whom, tear down.
     Demo {
         #[arg(long, value_enum, default_value = "local")]
         datastore: Store,
+        /// Make the first N hosts BGP route reflectors (mesh off); the demo
+        /// then runs N+2 hosts.
+        #[arg(long, default_value_t = 0)]
+        route_reflectors: usize,
         /// Leave the lab running afterwards (remove it with `down`).
         #[arg(long)]
         keep: bool,
@@ -71,6 +93,12 @@ enum Cmd {
         hosts: usize,
         #[arg(long, value_enum, default_value = "local")]
         datastore: Store,
+        /// How workloads on different hosts reach each other.
+        #[arg(long, value_enum, default_value = "bgp")]
+        routing: RoutingArg,
+        /// Make the first N hosts BGP route reflectors (mesh off).
+        #[arg(long, default_value_t = 0)]
+        route_reflectors: usize,
     },
     /// Add a workload to a running lab.
     AddWorkload {
@@ -161,11 +189,26 @@ fn require_root(cmd: &Cmd) -> Result<()> {
 fn run(cli: Cli) -> Result<ExitCode> {
     require_root(&cli.command)?;
     match cli.command {
-        Cmd::Demo { datastore, keep } => {
-            demo::run(&cli.dir, datastore.into(), keep).map(|_| ExitCode::SUCCESS)
+        Cmd::Demo {
+            datastore,
+            route_reflectors,
+            keep,
+        } => {
+            demo::run(&cli.dir, datastore.into(), route_reflectors, keep).map(|_| ExitCode::SUCCESS)
         }
-        Cmd::Up { hosts, datastore } => {
-            let state = lab::up(&cli.dir, hosts, datastore.into()).inspect_err(|_| {
+        Cmd::Up {
+            hosts,
+            datastore,
+            routing,
+            route_reflectors,
+        } => {
+            let opts = lab::LabOptions {
+                hosts,
+                store: datastore.into(),
+                routing: routing.into(),
+                route_reflectors,
+            };
+            let state = lab::up(&cli.dir, &opts).inspect_err(|_| {
                 let _ = lab::down(&cli.dir);
             })?;
             print_status(&state);

@@ -18,7 +18,7 @@ static CHILDREN: Mutex<Vec<Child>> = Mutex::new(Vec::new());
 
 /// The programs the lab starts: a PID from the state file is signalled only
 /// if it still runs one of them (the PID may have been reused since).
-const LAB_PROGRAMS: [&str; 3] = ["calico-node", "calico-probe", "etcd"];
+const LAB_PROGRAMS: [&str; 4] = ["calico-node", "calico-probe", "etcd", "bird"];
 
 /// How long a process gets to exit on SIGTERM before SIGKILL.
 const GRACE: Duration = Duration::from_secs(3);
