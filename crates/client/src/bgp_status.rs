@@ -10,6 +10,7 @@ pub struct BgpStatus {
     pub node: String,
     /// RFC 3339.
     pub last_updated: String,
+    #[serde(rename = "routerID")]
     pub router_id: String,
     pub as_number: u32,
     #[serde(default)]
@@ -21,6 +22,7 @@ pub struct BgpStatus {
 pub struct BgpPeerStatus {
     /// BIRD protocol name, e.g. `Mesh_10_0_0_2`.
     pub name: String,
+    #[serde(rename = "peerIP")]
     pub peer_ip: String,
     /// As upstream's CalicoNodeStatus: `NodeMesh`, `NodePeer`, `GlobalPeer`.
     #[serde(rename = "type")]

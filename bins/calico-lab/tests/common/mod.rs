@@ -30,6 +30,11 @@ pub struct Lab {
 
 impl Lab {
     pub fn up(name: &str, hosts: usize, datastore: &str) -> Lab {
+        Lab::up_with(name, &["--hosts", &hosts.to_string(), "--datastore", datastore])
+    }
+
+    /// `calico-lab up` with these flags.
+    pub fn up_with(name: &str, flags: &[&str]) -> Lab {
         for b in ["calico-node", "calicoctl", "calico-probe"] {
             sibling(b);
         }
@@ -39,13 +44,9 @@ impl Lab {
         };
         // Namespaces an interrupted earlier run may have left (same prefix).
         let _ = lab.run(&["down"]);
-        lab.ok(&[
-            "up",
-            "--hosts",
-            &hosts.to_string(),
-            "--datastore",
-            datastore,
-        ]);
+        let mut args = vec!["up"];
+        args.extend_from_slice(flags);
+        lab.ok(&args);
         lab
     }
 
@@ -75,7 +76,7 @@ impl Lab {
 
     pub fn logs(&self) -> String {
         let mut s = String::new();
-        for h in ["host1", "host2"] {
+        for h in ["host1", "host2", "host3", "host4"] {
             if let Ok(t) = std::fs::read_to_string(self.dir.path().join(format!("{h}.log"))) {
                 let tail: Vec<&str> = t.lines().rev().take(15).collect();
                 s.push_str(&format!(
