@@ -10,7 +10,12 @@ use libfuzzer_sys::fuzz_target;
 /// for IPv4/IPv6; bits 4-5: add-path send for IPv4/IPv6.
 fn codec(flags: u8) -> Codec {
     let families = |shift: u8| {
-        Family::ALL.into_iter().enumerate().filter(|(i, _)| flags >> (shift + *i as u8) & 1 == 1).map(|(_, f)| f).collect()
+        Family::ALL
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| flags >> (shift + *i as u8) & 1 == 1)
+            .map(|(_, f)| f)
+            .collect()
     };
     Codec {
         four_octet_as: flags & 1 != 0,
@@ -21,7 +26,9 @@ fn codec(flags: u8) -> Codec {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&flags, mut rest)) = data.split_first() else { return };
+    let Some((&flags, mut rest)) = data.split_first() else {
+        return;
+    };
     let codec = codec(flags);
     while let Ok(Some((msg, used))) = codec.decode(rest) {
         assert!((19..=rest.len()).contains(&used));
@@ -34,13 +41,19 @@ fuzz_target!(|data: &[u8]| {
 /// Encodes `msg` with `codec`'s send side and decodes it with a codec whose
 /// receive side matches: our output must always decode without error.
 fn reencode(codec: &Codec, msg: &Message) {
-    let peer = Codec { add_path_rx: codec.add_path_tx.clone(), ..codec.clone() };
+    let peer = Codec {
+        add_path_rx: codec.add_path_tx.clone(),
+        ..codec.clone()
+    };
     let mut out = Vec::new();
     let complete = codec.encode_checked(msg, &mut out).is_ok();
     let mut again = Vec::new();
     let mut rest = &out[..];
     while !rest.is_empty() {
-        let (m, used) = peer.decode(rest).expect("our output decodes").expect("whole messages");
+        let (m, used) = peer
+            .decode(rest)
+            .expect("our output decodes")
+            .expect("whole messages");
         again.push(m);
         rest = &rest[used..];
     }
@@ -57,10 +70,15 @@ fn reencode(codec: &Codec, msg: &Message) {
 fn check_update(codec: &Codec, u: &Update, parts: Vec<Message>) {
     let (mut withdrawn, mut announced, mut eor) = (Vec::new(), Vec::new(), None);
     for m in parts {
-        let Message::Update(p) = m else { panic!("not an UPDATE") };
+        let Message::Update(p) = m else {
+            panic!("not an UPDATE")
+        };
         assert!(!p.treat_as_withdraw);
         if let Some(first) = p.announced.first() {
-            assert_eq!(normal(&p.attrs), normal(&expected_attrs(codec, &u.attrs, first.family())));
+            assert_eq!(
+                normal(&p.attrs),
+                normal(&expected_attrs(codec, &u.attrs, first.family()))
+            );
         }
         withdrawn.extend(p.withdrawn);
         announced.extend(p.announced);
@@ -92,9 +110,14 @@ fn expected_attrs(codec: &Codec, a: &PathAttributes, family: Family) -> PathAttr
         Family::Ipv4Unicast => e.mp_next_hop = None,
         Family::Ipv6Unicast => e.next_hop = None,
     }
-    let stale = matches!(e.aggregator, Some((asn, _)) if asn <= 0xffff && asn != u32::from(AS_TRANS));
+    let stale =
+        matches!(e.aggregator, Some((asn, _)) if asn <= 0xffff && asn != u32::from(AS_TRANS));
     if !codec.four_octet_as && stale {
-        let t = |v: &Vec<u32>| v.iter().map(|&x| if x > 0xffff { u32::from(AS_TRANS) } else { x }).collect();
+        let t = |v: &Vec<u32>| {
+            v.iter()
+                .map(|&x| if x > 0xffff { u32::from(AS_TRANS) } else { x })
+                .collect()
+        };
         e.as_path = e
             .as_path
             .iter()
