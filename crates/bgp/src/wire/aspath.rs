@@ -126,12 +126,15 @@ pub(crate) fn merge(as_path: &[AsSegment], as4_path: Vec<AsSegment>) -> Vec<AsSe
             }
         }
     }
-    for seg in as4_path {
-        match (out.last_mut(), seg) {
-            (Some(AsSegment::Sequence(prev)), AsSegment::Sequence(next)) => prev.extend(next),
-            (_, seg) => out.push(seg),
-        }
+    // Where the kept part meets AS4_PATH, two sequences are one.
+    let mut as4 = as4_path.into_iter().peekable();
+    if let (Some(AsSegment::Sequence(prev)), Some(AsSegment::Sequence(next))) =
+        (out.last_mut(), as4.peek_mut())
+    {
+        prev.append(next);
+        as4.next();
     }
+    out.extend(as4);
     out
 }
 
