@@ -801,3 +801,66 @@ fn tempdir() -> std::path::PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+// ---- through the Calculator ------------------------------------------------------
+
+#[test]
+fn calculator_hands_out_the_intent_when_it_changes() {
+    use crate::{Calculator, HostIdentity};
+    let mut c = Calculator::new(HostIdentity {
+        node_name: "a".into(),
+        node_ip: None,
+    });
+    // First call: there is no intent yet, and that is news.
+    assert_eq!(c.take_bgp_intent(), Some(None));
+    assert_eq!(c.take_bgp_intent(), None);
+    for i in docs(&three_nodes()) {
+        c.on_input(i);
+    }
+    let first = c.take_bgp_intent().expect("changed").expect("an intent");
+    assert_eq!(names(&first), ["Mesh_10_0_0_2", "Mesh_10_0_0_3"]);
+    assert_eq!(c.take_bgp_intent(), None, "nothing changed since");
+    // Unrelated input: no new intent.
+    for i in docs(
+        "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: p\nspec:\n  selector: all()\n",
+    ) {
+        c.on_input(i);
+    }
+    c.flush();
+    assert_eq!(c.take_bgp_intent(), None);
+    // A relevant one that ends where it started: recomputed, not handed out.
+    for i in docs(&(GLOBAL_3040.to_string())) {
+        c.on_input(i);
+    }
+    c.on_input(Input::ResourceRemoved {
+        kind: "BGPPeer",
+        namespace: String::new(),
+        name: "bgppeer-global-3040".into(),
+    });
+    assert_eq!(c.take_bgp_intent(), None);
+    // The router ID setting is an input too.
+    c.set_bgp_router_id(RouterId::Fixed(Ipv4Addr::new(1, 2, 3, 4)));
+    let i = c.take_bgp_intent().unwrap().unwrap();
+    assert_eq!(i.router_id, Ipv4Addr::new(1, 2, 3, 4));
+    // Losing the address: Some(None).
+    c.on_input(Input::ResourceRemoved {
+        kind: "Node",
+        namespace: String::new(),
+        name: "a".into(),
+    });
+    assert_eq!(c.take_bgp_intent(), Some(None));
+    // Warnings reach the calculator's list once.
+    for i in docs(&(v4node("a", "10.0.0.1") + &peer("no-as", "peerIP: 172.16.0.1"))) {
+        c.on_input(i);
+    }
+    assert!(c.take_bgp_intent().is_some());
+    let w = c.take_warnings();
+    assert_eq!(
+        w.iter().filter(|w| w.contains("no asNumber")).count(),
+        1,
+        "{w:?}"
+    );
+    c.refresh_bgp();
+    assert_eq!(c.take_bgp_intent(), None);
+    assert!(c.take_warnings().iter().all(|w| !w.contains("no asNumber")));
+}
