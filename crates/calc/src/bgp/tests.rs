@@ -829,7 +829,7 @@ fn calculator_hands_out_the_intent_when_it_changes() {
     c.flush();
     assert_eq!(c.take_bgp_intent(), None);
     // A relevant one that ends where it started: recomputed, not handed out.
-    for i in docs(&(GLOBAL_3040.to_string())) {
+    for i in docs(GLOBAL_3040) {
         c.on_input(i);
     }
     c.on_input(Input::ResourceRemoved {
