@@ -281,12 +281,19 @@ impl Ctx<'_> {
     }
 
     /// Local workloads the BGPPeer's `localWorkloadSelector` matches: their
-    /// first IPv4 and first IPv6 address, passive, no source address.
+    /// first IPv4 and first IPv6 address, passive, no source address. (The
+    /// selector sees the endpoint's own labels and its namespace and
+    /// orchestrator labels, not labels inherited from profiles.)
     fn workload_peers(&self, name: &str, def: &PeerDef) -> Vec<Candidate> {
         let spec = &def.spec;
         let mut out = Vec::new();
         for wep in self.store.local_weps.values() {
-            if !def.workload_selector.matches(&wep.labels) {
+            // A workload peers through one BGPPeer: the first by name of
+            // those that apply to this node and select it (Felix's choice).
+            let active = self.store.peers.iter().find(|(_, d)| {
+                d.workload_selector.matches(&wep.labels) && d.applies_to(self.me_name, self.me)
+            });
+            if active.map(|(n, _)| n.as_str()) != Some(name) {
                 continue;
             }
             let first = |v6: bool| wep.addrs.iter().find(|a| a.is_ipv6() == v6).copied();

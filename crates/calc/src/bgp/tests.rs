@@ -592,6 +592,26 @@ fn local_workload_peers() {
     assert_eq!(p.kind, PeerKind::LocalWorkload);
     assert!(p.passive);
     assert_eq!((p.source_address, p.peer_as), (None, 65100));
+    // A workload two BGPPeers select peers through the first by name, even
+    // a node-specific one when the other is global.
+    let y =
+        y + &peer(
+            "a-vrouter",
+            "node: a, localWorkloadSelector: role == 'router', asNumber: 65200",
+        ) + &peer(
+            "b-vrouter",
+            "node: b, localWorkloadSelector: has(role), asNumber: 65300",
+        );
+    let i = intent("a", &y);
+    assert_eq!(i.peers["Local_Workload_192_168_5_7"].peer_as, 65200);
+    assert_eq!(
+        i.peers["Local_Workload_192_168_5_7"].bgp_peer.as_deref(),
+        Some("a-vrouter")
+    );
+    assert!(
+        !i.peers.contains_key("Local_Workload_192_168_5_9"),
+        "b-vrouter is b's"
+    );
 }
 
 // ---- what is originated ----------------------------------------------------
@@ -863,4 +883,89 @@ fn calculator_hands_out_the_intent_when_it_changes() {
     c.refresh_bgp();
     assert_eq!(c.take_bgp_intent(), None);
     assert!(c.take_warnings().iter().all(|w| !w.contains("no asNumber")));
+}
+
+/// Scale check (run with `--release --ignored`): 1,000 nodes in the
+/// route-reflector layout, 100,000 endpoints of which 100 are local.
+#[test]
+#[ignore]
+fn scale_thousand_nodes_hundred_thousand_endpoints() {
+    use calico_api::endpoint::{WorkloadEndpoint, WorkloadEndpointSpec};
+    use calico_api::network::{BGPPeer, BGPPeerSpec, Node, NodeBgpSpec, NodeSpec};
+    use std::time::Instant;
+    let mut c = BgpCalc::new("n0");
+    let t = Instant::now();
+    for i in 0..1000u32 {
+        let mut n = Node::new(
+            format!("n{i}"),
+            NodeSpec {
+                bgp: Some(NodeBgpSpec {
+                    ipv4_address: format!("10.{}.{}.{}/16", i >> 16, (i >> 8) & 255, i & 255),
+                    route_reflector_cluster_id: if i % 250 == 1 {
+                        "224.0.0.1".into()
+                    } else {
+                        String::new()
+                    },
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        );
+        if i % 250 == 1 {
+            n.metadata
+                .labels
+                .insert("route-reflector".into(), "true".into());
+        }
+        c.on_input(&Input::Resource(n.into()));
+    }
+    c.on_input(&docs(&config("default", "nodeToNodeMeshEnabled: false")).remove(0));
+    c.on_input(&Input::Resource(
+        BGPPeer::new(
+            "rr",
+            BGPPeerSpec {
+                node_selector: "all()".into(),
+                peer_selector: "route-reflector == 'true'".into(),
+                ..Default::default()
+            },
+        )
+        .into(),
+    ));
+    let nodes = t.elapsed();
+    let t = Instant::now();
+    let mut changed = 0;
+    for e in 0..100_000u32 {
+        let mut w = WorkloadEndpoint::default();
+        w.metadata.namespace = "openstack".into();
+        w.metadata.name = format!("w{e}");
+        w.spec = WorkloadEndpointSpec {
+            node: format!("n{}", e % 1000),
+            interface_name: format!("tap{e}"),
+            ip_networks: vec![format!(
+                "172.{}.{}.{}/32",
+                16 + (e >> 16),
+                (e >> 8) & 255,
+                e & 255
+            )],
+            ..Default::default()
+        };
+        changed += usize::from(c.on_input(&Input::Resource(w.into())));
+    }
+    let weps = t.elapsed();
+    assert_eq!(changed, 100);
+    let t = Instant::now();
+    let rr = {
+        let mut r = BgpCalc::new("n1");
+        std::mem::swap(&mut r.store, &mut c.store);
+        let i = r.intent().unwrap();
+        std::mem::swap(&mut r.store, &mut c.store);
+        i
+    };
+    let client = c.intent().unwrap();
+    let compute = t.elapsed();
+    assert_eq!(rr.peers.len(), 999);
+    assert_eq!(client.peers.len(), 4);
+    assert_eq!(client.originate.len(), 100);
+    eprintln!(
+        "1000 nodes: {nodes:?}; 100k endpoints: {weps:?}; intents of a reflector and a client: {compute:?}"
+    );
 }
