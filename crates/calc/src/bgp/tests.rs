@@ -145,6 +145,7 @@ fn mesh_ports_as_restart_time_and_password() {
     let mut c = calc("b", &y);
     c.set_secrets_dir(&dir);
     assert_eq!(c.intent().unwrap().listen_port, 1800);
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -552,6 +553,7 @@ fn per_peer_options() {
     );
     assert_eq!(i.peers["Global_172_16_0_5"].password, None);
     assert!(w.iter().any(|w| w.contains("tor/absent")), "{w:?}");
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
