@@ -416,6 +416,7 @@ impl BgpCalc {
             me,
             local_as,
             secrets: &self.secrets_dir,
+            read: Default::default(),
         };
         let peers = ctx.peers(warnings);
         let mut filters = BTreeMap::new();
@@ -432,7 +433,8 @@ impl BgpCalc {
                 }
             }
         }
-        warnings.dedup();
+        let mut seen = BTreeSet::new();
+        warnings.retain(|w| seen.insert(w.clone()));
         Some(BgpIntent {
             node_name: self.node_name.clone(),
             router_id,

@@ -1,6 +1,7 @@
 //! This node's peerings: the mesh, then the BGPPeers' global, node-specific
 //! and reverse peerings, in upstream's order of precedence.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::Path;
@@ -18,6 +19,9 @@ pub(super) struct Ctx<'a> {
     pub me: &'a NodeBgp,
     pub local_as: u32,
     pub secrets: &'a Path,
+    /// Passwords read during this computation, by secret name and key (a
+    /// reflector's BGPPeer gives hundreds of peerings the same one).
+    pub read: RefCell<BTreeMap<(String, String), Option<Password>>>,
 }
 
 /// Where a peering is keyed, as upstream's v1 peer keys: global peerings by
@@ -93,8 +97,12 @@ impl Ctx<'_> {
 
     fn secret(&self, what: &str, p: &Option<BgpPassword>, w: &mut Vec<String>) -> Option<Password> {
         let r = p.as_ref()?.secret_key_ref.as_ref()?;
+        let key = (r.name.clone(), r.key.clone());
+        if let Some(known) = self.read.borrow().get(&key) {
+            return known.clone();
+        }
         let path = self.secrets.join(&r.name).join(&r.key);
-        match std::fs::read_to_string(&path) {
+        let pw = match std::fs::read_to_string(&path) {
             Ok(mut s) => {
                 if s.ends_with('\n') {
                     s.pop();
@@ -113,7 +121,9 @@ impl Ctx<'_> {
                 ));
                 None
             }
-        }
+        };
+        self.read.borrow_mut().insert(key, pw.clone());
+        pw
     }
 
     /// The fields every peering of a BGPPeer shares (upstream's
@@ -281,12 +291,19 @@ impl Ctx<'_> {
     }
 
     /// Local workloads the BGPPeer's `localWorkloadSelector` matches: their
-    /// first IPv4 and first IPv6 address, passive, no source address.
+    /// first IPv4 and first IPv6 address, passive, no source address. (The
+    /// selector sees the endpoint's own labels and its namespace and
+    /// orchestrator labels, not labels inherited from profiles.)
     fn workload_peers(&self, name: &str, def: &PeerDef) -> Vec<Candidate> {
         let spec = &def.spec;
         let mut out = Vec::new();
         for wep in self.store.local_weps.values() {
-            if !def.workload_selector.matches(&wep.labels) {
+            // A workload peers through one BGPPeer: the first by name of
+            // those that apply to this node and select it (Felix's choice).
+            let active = self.store.peers.iter().find(|(_, d)| {
+                d.workload_selector.matches(&wep.labels) && d.applies_to(self.me_name, self.me)
+            });
+            if active.map(|(n, _)| n.as_str()) != Some(name) {
                 continue;
             }
             let first = |v6: bool| wep.addrs.iter().find(|a| a.is_ipv6() == v6).copied();

@@ -145,6 +145,7 @@ fn mesh_ports_as_restart_time_and_password() {
     let mut c = calc("b", &y);
     c.set_secrets_dir(&dir);
     assert_eq!(c.intent().unwrap().listen_port, 1800);
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -552,6 +553,7 @@ fn per_peer_options() {
     );
     assert_eq!(i.peers["Global_172_16_0_5"].password, None);
     assert!(w.iter().any(|w| w.contains("tor/absent")), "{w:?}");
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -592,6 +594,26 @@ fn local_workload_peers() {
     assert_eq!(p.kind, PeerKind::LocalWorkload);
     assert!(p.passive);
     assert_eq!((p.source_address, p.peer_as), (None, 65100));
+    // A workload two BGPPeers select peers through the first by name, even
+    // a node-specific one when the other is global.
+    let y =
+        y + &peer(
+            "a-vrouter",
+            "node: a, localWorkloadSelector: role == 'router', asNumber: 65200",
+        ) + &peer(
+            "b-vrouter",
+            "node: b, localWorkloadSelector: has(role), asNumber: 65300",
+        );
+    let i = intent("a", &y);
+    assert_eq!(i.peers["Local_Workload_192_168_5_7"].peer_as, 65200);
+    assert_eq!(
+        i.peers["Local_Workload_192_168_5_7"].bgp_peer.as_deref(),
+        Some("a-vrouter")
+    );
+    assert!(
+        !i.peers.contains_key("Local_Workload_192_168_5_9"),
+        "b-vrouter is b's"
+    );
 }
 
 // ---- what is originated ----------------------------------------------------
@@ -800,4 +822,152 @@ fn tempdir() -> std::path::PathBuf {
     ));
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+// ---- through the Calculator ------------------------------------------------------
+
+#[test]
+fn calculator_hands_out_the_intent_when_it_changes() {
+    use crate::{Calculator, HostIdentity};
+    let mut c = Calculator::new(HostIdentity {
+        node_name: "a".into(),
+        node_ip: None,
+    });
+    // First call: there is no intent yet, and that is news.
+    assert_eq!(c.take_bgp_intent(), Some(None));
+    assert_eq!(c.take_bgp_intent(), None);
+    for i in docs(&three_nodes()) {
+        c.on_input(i);
+    }
+    let first = c.take_bgp_intent().expect("changed").expect("an intent");
+    assert_eq!(names(&first), ["Mesh_10_0_0_2", "Mesh_10_0_0_3"]);
+    assert_eq!(c.take_bgp_intent(), None, "nothing changed since");
+    // Unrelated input: no new intent.
+    for i in docs(
+        "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: p\nspec:\n  selector: all()\n",
+    ) {
+        c.on_input(i);
+    }
+    c.flush();
+    assert_eq!(c.take_bgp_intent(), None);
+    // A relevant one that ends where it started: recomputed, not handed out.
+    for i in docs(GLOBAL_3040) {
+        c.on_input(i);
+    }
+    c.on_input(Input::ResourceRemoved {
+        kind: "BGPPeer",
+        namespace: String::new(),
+        name: "bgppeer-global-3040".into(),
+    });
+    assert_eq!(c.take_bgp_intent(), None);
+    // The router ID setting is an input too.
+    c.set_bgp_router_id(RouterId::Fixed(Ipv4Addr::new(1, 2, 3, 4)));
+    let i = c.take_bgp_intent().unwrap().unwrap();
+    assert_eq!(i.router_id, Ipv4Addr::new(1, 2, 3, 4));
+    // Losing the address: Some(None).
+    c.on_input(Input::ResourceRemoved {
+        kind: "Node",
+        namespace: String::new(),
+        name: "a".into(),
+    });
+    assert_eq!(c.take_bgp_intent(), Some(None));
+    // Warnings reach the calculator's list once.
+    for i in docs(&(v4node("a", "10.0.0.1") + &peer("no-as", "peerIP: 172.16.0.1"))) {
+        c.on_input(i);
+    }
+    assert!(c.take_bgp_intent().is_some());
+    let w = c.take_warnings();
+    assert_eq!(
+        w.iter().filter(|w| w.contains("no asNumber")).count(),
+        1,
+        "{w:?}"
+    );
+    c.refresh_bgp();
+    assert_eq!(c.take_bgp_intent(), None);
+    assert!(c.take_warnings().iter().all(|w| !w.contains("no asNumber")));
+}
+
+/// Scale check (run with `--release --ignored`): 1,000 nodes in the
+/// route-reflector layout, 100,000 endpoints of which 100 are local.
+#[test]
+#[ignore]
+fn scale_thousand_nodes_hundred_thousand_endpoints() {
+    use calico_api::endpoint::{WorkloadEndpoint, WorkloadEndpointSpec};
+    use calico_api::network::{BGPPeer, BGPPeerSpec, Node, NodeBgpSpec, NodeSpec};
+    use std::time::Instant;
+    let mut c = BgpCalc::new("n0");
+    let t = Instant::now();
+    for i in 0..1000u32 {
+        let mut n = Node::new(
+            format!("n{i}"),
+            NodeSpec {
+                bgp: Some(NodeBgpSpec {
+                    ipv4_address: format!("10.{}.{}.{}/16", i >> 16, (i >> 8) & 255, i & 255),
+                    route_reflector_cluster_id: if i % 250 == 1 {
+                        "224.0.0.1".into()
+                    } else {
+                        String::new()
+                    },
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        );
+        if i % 250 == 1 {
+            n.metadata
+                .labels
+                .insert("route-reflector".into(), "true".into());
+        }
+        c.on_input(&Input::Resource(n.into()));
+    }
+    c.on_input(&docs(&config("default", "nodeToNodeMeshEnabled: false")).remove(0));
+    c.on_input(&Input::Resource(
+        BGPPeer::new(
+            "rr",
+            BGPPeerSpec {
+                node_selector: "all()".into(),
+                peer_selector: "route-reflector == 'true'".into(),
+                ..Default::default()
+            },
+        )
+        .into(),
+    ));
+    let nodes = t.elapsed();
+    let t = Instant::now();
+    let mut changed = 0;
+    for e in 0..100_000u32 {
+        let mut w = WorkloadEndpoint::default();
+        w.metadata.namespace = "openstack".into();
+        w.metadata.name = format!("w{e}");
+        w.spec = WorkloadEndpointSpec {
+            node: format!("n{}", e % 1000),
+            interface_name: format!("tap{e}"),
+            ip_networks: vec![format!(
+                "172.{}.{}.{}/32",
+                16 + (e >> 16),
+                (e >> 8) & 255,
+                e & 255
+            )],
+            ..Default::default()
+        };
+        changed += usize::from(c.on_input(&Input::Resource(w.into())));
+    }
+    let weps = t.elapsed();
+    assert_eq!(changed, 100);
+    let t = Instant::now();
+    let rr = {
+        let mut r = BgpCalc::new("n1");
+        std::mem::swap(&mut r.store, &mut c.store);
+        let i = r.intent().unwrap();
+        std::mem::swap(&mut r.store, &mut c.store);
+        i
+    };
+    let client = c.intent().unwrap();
+    let compute = t.elapsed();
+    assert_eq!(rr.peers.len(), 999);
+    assert_eq!(client.peers.len(), 4);
+    assert_eq!(client.originate.len(), 100);
+    eprintln!(
+        "1000 nodes: {nodes:?}; 100k endpoints: {weps:?}; intents of a reflector and a client: {compute:?}"
+    );
 }
