@@ -25,7 +25,10 @@ fn socket(lab: &Lab, host: &str) -> PathBuf {
 fn birdc(sock: &std::path::Path, cmd: &str) -> String {
     let mut args = vec!["-s".to_string(), sock.display().to_string()];
     args.extend(cmd.split(' ').map(str::to_string));
-    let out = Command::new("birdc").args(&args).output().expect("birdc runs");
+    let out = Command::new("birdc")
+        .args(&args)
+        .output()
+        .expect("birdc runs");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -37,9 +40,15 @@ fn bgp_rows(show_protocols: &str) -> Vec<(String, String, String)> {
         .filter_map(|l| {
             let cols: Vec<&str> = l.split_whitespace().collect();
             let name = *cols.first()?;
-            let kind = ["Mesh_", "Node_", "Global_"].iter().any(|p| name.starts_with(p));
+            let kind = ["Mesh_", "Node_", "Global_"]
+                .iter()
+                .any(|p| name.starts_with(p));
             (kind && cols.get(1) == Some(&"BGP")).then(|| {
-                (name.to_string(), cols.get(3).unwrap_or(&"").to_string(), cols[5..].join(" "))
+                (
+                    name.to_string(),
+                    cols.get(3).unwrap_or(&"").to_string(),
+                    cols[5..].join(" "),
+                )
             })
         })
         .collect()
@@ -64,26 +73,56 @@ fn a_mesh_of_three_routes_natively_and_reports_the_truth() {
     for from in 1..=3 {
         for (to, ip) in ips.iter().enumerate() {
             if to + 1 != from {
-                lab.expect_reach(&format!("default/w{from}"), ip, 80, true, "native routing by BGP");
+                lab.expect_reach(
+                    &format!("default/w{from}"),
+                    ip,
+                    80,
+                    true,
+                    "native routing by BGP",
+                );
             }
         }
     }
     let r1 = routes(&lab, "host1");
-    assert!(r1.contains("via 192.0.2.12") && r1.contains("via 192.0.2.13"), "host1's BGP routes:\n{r1}");
+    assert!(
+        r1.contains("via 192.0.2.12") && r1.contains("via 192.0.2.13"),
+        "host1's BGP routes:\n{r1}"
+    );
     assert!(!r1.contains("vxlan"), "no encapsulation: {r1}");
 
     let status = lab.calicoctl(&["node", "status", "--node", "host1"], "");
     assert!(status.starts_with("Calico process is running."), "{status}");
-    assert_eq!(status.matches("node-to-node mesh | up").count(), 2, "{status}");
-    assert!(status.contains("192.168.10.254 | global            | up"), "{status}");
+    assert_eq!(
+        status.matches("node-to-node mesh | up").count(),
+        2,
+        "{status}"
+    );
+    assert!(
+        status.contains("192.168.10.254 | global            | up"),
+        "{status}"
+    );
     assert!(status.contains("No IPv6 peers found."), "{status}");
 
     let shown = birdc(&socket(&lab, "host1"), "show protocols");
-    assert!(shown.contains("name     proto    table    state  since       info"), "{shown}");
+    assert!(
+        shown.contains("name     proto    table    state  since       info"),
+        "{shown}"
+    );
     let rows = bgp_rows(&shown);
     let names: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
-    assert_eq!(names, ["Global_192_168_10_254", "Mesh_192_0_2_12", "Mesh_192_0_2_13"], "{shown}");
-    assert!(rows.iter().all(|r| r.1 == "up" && r.2 == "Established"), "{rows:?}");
+    assert_eq!(
+        names,
+        [
+            "Global_192_168_10_254",
+            "Mesh_192_0_2_12",
+            "Mesh_192_0_2_13"
+        ],
+        "{shown}"
+    );
+    assert!(
+        rows.iter().all(|r| r.1 == "up" && r.2 == "Established"),
+        "{rows:?}"
+    );
     let r = birdc(&socket(&lab, "host1"), "show route");
     assert!(r.contains("via 192.0.2.12 on eth0 [Mesh_192_0_2_12"), "{r}");
 }
@@ -98,22 +137,40 @@ fn route_reflectors_carry_client_routes() {
     lab.calicoctl(&["apply", "-f", "-"], ALLOW_ALL);
     let a = lab.add("host3", "default", "a", "w");
     let b = lab.add("host4", "default", "b", "w");
-    lab.expect_reach("default/a", &b, 80, true, "client to client through reflected routes");
+    lab.expect_reach(
+        "default/a",
+        &b,
+        80,
+        true,
+        "client to client through reflected routes",
+    );
     lab.expect_reach("default/b", &a, 80, true, "and back");
 
     // Clients peer only with the reflectors (and the ToR), never each other.
     let status = lab.calicoctl(&["node", "status", "--node", "host3", "-o", "json"], "");
     let v: serde_json::Value = serde_json::from_str(&status).unwrap();
-    let mut peers: Vec<&str> = v["peers"].as_array().unwrap().iter().map(|p| p["peerIP"].as_str().unwrap()).collect();
+    let mut peers: Vec<&str> = v["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["peerIP"].as_str().unwrap())
+        .collect();
     peers.sort();
-    assert_eq!(peers, ["192.0.2.11", "192.0.2.12", "192.168.10.254"], "{status}");
+    assert_eq!(
+        peers,
+        ["192.0.2.11", "192.0.2.12", "192.168.10.254"],
+        "{status}"
+    );
 
     // host4's block reached host3 reflected: ORIGINATOR_ID and CLUSTER_LIST set.
     let all = birdc(&socket(&lab, "host3"), "show route all");
     assert!(all.contains("BGP.originator_id: 192.0.2.14"), "{all}");
     assert!(all.contains("BGP.cluster_list: 224.0.0.1"), "{all}");
     let r3 = routes(&lab, "host3");
-    assert!(r3.contains("via 192.0.2.14"), "next hop kept through the reflector:\n{r3}");
+    assert!(
+        r3.contains("via 192.0.2.14"),
+        "next hop kept through the reflector:\n{r3}"
+    );
 }
 
 #[test]
@@ -128,14 +185,23 @@ fn an_agent_restart_loses_no_packet() {
     let b = lab.add("host2", "default", "b", "w");
     lab.expect_reach("default/a", &b, 80, true, "before the restarts");
     std::thread::scope(|s| {
-        let pinger = s.spawn(|| lab.exec("default/a", &["ping", "-c", "150", "-i", "0.1", "-W", "1", &b]));
+        let pinger = s.spawn(|| {
+            lab.exec(
+                "default/a",
+                &["ping", "-c", "150", "-i", "0.1", "-W", "1", &b],
+            )
+        });
         std::thread::sleep(std::time::Duration::from_secs(1));
         lab.ok(&["restart-agent", "host2"]);
         std::thread::sleep(std::time::Duration::from_secs(2));
         lab.ok(&["restart-agent", "host1"]);
         let out = pinger.join().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains("150 packets transmitted, 150 received"), "lost pings across restarts:\n{text}\n{}", lab.logs());
+        assert!(
+            text.contains("150 packets transmitted, 150 received"),
+            "lost pings across restarts:\n{text}\n{}",
+            lab.logs()
+        );
     });
     // And the sessions came back.
     let status = lab.calicoctl(&["node", "status", "--node", "host1"], "");

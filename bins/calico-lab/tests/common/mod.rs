@@ -30,7 +30,10 @@ pub struct Lab {
 
 impl Lab {
     pub fn up(name: &str, hosts: usize, datastore: &str) -> Lab {
-        Lab::up_with(name, &["--hosts", &hosts.to_string(), "--datastore", datastore])
+        Lab::up_with(
+            name,
+            &["--hosts", &hosts.to_string(), "--datastore", datastore],
+        )
     }
 
     /// `calico-lab up` with these flags.
