@@ -390,12 +390,16 @@ fn run_inner(dir: &Path, store: StoreKind, route_reflectors: usize) -> Result<()
         .collect();
 
     say("starting workloads (tap devices as Nova names them; addresses from the lab's pool, routed natively by BGP)");
+    // With route reflectors, the workloads live on two clients, whose
+    // routes reach each other only through the reflectors.
+    let first = format!("host{}", route_reflectors + 1);
+    let second = format!("host{}", route_reflectors + 2);
     for (host, ns, name, app) in [
-        ("host1", "production", "web", "web"),
-        ("host2", "production", "database", "database"),
-        ("host1", "staging", "web", "web"),
-        ("host2", "staging", "database", "database"),
-        ("host2", "frontend", "frontend", "frontend"),
+        (&first, "production", "web", "web"),
+        (&second, "production", "database", "database"),
+        (&first, "staging", "web", "web"),
+        (&second, "staging", "database", "database"),
+        (&second, "frontend", "frontend", "frontend"),
     ] {
         let w = lab::add_workload(&mut state, host, ns, name, &[("app", app)])?;
         println!("  {:<22} {:<6} {:<14} {}", w.id(), w.host, w.ip, w.iface);
