@@ -392,7 +392,11 @@ impl Agent {
 impl Agent {
     /// Writes the BGP status as soon as a session changes state.
     fn report_bgp_changes(&mut self) {
-        let Some(s) = self.bgp.sessions() else { return };
+        let Some(s) = self.bgp.sessions() else {
+            self.metrics.bgp.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            return;
+        };
+        *self.metrics.bgp.lock().unwrap_or_else(|e| e.into_inner()) = crate::bgp::metrics_text(&s);
         let states: Vec<_> = s.peers.iter().map(|p| (p.name.clone(), p.state)).collect();
         if self.last_bgp.as_ref() == Some(&states) {
             return;

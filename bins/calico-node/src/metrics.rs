@@ -54,6 +54,9 @@ pub struct Metrics {
     pub applied_once: AtomicBool,
     /// Current dataplane conditions per type (`CONDITION_TYPES` order).
     pub conditions: Mutex<Vec<(&'static str, u64)>>,
+    /// The BGP series, rendered by the agent from the speaker's status
+    /// (empty while BGP is off).
+    pub bgp: Mutex<String>,
 }
 
 /// The objects the update stream has made current, each counted once
@@ -236,6 +239,7 @@ impl Metrics {
             })
             .collect();
         out.push_str(&self.render_conditions());
+        out.push_str(&self.bgp.lock().unwrap_or_else(|e| e.into_inner()));
         out
     }
 }

@@ -106,6 +106,23 @@ impl Speaker {
         self.rib.reexport_all();
     }
 
+    /// Asks every established peer that can for its routes again
+    /// (ROUTE-REFRESH): needed after the import policy changed, since
+    /// routes it refused were not kept.
+    pub fn refresh_imports(&mut self, now: Instant) {
+        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        for id in ids {
+            let p = self.peers.get_mut(&id).expect("listed");
+            let Some(neg) = p.session.negotiated().filter(|n| n.route_refresh) else {
+                continue;
+            };
+            for f in neg.families.clone() {
+                p.session.request_refresh(now, f);
+            }
+            self.drain(now, id);
+        }
+    }
+
     pub fn peer_config(&self, id: PeerId) -> Option<&PeerConfig> {
         self.peers.get(&id).map(|p| &p.cfg)
     }
@@ -349,5 +366,54 @@ fn peer_info(cfg: &PeerConfig, neg: Option<&Negotiated>) -> PeerInfo {
         keep_next_hop: cfg.keep_next_hop,
         families: neg.map_or_else(Vec::new, |n| n.families.clone()),
         add_path_tx: neg.map_or_else(Vec::new, |n| n.codec.add_path_tx.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(name: &str, addr: &str, peer_as: u32) -> PeerConfig {
+        PeerConfig {
+            name: name.into(),
+            address: addr.parse().unwrap(),
+            port: 179,
+            session: SessionConfig::new(64512, peer_as, Ipv4Addr::new(10, 0, 0, 1)),
+            rr_client: false,
+            keep_next_hop: false,
+            local_v4: Some(Ipv4Addr::new(10, 0, 0, 1)),
+            local_v6: None,
+            source_address: None,
+            password: None,
+        }
+    }
+
+    fn ids(s: &Speaker) -> Vec<(String, PeerId)> {
+        s.peers().map(|(id, c, _)| (c.name.clone(), id)).collect()
+    }
+
+    #[test]
+    fn peering_changes_leave_unrelated_sessions_alone() {
+        let now = Instant::now();
+        let mut s = Speaker::new(Ipv4Addr::new(10, 0, 0, 1), 64512, None);
+        s.set_peers(now, vec![peer("Mesh_10_0_0_2", "10.0.0.2", 64512), peer("Mesh_10_0_0_3", "10.0.0.3", 64512)]);
+        let before = ids(&s);
+        let a = before[0].1;
+        s.connected(now, a, Side::Outgoing);
+        while s.poll_output().is_some() {}
+        let a_state = s.session(a).unwrap().state();
+        // 10.0.0.3 goes, 10.0.0.4 comes, 10.0.0.2 is untouched.
+        s.set_peers(now, vec![peer("Mesh_10_0_0_2", "10.0.0.2", 64512), peer("Mesh_10_0_0_4", "10.0.0.4", 64512)]);
+        let after = ids(&s);
+        assert_eq!(after[0], before[0], "same peer, same session");
+        assert_eq!(s.session(a).unwrap().state(), a_state);
+        assert_eq!(after[1].0, "Mesh_10_0_0_4");
+        let outs: Vec<Output> = std::iter::from_fn(|| s.poll_output()).collect();
+        assert!(!outs.iter().any(|o| matches!(o, Output::Close(id, _) | Output::Send(id, _, _) if *id == a)), "{outs:?}");
+        // A changed setting (the peer's AS) restarts only that session.
+        s.set_peers(now, vec![peer("Mesh_10_0_0_2", "10.0.0.2", 65000), peer("Mesh_10_0_0_4", "10.0.0.4", 64512)]);
+        let again = ids(&s);
+        assert_ne!(again[0].1, a, "reconfigured: a new session");
+        assert_eq!(again[1], after[1], "the other one kept");
     }
 }

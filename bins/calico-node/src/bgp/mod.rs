@@ -37,6 +37,8 @@ pub struct Bgp {
     sockets: Vec<calico_bgp::birdctl::Server>,
     listen: Option<SocketAddr>,
     intent: Option<BgpIntent>,
+    /// The policy last given to the speaker.
+    policy: Option<policy::CalicoPolicy>,
     started: Instant,
     converged: bool,
 }
@@ -50,6 +52,7 @@ impl Bgp {
             sockets: Vec::new(),
             listen: None,
             intent: None,
+            policy: None,
             started: Instant::now(),
             converged: false,
         }
@@ -92,9 +95,15 @@ impl Bgp {
                     cluster_id: intent.rr_cluster_id,
                 });
             }
-            d.send(Command::Policy(Box::new(policy::CalicoPolicy::new(
-                &intent,
-            ))));
+            let new = policy::CalicoPolicy::new(&intent);
+            if self.policy.as_ref() != Some(&new) {
+                let refresh = self.policy.as_ref().is_some_and(|old| old.imports_differ(&new));
+                d.send(Command::Policy(Box::new(new.clone())));
+                if refresh {
+                    d.send(Command::RefreshImports);
+                }
+                self.policy = Some(new);
+            }
             d.send(Command::LocalRoutes(translate::local_routes(&intent)));
             d.send(Command::Peers(translate::peer_configs(&intent)));
         }
@@ -102,6 +111,7 @@ impl Bgp {
     }
 
     fn start(&mut self, intent: &BgpIntent, listen: SocketAddr) {
+        self.policy = None;
         let speaker = Speaker::new(intent.router_id, intent.local_as, intent.rr_cluster_id);
         let events = self.events.clone();
         let sink = Box::new(move |changes: Vec<BestChange>| {
@@ -196,4 +206,100 @@ pub fn status_json(node: &str, s: &SpeakerStatus) -> String {
         peers,
     };
     serde_json::to_string(&status).unwrap_or_default()
+}
+
+/// Prometheus series for the speaker: sessions by state (every state, 0
+/// when none), and per peer the routes received and advertised and the
+/// UPDATE counters (`rate()` of those is updates per second).
+pub fn metrics_text(s: &SpeakerStatus) -> String {
+    use calico_bgp::session::State;
+    let mut out = String::from(
+        "# HELP calico_bgp_sessions BGP sessions by state.\n# TYPE calico_bgp_sessions gauge\n",
+    );
+    for st in [State::Idle, State::Connect, State::Active, State::OpenSent, State::OpenConfirm, State::Established] {
+        let n = s.peers.iter().filter(|p| p.state == st).count();
+        out.push_str(&format!("calico_bgp_sessions{{state=\"{}\"}} {n}\n", st.name()));
+    }
+    let series: [(&str, &str, &str, fn(&calico_bgp::status::PeerStatus) -> u64); 4] = [
+        ("calico_bgp_routes_received", "Routes accepted from the peer.", "gauge", |p| p.received as u64),
+        ("calico_bgp_routes_advertised", "Routes advertised to the peer.", "gauge", |p| p.exported as u64),
+        ("calico_bgp_updates_received_total", "UPDATE messages received from the peer.", "counter", |p| p.stats.updates_received),
+        ("calico_bgp_updates_sent_total", "UPDATE messages sent to the peer.", "counter", |p| p.stats.updates_sent),
+    ];
+    for (name, help, kind, value) in series {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for p in &s.peers {
+            out.push_str(&format!("{name}{{peer=\"{}\",peer_ip=\"{}\"}} {}\n", p.name, p.address, value(p)));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use calico_bgp::session::{SessionStats, State};
+    use calico_bgp::status::PeerStatus;
+    use std::time::SystemTime;
+
+    fn peer(name: &str, ip: &str, state: State, err: Option<&str>) -> PeerStatus {
+        PeerStatus {
+            name: name.into(),
+            address: ip.parse().unwrap(),
+            port: 179,
+            local_as: 64512,
+            peer_as: 64512,
+            state,
+            since: SystemTime::now(),
+            last_error: err.map(str::to_string),
+            neighbor_id: None,
+            source_address: None,
+            hold: None,
+            keepalive: None,
+            rr_client: false,
+            passive: false,
+            peer_capabilities: vec![],
+            received: 3,
+            preferred: 2,
+            exported: 1,
+            synced: false,
+            stats: SessionStats {
+                updates_received: 7,
+                ..Default::default()
+            },
+        }
+    }
+
+    fn status() -> SpeakerStatus {
+        SpeakerStatus {
+            router_id: Some("10.0.0.1".parse().unwrap()),
+            local_as: 64512,
+            peers: vec![
+                peer("Mesh_10_0_0_2", "10.0.0.2", State::Established, None),
+                peer("Global_192_168_10_254", "192.168.10.254", State::Active, Some("Socket: Connection refused")),
+            ],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn status_json_is_what_calicoctl_reads() {
+        let v: serde_json::Value = serde_json::from_str(&status_json("h1", &status())).unwrap();
+        assert_eq!(v["routerID"], "10.0.0.1");
+        assert_eq!(v["peers"][0]["peerIP"], "10.0.0.2");
+        assert_eq!(v["peers"][0]["type"], "NodeMesh");
+        assert_eq!(v["peers"][0]["info"], "Established");
+        assert_eq!(v["peers"][1]["type"], "GlobalPeer");
+        assert_eq!(v["peers"][1]["info"], "Active Socket: Connection refused");
+    }
+
+    #[test]
+    fn metrics_count_sessions_by_state_and_routes_by_peer() {
+        let text = metrics_text(&status());
+        assert!(text.contains("calico_bgp_sessions{state=\"Established\"} 1\n"), "{text}");
+        assert!(text.contains("calico_bgp_sessions{state=\"Active\"} 1\n"), "{text}");
+        assert!(text.contains("calico_bgp_sessions{state=\"Idle\"} 0\n"), "{text}");
+        assert!(text.contains("calico_bgp_routes_received{peer=\"Mesh_10_0_0_2\",peer_ip=\"10.0.0.2\"} 3\n"), "{text}");
+        assert!(text.contains("calico_bgp_updates_received_total{peer=\"Mesh_10_0_0_2\",peer_ip=\"10.0.0.2\"} 7\n"), "{text}");
+    }
 }

@@ -18,6 +18,7 @@ use calico_bgp::wire::PathAttributes;
 use calico_calc::bgp::{BgpIntent, OriginKind, PoolRouting};
 use ipnet::IpNet;
 
+#[derive(Clone, Debug, PartialEq)]
 pub struct CalicoPolicy {
     pools: Vec<PoolRouting>,
     own_blocks: Vec<IpNet>,
@@ -26,6 +27,11 @@ pub struct CalicoPolicy {
 }
 
 impl CalicoPolicy {
+    /// Whether going from `self` to `new` can change what is imported.
+    pub fn imports_differ(&self, new: &CalicoPolicy) -> bool {
+        self.filters != new.filters
+    }
+
     pub fn new(intent: &BgpIntent) -> CalicoPolicy {
         let own_blocks = intent
             .originate

@@ -38,6 +38,8 @@ pub enum Command {
         cluster_id: Option<std::net::Ipv4Addr>,
     },
     Policy(Box<dyn ExportPolicy + Send>),
+    /// Ask peers for their routes again (after an import policy change).
+    RefreshImports,
     /// A full status snapshot, routes included.
     Snapshot(std::sync::mpsc::Sender<SpeakerStatus>),
     Stop,
@@ -287,6 +289,7 @@ impl Loop {
                 cluster_id,
             } => self.speaker.set_identity(router_id, local_as, cluster_id),
             Command::Policy(p) => self.speaker.set_policy(p),
+            Command::RefreshImports => self.speaker.refresh_imports(now),
             Command::Snapshot(reply) => {
                 let _ = reply.send(status::snapshot(&self.speaker, self.started, true));
             }
