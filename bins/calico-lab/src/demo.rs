@@ -304,6 +304,15 @@ fn show_bgp(state: &LabState) -> Result<()> {
         );
     }
     let first = &state.hosts[0];
+    say(&format!(
+        "calicoctl node routes --node {} (what it announced to and learned from each peer)",
+        first.name
+    ));
+    std::thread::sleep(Duration::from_secs(1));
+    print!(
+        "{}",
+        calicoctl(state, &["node", "routes", "--node", &first.name], None).unwrap_or_default()
+    );
     let sock = crate::fabric_bgp::run_dir(&state.dir, &first.name).join("bird.ctl");
     say(&format!("birdc -s {} show protocols", sock.display()));
     print!(

@@ -125,6 +125,23 @@ fn a_mesh_of_three_routes_natively_and_reports_the_truth() {
     );
     let r = birdc(&socket(&lab, "host1"), "show route");
     assert!(r.contains("via 192.0.2.12 on eth0 [Mesh_192_0_2_12"), "{r}");
+
+    // `calicoctl node routes`: what host1 announced to and learned from each peer.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let out = lab.calicoctl_try(&["node", "routes", "--node", "host1"]);
+        let learned = out.lines().any(|l| {
+            l.starts_with("Mesh_192_0_2_12") && l.contains("learned") && l.contains("best")
+        });
+        let announced = out
+            .lines()
+            .any(|l| l.starts_with("Global_192_168_10_254") && l.contains("announced"));
+        if learned && announced {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "node routes:\n{out}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
 }
 
 #[test]

@@ -80,6 +80,7 @@ pub fn run(cfg: AgentConfig) -> Result<()> {
         }
         agent.report_periodically();
         agent.report_bgp_changes();
+        agent.report_bgp_routes();
     }
 }
 
@@ -128,6 +129,9 @@ struct Agent {
     resynced: bool,
     /// BGP sessions' states as last written to the datastore.
     last_bgp: Option<Vec<(String, calico_bgp::session::State)>>,
+    /// The routes as last written (without the time), and when to look again.
+    last_routes: Option<String>,
+    next_routes_report: Instant,
 }
 
 impl Agent {
@@ -196,6 +200,8 @@ impl Agent {
             retry_at: None,
             resynced: false,
             last_bgp: None,
+            last_routes: None,
+            next_routes_report: Instant::now(),
         };
         Ok((agent, rx))
     }
@@ -385,7 +391,10 @@ impl Agent {
                 .bgp
                 .sessions()
                 .map(|s| crate::bgp::status_json(&self.cfg.node_name, &s)),
+            bgp_routes: None,
         });
+        // Written again at the next look: a renewed lease drops old keys.
+        self.last_routes = None;
     }
 }
 
@@ -393,7 +402,11 @@ impl Agent {
     /// Writes the BGP status as soon as a session changes state.
     fn report_bgp_changes(&mut self) {
         let Some(s) = self.bgp.sessions() else {
-            self.metrics.bgp.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            self.metrics
+                .bgp
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
             return;
         };
         *self.metrics.bgp.lock().unwrap_or_else(|e| e.into_inner()) = crate::bgp::metrics_text(&s);
@@ -404,6 +417,31 @@ impl Agent {
         self.last_bgp = Some(states);
         self.status.send(Report {
             bgp: Some(crate::bgp::status_json(&self.cfg.node_name, &s)),
+            ..Default::default()
+        });
+    }
+
+    /// The routes each peer was sent and sent us, every few seconds while
+    /// they change (a full snapshot of the speaker's table).
+    fn report_bgp_routes(&mut self) {
+        if Instant::now() < self.next_routes_report || self.bgp.intent().is_none() {
+            return;
+        }
+        self.next_routes_report = Instant::now() + Duration::from_secs(5);
+        let Some(snap) = self.bgp.snapshot() else {
+            return;
+        };
+        let json = crate::bgp::routes_json(&self.cfg.node_name, &snap);
+        // lastUpdated aside, unchanged routes are not written again.
+        let body = json
+            .split_once(",\"truncated\"")
+            .map(|(_, b)| b.to_string());
+        if body.is_some() && body == self.last_routes {
+            return;
+        }
+        self.last_routes = body;
+        self.status.send(Report {
+            bgp_routes: Some(json),
             ..Default::default()
         });
     }

@@ -273,6 +273,15 @@ impl StatusReporter {
         }
     }
 
+    /// The BGP routes, under the liveness lease too.
+    pub fn report_bgp_routes(&mut self, json: &str) {
+        let key = calico_client::keys::bgp_routes_key(&self.node);
+        let lease = self.lease();
+        if let Err(e) = self.store.put(&key, json.as_bytes(), lease) {
+            warn!(%key, error = %e, "cannot write the BGP routes");
+        }
+    }
+
     pub fn report_endpoints(&mut self, statuses: &BTreeMap<EndpointStatusId, EndpointStatus>) {
         if self
             .listed_at
@@ -327,6 +336,8 @@ pub struct Report {
     pub conditions: Option<Vec<String>>,
     /// BGP status (JSON) for `calicoctl node status --node`.
     pub bgp: Option<String>,
+    /// BGP routes (JSON) for `calicoctl node routes --node`.
+    pub bgp_routes: Option<String>,
 }
 
 impl Report {
@@ -341,6 +352,9 @@ impl Report {
         }
         if newer.bgp.is_some() {
             self.bgp = newer.bgp;
+        }
+        if newer.bgp_routes.is_some() {
+            self.bgp_routes = newer.bgp_routes;
         }
     }
 }
@@ -377,6 +391,9 @@ impl StatusThread {
                     }
                     if let Some(b) = &r.bgp {
                         reporter.report_bgp(b);
+                    }
+                    if let Some(b) = &r.bgp_routes {
+                        reporter.report_bgp_routes(b);
                     }
                     if let (Some(c), Some(nc)) = (&r.conditions, conditions.as_mut()) {
                         nc.publish(c);
@@ -618,6 +635,7 @@ mod tests {
             endpoints: None,
             conditions: Some(vec!["a".into()]),
             bgp: Some("{}".into()),
+            bgp_routes: None,
         };
         let mut eps = BTreeMap::new();
         eps.insert(id("vm1", "tap1"), EndpointStatus::Up);
@@ -626,6 +644,7 @@ mod tests {
             endpoints: Some(eps.clone()),
             conditions: None,
             bgp: None,
+            bgp_routes: None,
         });
         assert!(r.liveness);
         assert_eq!(

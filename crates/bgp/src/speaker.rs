@@ -396,22 +396,45 @@ mod tests {
     fn peering_changes_leave_unrelated_sessions_alone() {
         let now = Instant::now();
         let mut s = Speaker::new(Ipv4Addr::new(10, 0, 0, 1), 64512, None);
-        s.set_peers(now, vec![peer("Mesh_10_0_0_2", "10.0.0.2", 64512), peer("Mesh_10_0_0_3", "10.0.0.3", 64512)]);
+        s.set_peers(
+            now,
+            vec![
+                peer("Mesh_10_0_0_2", "10.0.0.2", 64512),
+                peer("Mesh_10_0_0_3", "10.0.0.3", 64512),
+            ],
+        );
         let before = ids(&s);
         let a = before[0].1;
         s.connected(now, a, Side::Outgoing);
         while s.poll_output().is_some() {}
         let a_state = s.session(a).unwrap().state();
         // 10.0.0.3 goes, 10.0.0.4 comes, 10.0.0.2 is untouched.
-        s.set_peers(now, vec![peer("Mesh_10_0_0_2", "10.0.0.2", 64512), peer("Mesh_10_0_0_4", "10.0.0.4", 64512)]);
+        s.set_peers(
+            now,
+            vec![
+                peer("Mesh_10_0_0_2", "10.0.0.2", 64512),
+                peer("Mesh_10_0_0_4", "10.0.0.4", 64512),
+            ],
+        );
         let after = ids(&s);
         assert_eq!(after[0], before[0], "same peer, same session");
         assert_eq!(s.session(a).unwrap().state(), a_state);
         assert_eq!(after[1].0, "Mesh_10_0_0_4");
         let outs: Vec<Output> = std::iter::from_fn(|| s.poll_output()).collect();
-        assert!(!outs.iter().any(|o| matches!(o, Output::Close(id, _) | Output::Send(id, _, _) if *id == a)), "{outs:?}");
+        assert!(
+            !outs
+                .iter()
+                .any(|o| matches!(o, Output::Close(id, _) | Output::Send(id, _, _) if *id == a)),
+            "{outs:?}"
+        );
         // A changed setting (the peer's AS) restarts only that session.
-        s.set_peers(now, vec![peer("Mesh_10_0_0_2", "10.0.0.2", 65000), peer("Mesh_10_0_0_4", "10.0.0.4", 64512)]);
+        s.set_peers(
+            now,
+            vec![
+                peer("Mesh_10_0_0_2", "10.0.0.2", 65000),
+                peer("Mesh_10_0_0_4", "10.0.0.4", 64512),
+            ],
+        );
         let again = ids(&s);
         assert_ne!(again[0].1, a, "reconfigured: a new session");
         assert_eq!(again[1], after[1], "the other one kept");

@@ -20,6 +20,8 @@ pub struct SpeakerStatus {
     pub peers: Vec<PeerStatus>,
     /// Present only in full snapshots.
     pub routes: Vec<RouteStatus>,
+    /// Per peer (by name), what it was sent; only in full snapshots.
+    pub exports: Vec<(String, Vec<(IpNet, PathAttributes)>)>,
 }
 
 #[derive(Clone, Debug)]
@@ -102,6 +104,18 @@ pub fn snapshot(speaker: &Speaker, started: SystemTime, with_routes: bool) -> Sp
     } else {
         Vec::new()
     };
+    let exports = if with_routes {
+        speaker
+            .peers()
+            .map(|(id, cfg, _)| {
+                let mut sent = speaker.rib().exported(id);
+                sent.sort_by(|a, b| a.0.cmp(&b.0));
+                (cfg.name.clone(), sent)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     SpeakerStatus {
         router_id: Some(speaker.rib().router_id()),
         local_as: speaker.rib().local_as(),
@@ -109,6 +123,7 @@ pub fn snapshot(speaker: &Speaker, started: SystemTime, with_routes: bool) -> Sp
         started: Some(started),
         peers,
         routes,
+        exports,
     }
 }
 

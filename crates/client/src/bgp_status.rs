@@ -52,3 +52,43 @@ pub fn peer_type_of(name: &str) -> &'static str {
         "NodePeer"
     }
 }
+
+/// The routes a node announces (per peer) and learned (per peer), for
+/// `calicoctl node routes` (our addition). At most [`MAX_ROUTES`] entries
+/// are published; `truncated` says when there were more.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BgpRoutes {
+    pub node: String,
+    pub last_updated: String,
+    #[serde(default)]
+    pub truncated: bool,
+    #[serde(default)]
+    pub routes: Vec<BgpRouteEntry>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BgpRouteEntry {
+    /// BIRD protocol name of the peer.
+    pub peer: String,
+    #[serde(rename = "peerIP")]
+    pub peer_ip: String,
+    /// `announced` (sent to the peer) or `learned` (received from it).
+    pub direction: String,
+    pub destination: String,
+    #[serde(default)]
+    pub next_hop: String,
+    #[serde(default)]
+    pub as_path: String,
+    /// Learned: the best path to its destination (in the kernel).
+    #[serde(default)]
+    pub best: bool,
+    /// Learned: kept across the peer's graceful restart.
+    #[serde(default)]
+    pub stale: bool,
+}
+
+/// The most route entries a node publishes (a datastore value stays well
+/// under etcd's request size limit).
+pub const MAX_ROUTES: usize = 5000;

@@ -49,6 +49,11 @@ pub fn bgp_status_key(node: &str) -> String {
     format!("/calico/calico-rs/v1/host/{node}/bgp-status")
 }
 
+/// Where calico-node publishes its BGP routes for `calicoctl node routes`.
+pub fn bgp_routes_key(node: &str) -> String {
+    format!("/calico/calico-rs/v1/host/{node}/bgp-routes")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

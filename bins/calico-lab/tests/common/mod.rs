@@ -91,8 +91,24 @@ impl Lab {
         s
     }
 
+    /// calicoctl's stdout, whether or not it succeeded.
+    pub fn calicoctl_try(&self, args: &[&str]) -> String {
+        let o = self.calicoctl_output(args, "");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
     /// calicoctl against the lab's datastore, input on stdin.
     pub fn calicoctl(&self, args: &[&str], input: &str) -> String {
+        let o = self.calicoctl_output(args, input);
+        assert!(
+            o.status.success(),
+            "calicoctl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn calicoctl_output(&self, args: &[&str], input: &str) -> Output {
         let state: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(self.dir.path().join("lab.json")).unwrap(),
         )
@@ -123,13 +139,7 @@ impl Lab {
             .unwrap()
             .write_all(input.as_bytes())
             .unwrap();
-        let o = child.wait_with_output().unwrap();
-        assert!(
-            o.status.success(),
-            "calicoctl {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        child.wait_with_output().unwrap()
     }
 
     pub fn add(&self, host: &str, ns: &str, name: &str, app: &str) -> String {

@@ -97,7 +97,10 @@ impl Bgp {
             }
             let new = policy::CalicoPolicy::new(&intent);
             if self.policy.as_ref() != Some(&new) {
-                let refresh = self.policy.as_ref().is_some_and(|old| old.imports_differ(&new));
+                let refresh = self
+                    .policy
+                    .as_ref()
+                    .is_some_and(|old| old.imports_differ(&new));
                 d.send(Command::Policy(Box::new(new.clone())));
                 if refresh {
                     d.send(Command::RefreshImports);
@@ -165,6 +168,12 @@ impl Bgp {
         done
     }
 
+    /// A full snapshot, routes included (None when BGP is off or the
+    /// speaker does not answer).
+    pub fn snapshot(&self) -> Option<SpeakerStatus> {
+        self.driver.as_ref()?.snapshot(Duration::from_secs(2))
+    }
+
     /// Session status as of the speaker's last publish (at most 1 s old).
     pub fn sessions(&self) -> Option<SpeakerStatus> {
         let d = self.driver.as_ref()?;
@@ -208,6 +217,74 @@ pub fn status_json(node: &str, s: &SpeakerStatus) -> String {
     serde_json::to_string(&status).unwrap_or_default()
 }
 
+/// The routes JSON `calicoctl node routes --node` reads: per peer what it
+/// was sent and what it sent us, capped at `MAX_ROUTES` entries.
+pub fn routes_json(node: &str, s: &SpeakerStatus) -> String {
+    use calico_bgp::status::LOCAL_PROTOCOL;
+    use calico_client::bgp_status::{BgpRouteEntry, BgpRoutes, MAX_ROUTES};
+    let as_path = |a: &calico_bgp::wire::PathAttributes| {
+        a.as_path
+            .iter()
+            .flat_map(|seg| match seg {
+                calico_bgp::wire::AsSegment::Sequence(v) | calico_bgp::wire::AsSegment::Set(v) => {
+                    v.clone()
+                }
+            })
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let next_hop = |prefix: &IpNet, a: &calico_bgp::wire::PathAttributes| match prefix {
+        IpNet::V4(_) => a.next_hop.map(|n| n.to_string()).unwrap_or_default(),
+        IpNet::V6(_) => a
+            .mp_next_hop
+            .map(|n| n.global.to_string())
+            .unwrap_or_default(),
+    };
+    let peer_ip = |name: &str| {
+        s.peers
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.address.to_string())
+            .unwrap_or_default()
+    };
+    let announced = s.exports.iter().flat_map(|(peer, sent)| {
+        sent.iter().map(move |(prefix, a)| BgpRouteEntry {
+            peer: peer.clone(),
+            peer_ip: peer_ip(peer),
+            direction: "announced".into(),
+            destination: prefix.to_string(),
+            next_hop: next_hop(prefix, a),
+            as_path: as_path(a),
+            ..Default::default()
+        })
+    });
+    let learned = s
+        .routes
+        .iter()
+        .filter(|r| r.from_name != LOCAL_PROTOCOL)
+        .map(|r| BgpRouteEntry {
+            peer: r.from_name.clone(),
+            peer_ip: r.from_address.map(|a| a.to_string()).unwrap_or_default(),
+            direction: "learned".into(),
+            destination: r.prefix.to_string(),
+            next_hop: next_hop(&r.prefix, &r.attrs),
+            as_path: as_path(&r.attrs),
+            best: r.best,
+            stale: r.stale,
+        });
+    let mut routes: Vec<BgpRouteEntry> = announced.chain(learned).take(MAX_ROUTES + 1).collect();
+    let truncated = routes.len() > MAX_ROUTES;
+    routes.truncate(MAX_ROUTES);
+    let out = BgpRoutes {
+        node: node.to_string(),
+        last_updated: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        truncated,
+        routes,
+    };
+    serde_json::to_string(&out).unwrap_or_default()
+}
+
 /// Prometheus series for the speaker: sessions by state (every state, 0
 /// when none), and per peer the routes received and advertised and the
 /// UPDATE counters (`rate()` of those is updates per second).
@@ -216,20 +293,55 @@ pub fn metrics_text(s: &SpeakerStatus) -> String {
     let mut out = String::from(
         "# HELP calico_bgp_sessions BGP sessions by state.\n# TYPE calico_bgp_sessions gauge\n",
     );
-    for st in [State::Idle, State::Connect, State::Active, State::OpenSent, State::OpenConfirm, State::Established] {
+    for st in [
+        State::Idle,
+        State::Connect,
+        State::Active,
+        State::OpenSent,
+        State::OpenConfirm,
+        State::Established,
+    ] {
         let n = s.peers.iter().filter(|p| p.state == st).count();
-        out.push_str(&format!("calico_bgp_sessions{{state=\"{}\"}} {n}\n", st.name()));
+        out.push_str(&format!(
+            "calico_bgp_sessions{{state=\"{}\"}} {n}\n",
+            st.name()
+        ));
     }
     let series: [(&str, &str, &str, fn(&calico_bgp::status::PeerStatus) -> u64); 4] = [
-        ("calico_bgp_routes_received", "Routes accepted from the peer.", "gauge", |p| p.received as u64),
-        ("calico_bgp_routes_advertised", "Routes advertised to the peer.", "gauge", |p| p.exported as u64),
-        ("calico_bgp_updates_received_total", "UPDATE messages received from the peer.", "counter", |p| p.stats.updates_received),
-        ("calico_bgp_updates_sent_total", "UPDATE messages sent to the peer.", "counter", |p| p.stats.updates_sent),
+        (
+            "calico_bgp_routes_received",
+            "Routes accepted from the peer.",
+            "gauge",
+            |p| p.received as u64,
+        ),
+        (
+            "calico_bgp_routes_advertised",
+            "Routes advertised to the peer.",
+            "gauge",
+            |p| p.exported as u64,
+        ),
+        (
+            "calico_bgp_updates_received_total",
+            "UPDATE messages received from the peer.",
+            "counter",
+            |p| p.stats.updates_received,
+        ),
+        (
+            "calico_bgp_updates_sent_total",
+            "UPDATE messages sent to the peer.",
+            "counter",
+            |p| p.stats.updates_sent,
+        ),
     ];
     for (name, help, kind, value) in series {
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
         for p in &s.peers {
-            out.push_str(&format!("{name}{{peer=\"{}\",peer_ip=\"{}\"}} {}\n", p.name, p.address, value(p)));
+            out.push_str(&format!(
+                "{name}{{peer=\"{}\",peer_ip=\"{}\"}} {}\n",
+                p.name,
+                p.address,
+                value(p)
+            ));
         }
     }
     out
@@ -276,7 +388,12 @@ mod tests {
             local_as: 64512,
             peers: vec![
                 peer("Mesh_10_0_0_2", "10.0.0.2", State::Established, None),
-                peer("Global_192_168_10_254", "192.168.10.254", State::Active, Some("Socket: Connection refused")),
+                peer(
+                    "Global_192_168_10_254",
+                    "192.168.10.254",
+                    State::Active,
+                    Some("Socket: Connection refused"),
+                ),
             ],
             ..Default::default()
         }
@@ -296,10 +413,24 @@ mod tests {
     #[test]
     fn metrics_count_sessions_by_state_and_routes_by_peer() {
         let text = metrics_text(&status());
-        assert!(text.contains("calico_bgp_sessions{state=\"Established\"} 1\n"), "{text}");
-        assert!(text.contains("calico_bgp_sessions{state=\"Active\"} 1\n"), "{text}");
-        assert!(text.contains("calico_bgp_sessions{state=\"Idle\"} 0\n"), "{text}");
-        assert!(text.contains("calico_bgp_routes_received{peer=\"Mesh_10_0_0_2\",peer_ip=\"10.0.0.2\"} 3\n"), "{text}");
+        assert!(
+            text.contains("calico_bgp_sessions{state=\"Established\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("calico_bgp_sessions{state=\"Active\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("calico_bgp_sessions{state=\"Idle\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "calico_bgp_routes_received{peer=\"Mesh_10_0_0_2\",peer_ip=\"10.0.0.2\"} 3\n"
+            ),
+            "{text}"
+        );
         assert!(text.contains("calico_bgp_updates_received_total{peer=\"Mesh_10_0_0_2\",peer_ip=\"10.0.0.2\"} 7\n"), "{text}");
     }
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use anyhow::{anyhow, Result};
-use calico_client::bgp_status::{BgpPeerStatus, BgpStatus};
+use calico_client::bgp_status::{BgpPeerStatus, BgpRouteEntry, BgpRoutes, BgpStatus};
 use clap::{Args, Subcommand};
 
 use crate::Global;
@@ -20,6 +20,8 @@ pub struct NodeArgs {
 enum NodeCommand {
     /// BGP sessions of a node, as upstream prints them.
     Status(StatusArgs),
+    /// Routes a node announces to and learned from each BGP peer (ours).
+    Routes(StatusArgs),
 }
 
 #[derive(Args)]
@@ -38,6 +40,7 @@ struct StatusArgs {
 pub fn run(a: &NodeArgs) -> Result<()> {
     match &a.command {
         NodeCommand::Status(s) => status(s),
+        NodeCommand::Routes(s) => routes(s),
     }
 }
 
@@ -68,6 +71,77 @@ fn status(a: &StatusArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn routes(a: &StatusArgs) -> Result<()> {
+    let node = match &a.node {
+        Some(n) => n.clone(),
+        None => local_node_name()?,
+    };
+    let client = super::connect(&a.global)?;
+    let key = calico_client::keys::bgp_routes_key(&node);
+    let Some(kv) = client.store().get(&key).map_err(|e| anyhow!("{e}"))? else {
+        return Err(anyhow!(
+            "no BGP routes for node {node:?}: calico-node is not running there, or BGP is off"
+        ));
+    };
+    let r: BgpRoutes = serde_json::from_slice(&kv.value).map_err(|e| anyhow!("{key}: {e}"))?;
+    match a.output.as_str() {
+        "table" => print!("{}", render_routes(&r)),
+        "json" => println!("{}", serde_json::to_string_pretty(&r)?),
+        "yaml" => print!("{}", serde_yaml::to_string(&r)?),
+        other => {
+            return Err(anyhow!(
+                "unknown output format {other:?}: use table, json or yaml"
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// One row per route, grouped by peer: announced first, then learned.
+pub fn render_routes(r: &BgpRoutes) -> String {
+    let mut rows: Vec<&BgpRouteEntry> = r.routes.iter().collect();
+    rows.sort_by(|a, b| {
+        (&a.peer, &a.direction, &a.destination).cmp(&(&b.peer, &b.direction, &b.destination))
+    });
+    let mut table = vec![[
+        "PEER",
+        "PEER ADDRESS",
+        "DIRECTION",
+        "DESTINATION",
+        "NEXT HOP",
+        "AS PATH",
+        "FLAGS",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for e in rows {
+        let mut flags = Vec::new();
+        if e.best {
+            flags.push("best");
+        }
+        if e.stale {
+            flags.push("stale");
+        }
+        table.push(vec![
+            e.peer.clone(),
+            e.peer_ip.clone(),
+            e.direction.clone(),
+            e.destination.clone(),
+            e.next_hop.clone(),
+            e.as_path.clone(),
+            flags.join(","),
+        ]);
+    }
+    let mut out = crate::table::render(&table);
+    if r.truncated {
+        out.push_str(&format!(
+            "(only the first {} routes are published)\n",
+            calico_client::bgp_status::MAX_ROUTES
+        ));
+    }
+    out
 }
 
 /// Upstream's output: the process line, then a table per IP family.
@@ -187,5 +261,44 @@ mod tests {
 +----------------+-------------------+-------+------------+-----------------------------------+\n\
 \nIPv6 BGP status\nNo IPv6 peers found.\n\n";
         assert_eq!(out, want, "\n{out}");
+    }
+}
+
+#[cfg(test)]
+mod route_tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_grouped_by_peer_and_flagged() {
+        let e = |peer: &str, dir: &str, dst: &str, best: bool| BgpRouteEntry {
+            peer: peer.into(),
+            peer_ip: "10.0.0.2".into(),
+            direction: dir.into(),
+            destination: dst.into(),
+            next_hop: "10.0.0.2".into(),
+            best,
+            ..Default::default()
+        };
+        let r = BgpRoutes {
+            node: "h1".into(),
+            routes: vec![
+                e("Mesh_10_0_0_2", "learned", "10.65.2.0/26", true),
+                e("Mesh_10_0_0_2", "announced", "10.65.1.0/26", false),
+            ],
+            truncated: true,
+            ..Default::default()
+        };
+        let out = render_routes(&r);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].starts_with("PEER "), "{out}");
+        assert!(
+            lines[1].contains("announced") && lines[1].contains("10.65.1.0/26"),
+            "{out}"
+        );
+        assert!(
+            lines[2].contains("learned") && lines[2].trim_end().ends_with("best"),
+            "{out}"
+        );
+        assert!(lines[3].starts_with("(only the first"), "{out}");
     }
 }

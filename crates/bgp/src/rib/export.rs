@@ -50,6 +50,11 @@ impl PeerExport {
         self.sent.len()
     }
 
+    /// What the peer was sent, by prefix.
+    pub fn sent(&self) -> impl Iterator<Item = (&IpNet, &PathAttributes)> {
+        self.sent.iter().map(|(p, a)| (p, &**a))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.sent.is_empty()
     }

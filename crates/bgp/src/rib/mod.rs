@@ -192,6 +192,14 @@ impl Rib {
             .count()
     }
 
+    /// What this peer was last sent.
+    pub fn exported(&self, id: PeerId) -> Vec<(IpNet, PathAttributes)> {
+        self.exports
+            .get(&id)
+            .map(|e| e.sent().map(|(p, a)| (*p, a.clone())).collect())
+            .unwrap_or_default()
+    }
+
     pub fn exported_count(&self, id: PeerId) -> usize {
         self.exports.get(&id).map_or(0, |e| e.len())
     }
