@@ -109,7 +109,7 @@ pub fn snapshot(speaker: &Speaker, started: SystemTime, with_routes: bool) -> Sp
             .peers()
             .map(|(id, cfg, _)| {
                 let mut sent = speaker.rib().exported(id);
-                sent.sort_by(|a, b| a.0.cmp(&b.0));
+                sent.sort_by_key(|a| a.0);
                 (cfg.name.clone(), sent)
             })
             .collect()

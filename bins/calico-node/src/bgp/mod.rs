@@ -285,6 +285,14 @@ pub fn routes_json(node: &str, s: &SpeakerStatus) -> String {
     serde_json::to_string(&out).unwrap_or_default()
 }
 
+/// A per-peer series: name, help, type, and how to read it off a peer.
+type PeerSeries = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&calico_bgp::status::PeerStatus) -> u64,
+);
+
 /// Prometheus series for the speaker: sessions by state (every state, 0
 /// when none), and per peer the routes received and advertised and the
 /// UPDATE counters (`rate()` of those is updates per second).
@@ -307,7 +315,7 @@ pub fn metrics_text(s: &SpeakerStatus) -> String {
             st.name()
         ));
     }
-    let series: [(&str, &str, &str, fn(&calico_bgp::status::PeerStatus) -> u64); 4] = [
+    let series: [PeerSeries; 4] = [
         (
             "calico_bgp_routes_received",
             "Routes accepted from the peer.",
