@@ -237,16 +237,7 @@ impl RtNetlink {
     }
 
     fn route_message(&mut self, route: &KernelRoute) -> Result<RouteMessage, NetlinkError> {
-        let dst_ip = route.dst.network();
-        let mut msg = match dst_ip {
-            IpAddr::V4(_) => RouteMessageBuilder::<Ipv4Addr>::new().build(),
-            IpAddr::V6(_) => RouteMessageBuilder::<Ipv6Addr>::new().build(),
-        };
-        msg.header.destination_prefix_length = route.dst.prefix_len();
-        msg.header.table = RouteHeader::RT_TABLE_MAIN;
-        msg.header.protocol = RouteProtocol::from(route.protocol);
-        msg.attributes
-            .push(RouteAttribute::Destination(route_addr(dst_ip)));
+        let mut msg = base_message(route);
         match &route.kind {
             RouteKind::Dev { iface } => {
                 let idx = self.index(iface)?;
@@ -706,6 +697,18 @@ const PIPELINE: usize = 512;
 /// A delete that matches by destination, table, type and protocol only:
 /// the kernel then never deletes a route with another protocol (not ours).
 fn del_message(route: &KernelRoute) -> RouteMessage {
+    let mut msg = base_message(route);
+    msg.header.scope = RouteScope::NoWhere;
+    msg.header.kind = match route.kind {
+        RouteKind::Blackhole => RouteType::BlackHole,
+        RouteKind::Unsupported { rtype } => RouteType::from(rtype),
+        _ => RouteType::Unicast,
+    };
+    msg
+}
+
+/// A main-table message for the route's destination and protocol.
+fn base_message(route: &KernelRoute) -> RouteMessage {
     let dst_ip = route.dst.network();
     let mut msg = match dst_ip {
         IpAddr::V4(_) => RouteMessageBuilder::<Ipv4Addr>::new().build(),
@@ -714,12 +717,6 @@ fn del_message(route: &KernelRoute) -> RouteMessage {
     msg.header.destination_prefix_length = route.dst.prefix_len();
     msg.header.table = RouteHeader::RT_TABLE_MAIN;
     msg.header.protocol = RouteProtocol::from(route.protocol);
-    msg.header.scope = RouteScope::NoWhere;
-    msg.header.kind = match route.kind {
-        RouteKind::Blackhole => RouteType::BlackHole,
-        RouteKind::Unsupported { rtype } => RouteType::from(rtype),
-        _ => RouteType::Unicast,
-    };
     msg.attributes
         .push(RouteAttribute::Destination(route_addr(dst_ip)));
     msg
