@@ -148,3 +148,99 @@ pub fn listen_address(intent: &BgpIntent) -> std::net::SocketAddr {
     };
     std::net::SocketAddr::new(ip, intent.listen_port)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use calico_bgp::rib::{Path, PeerId};
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::Arc;
+
+    fn intent(pools: Vec<PoolRouting>) -> BgpIntent {
+        BgpIntent {
+            node_name: "h1".into(),
+            router_id: "192.0.2.11".parse().unwrap(),
+            local_as: 64512,
+            listen_port: 179,
+            bind_node_ip: false,
+            ipv4: Some("192.0.2.11/24".parse().unwrap()),
+            ipv6: None,
+            rr_cluster_id: None,
+            peers: BTreeMap::new(),
+            originate: BTreeSet::new(),
+            pools,
+            communities: BTreeMap::new(),
+            filters: BTreeMap::new(),
+        }
+    }
+
+    fn pool(cidr: &str, encapsulation: Encapsulation) -> PoolRouting {
+        PoolRouting {
+            name: cidr.into(),
+            cidr: cidr.parse().unwrap(),
+            encapsulation,
+            disable_bgp_export: false,
+            nat_outgoing: false,
+            disabled: false,
+        }
+    }
+
+    fn learned(prefix: &str, next_hop: &str) -> BestChange {
+        let attrs = PathAttributes {
+            next_hop: Some(next_hop.parse().unwrap()),
+            ..Default::default()
+        };
+        BestChange {
+            prefix: prefix.parse().unwrap(),
+            best: Some(Path {
+                source: Source::Peer(PeerId(1)),
+                path_id: 0,
+                attrs: Arc::new(attrs),
+                stale: false,
+                since: std::time::Instant::now(),
+            }),
+        }
+    }
+
+    #[test]
+    fn learned_routes_follow_the_pool_encapsulation() {
+        let i = intent(vec![
+            pool("198.19.0.0/16", Encapsulation::None),
+            pool("10.10.0.0/16", Encapsulation::IpIp { cross_subnet: true }),
+            pool(
+                "10.20.0.0/16",
+                Encapsulation::Vxlan {
+                    cross_subnet: false,
+                },
+            ),
+        ]);
+        let native = kernel_route(&learned("198.19.1.0/26", "192.0.2.12"), Some(&i)).unwrap();
+        assert_eq!(
+            native.kind,
+            RouteKind::Via {
+                gateway: "192.0.2.12".parse().unwrap(),
+                iface: None,
+                onlink: false
+            }
+        );
+        assert_eq!(native.protocol, 12);
+        // CrossSubnet IP-in-IP: plain within our subnet, tunnel beyond it.
+        let near = kernel_route(&learned("10.10.1.0/26", "192.0.2.12"), Some(&i)).unwrap();
+        assert_eq!(near.iface(), None);
+        let far = kernel_route(&learned("10.10.2.0/26", "203.0.113.5"), Some(&i)).unwrap();
+        assert_eq!(far.iface(), Some(IPIP_IFACE));
+        assert!(
+            kernel_route(&learned("10.20.1.0/26", "192.0.2.12"), Some(&i)).is_none(),
+            "VXLAN pools are VXLAN's"
+        );
+        assert!(
+            kernel_route(&learned("198.19.2.0/26", "192.0.2.11"), Some(&i)).is_none(),
+            "never via ourselves"
+        );
+        let gone = BestChange {
+            prefix: "198.19.1.0/26".parse().unwrap(),
+            best: None,
+        };
+        assert!(kernel_route(&gone, Some(&i)).is_none());
+    }
+}
