@@ -39,20 +39,24 @@ pub(super) struct Context<'a> {
 }
 
 /// What one peer has been sent, and which prefixes to look at again.
+/// Per prefix, the path ids sent (0 without ADD-PATH) with their attributes.
 #[derive(Default)]
 pub struct PeerExport {
-    sent: HashMap<IpNet, Arc<PathAttributes>>,
+    sent: HashMap<IpNet, Vec<(u32, Arc<PathAttributes>)>>,
     pending: BTreeSet<IpNet>,
 }
 
 impl PeerExport {
+    /// Paths sent (with ADD-PATH, several per prefix).
     pub fn len(&self) -> usize {
-        self.sent.len()
+        self.sent.values().map(Vec::len).sum()
     }
 
     /// What the peer was sent, by prefix.
     pub fn sent(&self) -> impl Iterator<Item = (&IpNet, &PathAttributes)> {
-        self.sent.iter().map(|(p, a)| (p, &**a))
+        self.sent
+            .iter()
+            .flat_map(|(p, v)| v.iter().map(move |(_, a)| (p, &**a)))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -69,40 +73,62 @@ impl PeerExport {
     }
 
     /// The UPDATEs that bring the peer from what it has to what it should
-    /// have, for the pending prefixes. Announcements sharing attributes go
-    /// in one UPDATE (the codec splits it to the message size).
+    /// have, for the pending prefixes. `paths` gives a prefix's paths, best
+    /// first: a peer with ADD-PATH gets every one it may hear, each under
+    /// its own path id (as BIRD's `add paths tx`); others get the best
+    /// path if they may hear it. Announcements sharing attributes go in one
+    /// UPDATE (the codec splits it to the message size).
     pub(super) fn flush<'p>(
         &mut self,
         id: PeerId,
         peer: &PeerInfo,
         ctx: &Context,
         policy: &dyn ExportPolicy,
-        best: impl Fn(&IpNet) -> Option<&'p Path>,
+        paths: impl Fn(&IpNet) -> Vec<&'p Path>,
     ) -> Vec<Update> {
         let mut withdrawn = Vec::new();
         let mut groups: HashMap<Arc<PathAttributes>, Vec<Nlri>> = HashMap::new();
         for prefix in std::mem::take(&mut self.pending) {
-            let want = best(&prefix)
-                .filter(|p| may_send(id, peer, ctx, policy, &prefix, p))
-                .and_then(|p| outgoing_attrs(peer, ctx, &prefix, p));
-            let nlri = Nlri {
-                prefix,
-                path_id: peer.add_path_tx.contains(&Family::of(&prefix)).then_some(1),
+            let add_path = peer.add_path_tx.contains(&Family::of(&prefix));
+            let candidates = paths(&prefix);
+            let chosen = if add_path {
+                &candidates[..]
+            } else {
+                &candidates[..candidates.len().min(1)]
             };
-            match want {
-                None => {
-                    if self.sent.remove(&prefix).is_some() {
-                        withdrawn.push(nlri);
+            let want: Vec<(u32, PathAttributes)> = chosen
+                .iter()
+                .filter(|p| may_send(id, peer, ctx, policy, &prefix, p))
+                .filter_map(|p| {
+                    Some((
+                        if add_path { p.local_id } else { 0 },
+                        outgoing_attrs(peer, ctx, &prefix, p)?,
+                    ))
+                })
+                .collect();
+            let nlri = |path_id: u32| Nlri {
+                prefix,
+                path_id: add_path.then_some(path_id),
+            };
+            let had = self.sent.remove(&prefix).unwrap_or_default();
+            for (old_id, _) in &had {
+                if !want.iter().any(|(i, _)| i == old_id) {
+                    withdrawn.push(nlri(*old_id));
+                }
+            }
+            let mut now_sent = Vec::with_capacity(want.len());
+            for (path_id, attrs) in want {
+                match had.iter().find(|(i, a)| *i == path_id && **a == attrs) {
+                    Some((_, same)) => now_sent.push((path_id, same.clone())),
+                    None => {
+                        let attrs = Arc::new(attrs);
+                        groups.entry(attrs.clone()).or_default().push(nlri(path_id));
+                        now_sent.push((path_id, attrs));
                     }
                 }
-                Some(attrs) => {
-                    if self.sent.get(&prefix).is_some_and(|s| **s == attrs) {
-                        continue;
-                    }
-                    let attrs = Arc::new(attrs);
-                    self.sent.insert(prefix, attrs.clone());
-                    groups.entry(attrs).or_default().push(nlri);
-                }
+            }
+            if !now_sent.is_empty() {
+                self.sent.insert(prefix, now_sent);
             }
         }
         let mut out = Vec::new();

@@ -69,6 +69,9 @@ pub struct Path {
     /// Kept across the peer's graceful restart, not yet refreshed.
     pub stale: bool,
     pub since: Instant,
+    /// The path id this node sends it under to ADD-PATH peers: unique
+    /// among the prefix's paths, kept while the path exists.
+    pub local_id: u32,
 }
 
 /// A prefix's paths. An entry whose last path went stays until the next
@@ -357,27 +360,29 @@ impl Rib {
         now: Instant,
     ) {
         let e = self.entries.entry(prefix).or_default();
-        let path = Path {
-            source,
-            path_id,
-            attrs,
-            stale: false,
-            since: now,
-        };
         match e
             .paths
             .iter_mut()
             .find(|p| p.source == source && p.path_id == path_id)
         {
             Some(old) => {
-                let since = if old.attrs == path.attrs {
-                    old.since
-                } else {
-                    now
-                };
-                *old = Path { since, ..path };
+                if old.attrs != attrs {
+                    old.since = now;
+                    old.attrs = attrs;
+                }
+                old.stale = false;
             }
-            None => e.paths.push(path),
+            None => {
+                let local_id = 1 + e.paths.iter().map(|p| p.local_id).max().unwrap_or(0);
+                e.paths.push(Path {
+                    source,
+                    path_id,
+                    attrs,
+                    stale: false,
+                    since: now,
+                    local_id,
+                });
+            }
         }
         self.dirty.insert(prefix);
     }
@@ -433,7 +438,11 @@ impl Rib {
                 continue;
             };
             let msgs = exp.flush(*id, peer, &ctx, policy, |p| {
-                self.entries.get(p).and_then(|e| e.best.as_ref())
+                self.entries.get(p).map_or_else(Vec::new, |e| {
+                    let mut v: Vec<&Path> = e.best.iter().collect();
+                    v.extend(e.paths.iter().filter(|x| Some(*x) != e.best.as_ref()));
+                    v
+                })
             });
             if !msgs.is_empty() {
                 updates.push((*id, msgs));

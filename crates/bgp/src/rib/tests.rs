@@ -322,3 +322,59 @@ fn add_path_tx_gives_a_path_id() {
     );
     assert_eq!(v6.attrs.next_hop, None);
 }
+
+#[test]
+fn add_path_peers_hear_every_path_others_only_the_best() {
+    let cluster = Ipv4Addr::new(224, 0, 0, 1);
+    let mut rib = Rib::new(Ipv4Addr::new(10, 0, 0, 1), 64512, Some(cluster));
+    for last in [2, 3, 4, 5] {
+        let mut p = peer(last, 64512, true);
+        if last == 4 {
+            p.add_path_tx = vec![Family::Ipv4Unicast];
+        }
+        rib.set_peer(PeerId(last.into()), p);
+        rib.peer_up(PeerId(last.into()));
+    }
+    // The same prefix (an anycast address) from two clients.
+    rib.apply_update(
+        PeerId(2),
+        &announce("10.65.9.1/32", [10, 0, 0, 2], vec![]),
+        Instant::now(),
+        &ExportAll,
+    );
+    rib.apply_update(
+        PeerId(3),
+        &announce("10.65.9.1/32", [10, 0, 0, 3], vec![]),
+        Instant::now(),
+        &ExportAll,
+    );
+    let (_, updates) = rib.commit(&ExportAll);
+    let to4: Vec<Nlri> = sent_to(&updates, 4)
+        .into_iter()
+        .flat_map(|u| u.announced)
+        .collect();
+    let mut ids: Vec<u32> = to4.iter().map(|n| n.path_id.unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, [1, 2], "both paths, each under its own id");
+    let to5: Vec<Nlri> = sent_to(&updates, 5)
+        .into_iter()
+        .flat_map(|u| u.announced)
+        .collect();
+    assert_eq!(to5.len(), 1, "only the best without ADD-PATH");
+    assert_eq!(to5[0].path_id, None);
+    assert_eq!(rib.exported_count(PeerId(4)), 2);
+    // One source withdraws: the ADD-PATH peer loses exactly that path.
+    rib.apply_update(
+        PeerId(3),
+        &withdraw("10.65.9.1/32"),
+        Instant::now(),
+        &ExportAll,
+    );
+    let (_, updates) = rib.commit(&ExportAll);
+    let w: Vec<Nlri> = sent_to(&updates, 4)
+        .into_iter()
+        .flat_map(|u| u.withdrawn)
+        .collect();
+    assert_eq!(w.len(), 1);
+    assert_eq!(rib.exported_count(PeerId(4)), 1);
+}
