@@ -33,6 +33,8 @@ pub struct PeerConfig {
     pub source_address: Option<IpAddr>,
     /// TCP MD5 signature key (RFC 2385).
     pub password: Option<String>,
+    /// Accept routes carrying our own AS up to this many times.
+    pub allow_local_as: u32,
 }
 
 /// What the driver must do.
@@ -364,6 +366,7 @@ fn peer_info(cfg: &PeerConfig, neg: Option<&Negotiated>) -> PeerInfo {
         local_v4: cfg.local_v4,
         local_v6: cfg.local_v6,
         keep_next_hop: cfg.keep_next_hop,
+        allow_local_as: cfg.allow_local_as,
         families: neg.map_or_else(Vec::new, |n| n.families.clone()),
         add_path_tx: neg.map_or_else(Vec::new, |n| n.codec.add_path_tx.clone()),
     }
@@ -385,6 +388,7 @@ mod tests {
             local_v6: None,
             source_address: None,
             password: None,
+            allow_local_as: 0,
         }
     }
 

@@ -46,6 +46,7 @@ fn peer(name: &str, me: &str, to: SocketAddr, id: [u8; 4]) -> PeerConfig {
         local_v6: None,
         source_address: Some(ip(me)),
         password: None,
+        allow_local_as: 0,
     }
 }
 

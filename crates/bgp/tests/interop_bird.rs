@@ -164,6 +164,7 @@ fn peer(
             "fd00:201::1".parse().unwrap()
         }),
         password,
+        allow_local_as: 0,
     }
 }
 

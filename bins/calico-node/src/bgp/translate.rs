@@ -47,6 +47,7 @@ fn peer_config(intent: &BgpIntent, p: &PeerIntent) -> PeerConfig {
         local_v6: intent.ipv6.map(|n| n.addr()),
         source_address: p.source_address,
         password: p.password.as_ref().map(|pw| pw.0.clone()),
+        allow_local_as: p.num_allowed_local_as.unwrap_or(0),
     }
 }
 
@@ -198,6 +199,7 @@ mod tests {
                 attrs: Arc::new(attrs),
                 stale: false,
                 since: std::time::Instant::now(),
+                local_id: 1,
             }),
         }
     }

@@ -48,6 +48,9 @@ pub struct PeerInfo {
     pub local_v6: Option<std::net::Ipv6Addr>,
     /// Keep the next hop of routes sent to this eBGP peer.
     pub keep_next_hop: bool,
+    /// Routes from this peer may carry our AS this many times
+    /// (`numAllowedLocalASNumbers`, BIRD's `allow local as`).
+    pub allow_local_as: u32,
     pub families: Vec<Family>,
     /// Send a path id with each prefix (ADD-PATH tx negotiated).
     pub add_path_tx: Vec<Family>,
@@ -278,7 +281,7 @@ impl Rib {
     /// id on the path means it went round a loop.
     fn loops(&self, peer: &PeerInfo, attrs: &PathAttributes) -> bool {
         if !peer.ibgp() {
-            return attrs.contains_as(self.local_as);
+            return attrs.count_as(self.local_as) > peer.allow_local_as as usize;
         }
         attrs.originator_id == Some(self.router_id)
             || self

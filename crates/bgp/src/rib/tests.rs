@@ -18,6 +18,7 @@ fn peer(last: u8, peer_as: u32, rr_client: bool) -> PeerInfo {
         local_v4: Some(Ipv4Addr::new(10, 0, 0, 1)),
         local_v6: Some("fd00::1".parse().unwrap()),
         keep_next_hop: false,
+        allow_local_as: 0,
         families: vec![Family::Ipv4Unicast, Family::Ipv6Unicast],
         add_path_tx: vec![],
     }
@@ -377,4 +378,27 @@ fn add_path_peers_hear_every_path_others_only_the_best() {
         .collect();
     assert_eq!(w.len(), 1);
     assert_eq!(rib.exported_count(PeerId(4)), 1);
+}
+
+#[test]
+fn allow_local_as_accepts_our_as_that_many_times() {
+    let mut rib = Rib::new(Ipv4Addr::new(10, 0, 0, 1), 64512, None);
+    let mut p = peer(9, 65000, false);
+    p.allow_local_as = 1;
+    rib.set_peer(PeerId(9), p);
+    rib.apply_update(
+        PeerId(9),
+        &announce("10.70.0.0/16", [10, 0, 0, 9], vec![65000, 64512]),
+        Instant::now(),
+        &ExportAll,
+    );
+    rib.apply_update(
+        PeerId(9),
+        &announce("10.71.0.0/16", [10, 0, 0, 9], vec![65000, 64512, 64512]),
+        Instant::now(),
+        &ExportAll,
+    );
+    rib.commit(&ExportAll);
+    assert!(rib.best(&net("10.70.0.0/16")).is_some(), "once is allowed");
+    assert!(rib.best(&net("10.71.0.0/16")).is_none(), "twice is a loop");
 }

@@ -78,9 +78,19 @@ impl PathAttributes {
 
     /// Whether `asn` is anywhere in the path: loop detection.
     pub fn contains_as(&self, asn: u32) -> bool {
-        self.as_path.iter().any(|s| match s {
-            AsSegment::Sequence(a) | AsSegment::Set(a) => a.contains(&asn),
-        })
+        self.count_as(asn) > 0
+    }
+
+    /// How often `asn` appears on the AS_PATH.
+    pub fn count_as(&self, asn: u32) -> usize {
+        self.as_path
+            .iter()
+            .map(|s| match s {
+                AsSegment::Sequence(a) | AsSegment::Set(a) => {
+                    a.iter().filter(|x| **x == asn).count()
+                }
+            })
+            .sum()
     }
 }
 
