@@ -37,7 +37,8 @@ fn agent_enforces_the_article_and_survives_restarts_and_drift() {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let lab = Lab::up("a", 2, "local");
+    // VXLAN between the hosts (the BGP fabric has tests of its own).
+    let lab = Lab::up_with("a", &["--hosts", "2", "--routing", "vxlan"]);
     lab.calicoctl(&["apply", "-f", "-"], &article());
     let web = lab.add("host1", "production", "web", "web");
     let db = lab.add("host2", "production", "database", "database");
