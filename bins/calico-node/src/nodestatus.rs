@@ -940,6 +940,53 @@ mod tests {
         assert_eq!(read(&c, "st").status, CalicoNodeStatusStatus::default());
     }
 
+    /// A resource written by a newer version, with fields this one does not
+    /// know in its spec and status, is read, and its status rewritten.
+    #[test]
+    fn a_newer_stored_resource_is_read_and_its_status_rewritten() {
+        let (_dir, c) = store();
+        let key = "/calico/resources/v3/projectcalico.org/caliconodestatuses/st";
+        let value = serde_json::json!({
+            "apiVersion": "projectcalico.org/v3", "kind": "CalicoNodeStatus",
+            "metadata": {"name": "st", "uid": "u1", "creationTimestamp": "2021-09-19T20:00:00Z"},
+            "spec": {"node": "host1", "classes": ["BGP"], "updatePeriodSeconds": 10},
+            "status": {
+                "lastUpdated": "2021-09-19T20:10:00Z",
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "agent": {"birdV4": {}, "birdV6": {}},
+                "bgp": {"numberEstablishedV4": 0, "numberNotEstablishedV4": 1,
+                        "numberEstablishedV6": 0, "numberNotEstablishedV6": 0,
+                        "peersV4": [{"peerIP": "10.0.0.2", "type": "NodeMesh", "state": "Active",
+                                     "since": "20:00:00", "reason": "connect failed"}]},
+                "routes": {}
+            }
+        });
+        c.store()
+            .txn(&[calico_datastore::Op::Create {
+                key: key.to_string(),
+                value: serde_json::to_vec(&value).unwrap(),
+                lease: None,
+            }])
+            .unwrap();
+        let stored = read(&c, "st");
+        assert_eq!(stored.status.bgp.number_not_established_v4, 1);
+        assert_eq!(stored.status.bgp.peers_v4[0].state, "Active");
+
+        let report = fill(&stored.spec, &snapshot(), at(NOW));
+        assert!(matches!(
+            write(&c, "st", &stored.spec, &report).unwrap(),
+            Written::Updated(_)
+        ));
+        let raw: serde_json::Value =
+            serde_json::from_slice(&c.store().get(key).unwrap().unwrap().value).unwrap();
+        assert_eq!(raw["status"]["bgp"]["numberEstablishedV4"], 1);
+        assert_eq!(raw["status"]["lastUpdated"], "2021-09-19T20:48:43Z");
+        assert_eq!(raw["metadata"]["uid"], "u1");
+        // Fields this version does not know are dropped on write, as upstream
+        // drops them.
+        assert!(raw["status"].get("conditions").is_none());
+    }
+
     #[test]
     fn addresses_from_protocol_names() {
         assert_eq!(address_from_name("Mesh_10_0_0_2", false), "10.0.0.2");
