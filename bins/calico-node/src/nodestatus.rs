@@ -490,13 +490,14 @@ mod tests {
             local_route("fd00:65::/122"),
             learned("fd00:65::40/122", &mesh6, true),
         ];
+        // Not every field: the snapshot grows fields these tests do not use.
         SpeakerStatus {
             router_id: Some(Ipv4Addr::new(10, 0, 0, 1)),
             local_as: 64512,
-            cluster_id: None,
             started: Some(at(NOW - 3600)),
             peers: vec![mesh, global, mesh6],
             routes,
+            ..Default::default()
         }
     }
 
