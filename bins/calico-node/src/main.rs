@@ -16,6 +16,7 @@ mod dataplane;
 mod epstatus;
 mod health;
 mod metrics;
+mod nodestatus;
 mod register;
 mod status;
 mod syncer;

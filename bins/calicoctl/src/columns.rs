@@ -1,5 +1,6 @@
 //! What `get` tables show per kind: upstream calicoctl's column sets (its
-//! `resourcemgr/*.go`, v3.31; IPAMConfiguration's from later upstream) and
+//! `resourcemgr/*.go`, v3.31; IPAMConfiguration's and CalicoNodeStatus's from
+//! later upstream, as v3.31's calicoctl does not handle those kinds) and
 //! each cell as its Go template prints the field: `<nil>` for an unset
 //! pointer, floats as Go's `%v` (`1e+06`), structs as `{a b}`.
 
@@ -18,6 +19,7 @@ pub fn ps_columns(kind: &str) -> &'static [&'static str] {
             "NUMIMPORTV6",
         ],
         "BGPPeer" => &["NAME", "PEERIP", "NODE", "ASN"],
+        "CalicoNodeStatus" => &["NAME", "NODE"],
         "ClusterInformation" => &[
             "NAME",
             "CLUSTERGUID",
@@ -38,6 +40,7 @@ pub fn ps_columns(kind: &str) -> &'static [&'static str] {
 /// The columns `-o wide` shows.
 pub fn wide_columns(kind: &str) -> &'static [&'static str] {
     match kind {
+        "CalicoNodeStatus" => &["NAME", "NODE", "CLASSES"],
         "HostEndpoint" => &["NAME", "NODE", "INTERFACE", "IPS", "PROFILES"],
         "IPAMConfiguration" => &[
             "NAME",
@@ -284,6 +287,9 @@ fn config_cell(r: &AnyResource, col: &str) -> String {
         (AnyResource::NetworkSet(n), "NETS") => join_truncated(&n.spec.nets, 80),
         (AnyResource::GlobalNetworkSet(n), "NETS") => join_truncated(&n.spec.nets, 80),
         (AnyResource::IPReservation(r), "CIDRS") => join_truncated(&r.spec.reserved_cidrs, 80),
+        (AnyResource::CalicoNodeStatus(s), "NODE") => s.spec.node.clone(),
+        // `{{join .Spec.Classes ","}}`: never cut.
+        (AnyResource::CalicoNodeStatus(s), "CLASSES") => join_truncated(s.spec.classes(), 0),
         _ => String::new(),
     }
 }

@@ -350,3 +350,136 @@ spec:
     assert!(yaml.contains("kind: BGPFilter"), "{yaml}");
     assert!(yaml.contains("matchOperator: In"), "{yaml}");
 }
+
+/// CalicoNodeStatus: the columns of later upstream (v3.31's calicoctl has no
+/// table for the kind), and the status block through `get -o yaml` and back.
+#[test]
+fn calico_node_status_table_and_status_round_trip() {
+    let c = Ctl::new();
+    c.apply(
+        "apiVersion: projectcalico.org/v3
+kind: CalicoNodeStatus
+metadata:
+  name: host1-status
+spec:
+  node: host1
+  classes: [Agent, BGP, Routes]
+  updatePeriodSeconds: 10
+---
+apiVersion: projectcalico.org/v3
+kind: CalicoNodeStatus
+metadata:
+  name: host2-once
+spec:
+  node: host2
+  classes: [BGP]
+  updatePeriodSeconds: 0
+",
+    );
+    let ps = "NAME           NODE    \n\
+              host1-status   host1   \n\
+              host2-once     host2   \n\n";
+    for kind in [
+        "caliconodestatus",
+        "caliconodestatuses",
+        "nodestatus",
+        "nodestatuses",
+        "CalicoNodeStatus",
+    ] {
+        assert_eq!(c.ok(&["get", kind]), ps, "{kind}");
+    }
+    assert_eq!(
+        c.ok(&["get", "caliconodestatus", "-o", "wide"]),
+        "NAME           NODE    CLASSES            \n\
+         host1-status   host1   Agent,BGP,Routes   \n\
+         host2-once     host2   BGP                \n\n"
+    );
+
+    // Before the agent reports: the empty status as upstream prints it.
+    let yaml = c.ok(&["get", "nodestatus", "host2-once", "-o", "yaml"]);
+    let status_of = |yaml: &str| {
+        let v: serde_yaml::Value = serde_yaml::from_str(yaml).unwrap();
+        v["status"].clone()
+    };
+    let empty: serde_yaml::Value = serde_yaml::from_str(
+        "agent: {birdV4: {}, birdV6: {}}
+bgp: {numberEstablishedV4: 0, numberEstablishedV6: 0, numberNotEstablishedV4: 0, numberNotEstablishedV6: 0}
+lastUpdated: null
+routes: {}",
+    )
+    .unwrap();
+    assert_eq!(status_of(&yaml), empty, "{yaml}");
+    assert!(yaml.contains("updatePeriodSeconds: 0"), "{yaml}");
+
+    // A report (as the agent writes it) survives get -o yaml and apply.
+    let reported = "apiVersion: projectcalico.org/v3
+kind: CalicoNodeStatus
+metadata:
+  name: host1-status
+spec:
+  node: host1
+  classes: [Agent, BGP, Routes]
+  updatePeriodSeconds: 10
+status:
+  lastUpdated: '2021-09-19T20:48:43Z'
+  agent:
+    birdV4: {state: Ready, version: v0.3.3+birdv1.6.8, routerID: 192.0.2.11, lastBootTime: '2021-09-19 20:10:56', lastReconfigurationTime: '2021-09-19 20:10:56'}
+    birdV6: {state: Ready, version: v0.3.3+birdv1.6.8, routerID: 192.0.2.11, lastBootTime: '2021-09-19 20:10:56', lastReconfigurationTime: '2021-09-19 20:10:56'}
+  bgp:
+    numberEstablishedV4: 1
+    numberNotEstablishedV4: 1
+    numberEstablishedV6: 0
+    numberNotEstablishedV6: 0
+    peersV4:
+    - {peerIP: 192.0.2.12, type: NodeMesh, state: Established, since: '20:10:58'}
+    - {peerIP: 192.168.10.254, type: GlobalPeer, state: Active, since: '20:10:57'}
+  routes:
+    routesV4:
+    - {type: FIB, destination: 10.65.0.0/26, gateway: N/A, interface: blackhole, learnedFrom: {sourceType: Static}}
+    - {type: FIB, destination: 10.65.1.0/26, gateway: 192.0.2.12, interface: eth0, learnedFrom: {sourceType: NodeMesh, peerIP: 192.0.2.12}}
+";
+    c.apply(reported);
+    let want = status_of(reported);
+    let got = c.ok(&["get", "caliconodestatus", "host1-status", "-o", "yaml"]);
+    assert_eq!(status_of(&got), want, "{got}");
+    // Read back as printed, applied again, printed again: the same status.
+    let f = c.dir.path().join("back.yaml");
+    std::fs::write(&f, &got).unwrap();
+    c.ok(&["apply", "-f", f.to_str().unwrap()]);
+    let again = c.ok(&["get", "caliconodestatus", "host1-status", "-o", "json"]);
+    let again: serde_json::Value = serde_json::from_str(&again).unwrap();
+    assert_eq!(
+        serde_yaml::to_value(&again["status"]).unwrap(),
+        want,
+        "{again}"
+    );
+    assert_eq!(
+        again["status"]["bgp"]["peersV4"][1]["type"],
+        serde_json::json!("GlobalPeer")
+    );
+
+    // Invalid specs are refused with the field named.
+    let f = c.dir.path().join("bad.yaml");
+    std::fs::write(
+        &f,
+        "apiVersion: projectcalico.org/v3
+kind: CalicoNodeStatus
+metadata:
+  name: bad
+spec:
+  node: host1
+  classes: [Agent, Interfaces]
+  updatePeriodSeconds: 100000
+",
+    )
+    .unwrap();
+    let o = c.run(&["create", "-f", f.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("spec.classes[1]"), "{err}");
+    assert!(err.contains("spec.updatePeriodSeconds"), "{err}");
+
+    assert!(c
+        .ok(&["delete", "caliconodestatus", "host2-once"])
+        .contains("Successfully deleted 1 'CalicoNodeStatus' resource(s)"));
+}

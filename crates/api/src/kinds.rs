@@ -8,7 +8,8 @@ use crate::endpoint::{GlobalNetworkSet, HostEndpoint, NetworkSet, WorkloadEndpoi
 use crate::felixconfig::FelixConfiguration;
 use crate::meta::ObjectMeta;
 use crate::network::{
-    BGPConfiguration, BGPFilter, BGPPeer, IPAMConfiguration, IPPool, IPReservation, Node,
+    BGPConfiguration, BGPFilter, BGPPeer, CalicoNodeStatus, IPAMConfiguration, IPPool,
+    IPReservation, Node,
 };
 use crate::policy::{GlobalNetworkPolicy, NetworkPolicy, Profile, Tier};
 use crate::resource::Resource;
@@ -86,6 +87,7 @@ kinds! {
     BGPConfiguration => ["bgpconfig", "bgpconfigs"],
     BGPFilter => ["bgpf", "bgpfs", "bf", "bfs"],
     BGPPeer => ["bgpp", "bgpps", "bp", "bps"],
+    CalicoNodeStatus => ["nodestatus", "nodestatuses"],
     ClusterInformation => ["clusterinfo", "clusterinfos"],
     FelixConfiguration => ["felixconfig", "felixconfigs"],
     GlobalNetworkPolicy => ["gnp", "gnps"],
@@ -151,6 +153,15 @@ mod tests {
             "NetworkPolicy"
         );
         assert!(lookup_kind("nonsense").is_none());
+        for n in [
+            "caliconodestatus",
+            "CalicoNodeStatuses",
+            "nodestatus",
+            "nodestatuses",
+        ] {
+            assert_eq!(lookup_kind(n).unwrap().kind, "CalicoNodeStatus");
+        }
+        assert!(!lookup_kind("caliconodestatus").unwrap().namespaced);
     }
 
     #[test]

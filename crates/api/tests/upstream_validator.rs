@@ -17,7 +17,7 @@
 //!   labels: {}                   # optional metadata.labels
 //!   annotations: {}              # optional metadata.annotations
 //!   spec: {...}                  # optional spec
-//!   status: {...}                # optional status (Node only)
+//!   status: {...}                # optional status (Node, CalicoNodeStatus)
 //!   valid: false                 # upstream's verdict (and ours)
 //!   field: spec.ingress[0].action   # optional: a field our errors must name
 //!   differs: why                 # only where we deliberately differ from upstream
@@ -52,7 +52,7 @@ struct Case {
     annotations: Option<BTreeMap<String, String>>,
     #[serde(default)]
     spec: Option<Value>,
-    /// Only Node has a status that is validated.
+    /// Only Node and CalicoNodeStatus have a status.
     #[serde(default)]
     status: Option<Value>,
     valid: bool,

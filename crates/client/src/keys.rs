@@ -79,6 +79,11 @@ mod tests {
             ]
         );
         assert_eq!(candidate_keys(pool, "", "p").len(), 1);
+        let status = lookup_kind("caliconodestatus").unwrap();
+        assert_eq!(
+            resource_key(status, "", "host1-status"),
+            "/calico/resources/v3/projectcalico.org/caliconodestatuses/host1-status"
+        );
         assert_eq!(
             kind_prefix(np, Some("staging")),
             "/calico/resources/v3/projectcalico.org/networkpolicies/staging/"
