@@ -13,6 +13,8 @@ use common::{Lab, SERIAL};
 
 const ALLOW_ALL: &str = "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: allow-all\nspec:\n  selector: all()\n  types: [Ingress, Egress]\n  ingress:\n  - action: Allow\n  egress:\n  - action: Allow\n";
 
+const NODE_STATUS: &str = "apiVersion: projectcalico.org/v3\nkind: CalicoNodeStatus\nmetadata:\n  name: host1-status\nspec:\n  node: host1\n  classes: [Agent, BGP, Routes]\n  updatePeriodSeconds: 5\n";
+
 fn can_run(test: &str) -> bool {
     calico_testsupport::require_root(test)
         && calico_testsupport::require_tools(test, &[("bird", "bird2"), ("birdc", "bird2")])
@@ -125,6 +127,38 @@ fn a_mesh_of_three_routes_natively_and_reports_the_truth() {
     );
     let r = birdc(&socket(&lab, "host1"), "show route");
     assert!(r.contains("via 192.0.2.12 on eth0 [Mesh_192_0_2_12"), "{r}");
+
+    // Upstream's CalicoNodeStatus: the agent fills the status it asks for.
+    lab.calicoctl(&["apply", "-f", "-"], NODE_STATUS);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let out = lab.calicoctl(
+            &["get", "caliconodestatus", "host1-status", "-o", "json"],
+            "",
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let bgp = &v["status"]["bgp"];
+        let done = bgp["numberEstablishedV4"] == 3
+            && v["status"]["agent"]["birdV4"]["state"] == "Ready"
+            && v["status"]["routes"]["routesV4"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty());
+        if done {
+            let peers = bgp["peersV4"].as_array().unwrap();
+            assert!(
+                peers.iter().any(|p| p["peerIP"] == "192.0.2.12"
+                    && p["type"] == "NodeMesh"
+                    && p["state"] == "Established"),
+                "{out}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "CalicoNodeStatus never filled:\n{out}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
 
     // `calicoctl node routes`: what host1 announced to and learned from each peer.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);

@@ -81,6 +81,7 @@ pub fn run(cfg: AgentConfig) -> Result<()> {
         agent.report_periodically();
         agent.report_bgp_changes();
         agent.report_bgp_routes();
+        agent.report_node_status();
     }
 }
 
@@ -132,6 +133,8 @@ struct Agent {
     /// The routes as last written (without the time), and when to look again.
     last_routes: Option<String>,
     next_routes_report: Instant,
+    /// CalicoNodeStatus resources for this node.
+    node_status: crate::nodestatus::Reports,
 }
 
 impl Agent {
@@ -176,6 +179,7 @@ impl Agent {
         let resync_every = Duration::from_secs(cfg.args.resync_interval_secs.max(1));
         let status_every = Duration::from_secs(cfg.args.reporting_interval_secs.max(1));
         let run_dir = cfg.args.run_dir.clone();
+        let node_name = cfg.node_name.clone();
         let agent = Agent {
             cfg,
             client,
@@ -202,6 +206,7 @@ impl Agent {
             last_bgp: None,
             last_routes: None,
             next_routes_report: Instant::now(),
+            node_status: crate::nodestatus::Reports::new(&node_name),
         };
         Ok((agent, rx))
     }
@@ -231,6 +236,7 @@ impl Agent {
                             | Input::ResourceRemoved { kind: "IPPool", .. }
                     );
                     track_wep(&self.cfg.node_name, &i, &mut self.wep_ids);
+                    self.node_status.on_input(&i);
                     self.calc.on_input(i);
                 }
             }
@@ -419,6 +425,12 @@ impl Agent {
             bgp: Some(crate::bgp::status_json(&self.cfg.node_name, &s)),
             ..Default::default()
         });
+    }
+
+    /// CalicoNodeStatus resources for this node that are due.
+    fn report_node_status(&mut self) {
+        let bgp = &self.bgp;
+        self.node_status.run(&self.client, || bgp.snapshot());
     }
 
     /// The routes each peer was sent and sent us, every few seconds while

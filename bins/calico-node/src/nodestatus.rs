@@ -35,7 +35,6 @@
 //! from `lastUpdated` (so `lastUpdated` is the time of the last change).
 
 // The agent's loop calls these; until it does, only the tests do.
-#![allow(dead_code)]
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -64,6 +63,7 @@ const MAX_ATTEMPTS: usize = 5;
 /// The report `spec` asks for, from the speaker's snapshot `snap` (with
 /// routes: `status::snapshot(.., true)`), at `now`. Interfaces of learned
 /// routes are left empty; see [`fill_with`].
+#[cfg(test)]
 pub fn fill(
     spec: &CalicoNodeStatusSpec,
     snap: &SpeakerStatus,
@@ -997,5 +997,84 @@ mod tests {
         );
         assert_eq!(peer_type("Mesh_"), None);
         assert_eq!(peer_type("static1"), None);
+    }
+}
+
+/// The CalicoNodeStatus resources naming this node, and when each was last
+/// reported on; the agent feeds it every input and runs it every turn.
+pub struct Reports {
+    node: String,
+    tracked: std::collections::BTreeMap<String, (CalicoNodeStatusSpec, Option<Instant>)>,
+}
+
+impl Reports {
+    pub fn new(node: &str) -> Reports {
+        Reports {
+            node: node.to_string(),
+            tracked: Default::default(),
+        }
+    }
+
+    /// Follows CalicoNodeStatus resources: a changed spec is reported on
+    /// at once, one for another node is forgotten.
+    pub fn on_input(&mut self, input: &calico_calc::input::Input) {
+        use calico_api::AnyResource;
+        use calico_calc::input::Input;
+        match input {
+            Input::Resource(AnyResource::CalicoNodeStatus(r)) => {
+                let name = r.metadata.name.clone();
+                if r.spec.node != self.node {
+                    self.tracked.remove(&name);
+                    return;
+                }
+                let unchanged = self.tracked.get(&name).is_some_and(|(s, _)| *s == r.spec);
+                if !unchanged {
+                    self.tracked.insert(name, (r.spec.clone(), None));
+                }
+            }
+            Input::ResourceRemoved {
+                kind: "CalicoNodeStatus",
+                name,
+                ..
+            } => {
+                self.tracked.remove(name);
+            }
+            _ => {}
+        }
+    }
+
+    /// Writes the reports that are due, from one snapshot of the speaker
+    /// (taken only when a report is due).
+    pub fn run(&mut self, client: &Client, snapshot: impl FnOnce() -> Option<SpeakerStatus>) {
+        let now = Instant::now();
+        let due: Vec<String> = self
+            .tracked
+            .iter()
+            .filter(|(_, (spec, last))| due(spec, *last, now))
+            .map(|(n, _)| n.clone())
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let snap = snapshot().unwrap_or_default();
+        let subnets = crate::bgp::birdctl::local_subnets();
+        let iface = |gw: IpAddr| {
+            let i = crate::bgp::birdctl::iface_for(&subnets, gw);
+            (i != "?").then_some(i)
+        };
+        for name in due {
+            let Some((spec, last)) = self.tracked.get_mut(&name) else {
+                continue;
+            };
+            let status = fill_with(spec, &snap, SystemTime::now(), &iface);
+            match write(client, &name, spec, &status) {
+                Ok(Written::Updated(_) | Written::Unchanged) => *last = Some(now),
+                // The watch brings the new spec or the removal.
+                Ok(Written::SpecChanged | Written::Gone) => {}
+                Err(e) => {
+                    tracing::warn!(%name, error = %e, "cannot write CalicoNodeStatus; will retry")
+                }
+            }
+        }
     }
 }

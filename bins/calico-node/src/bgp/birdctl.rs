@@ -38,7 +38,7 @@ pub fn serve(run_dir: &Path, speaker: DriverHandle) -> Vec<Server> {
 }
 
 /// Interface subnets of this namespace, from `ip -j addr`.
-fn local_subnets() -> Vec<(IpNet, String)> {
+pub fn local_subnets() -> Vec<(IpNet, String)> {
     let Ok(out) = std::process::Command::new("ip")
         .args(["-j", "addr"])
         .output()
@@ -71,7 +71,7 @@ fn local_subnets() -> Vec<(IpNet, String)> {
 }
 
 /// The interface whose subnet holds `gw` (BIRD's `on IFACE`).
-fn iface_for(subnets: &[(IpNet, String)], gw: IpAddr) -> String {
+pub fn iface_for(subnets: &[(IpNet, String)], gw: IpAddr) -> String {
     subnets
         .iter()
         .filter(|(n, _)| n.contains(&gw))

@@ -6,7 +6,7 @@
 //! The speaker runs on its own thread; best-path changes come back to the
 //! agent's loop as events, so all kernel programming stays on one thread.
 
-mod birdctl;
+pub mod birdctl;
 pub mod policy;
 pub mod translate;
 
