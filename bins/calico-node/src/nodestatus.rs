@@ -379,6 +379,85 @@ fn bird_since(now: SystemTime, t: SystemTime) -> String {
         .to_string()
 }
 
+/// The CalicoNodeStatus resources naming this node, and when each was last
+/// reported on; the agent feeds it every input and runs it every turn.
+pub struct Reports {
+    node: String,
+    tracked: std::collections::BTreeMap<String, (CalicoNodeStatusSpec, Option<Instant>)>,
+}
+
+impl Reports {
+    pub fn new(node: &str) -> Reports {
+        Reports {
+            node: node.to_string(),
+            tracked: Default::default(),
+        }
+    }
+
+    /// Follows CalicoNodeStatus resources: a changed spec is reported on
+    /// at once, one for another node is forgotten.
+    pub fn on_input(&mut self, input: &calico_calc::input::Input) {
+        use calico_api::AnyResource;
+        use calico_calc::input::Input;
+        match input {
+            Input::Resource(AnyResource::CalicoNodeStatus(r)) => {
+                let name = r.metadata.name.clone();
+                if r.spec.node != self.node {
+                    self.tracked.remove(&name);
+                    return;
+                }
+                let unchanged = self.tracked.get(&name).is_some_and(|(s, _)| *s == r.spec);
+                if !unchanged {
+                    self.tracked.insert(name, (r.spec.clone(), None));
+                }
+            }
+            Input::ResourceRemoved {
+                kind: "CalicoNodeStatus",
+                name,
+                ..
+            } => {
+                self.tracked.remove(name);
+            }
+            _ => {}
+        }
+    }
+
+    /// Writes the reports that are due, from one snapshot of the speaker
+    /// (taken only when a report is due).
+    pub fn run(&mut self, client: &Client, snapshot: impl FnOnce() -> Option<SpeakerStatus>) {
+        let now = Instant::now();
+        let due: Vec<String> = self
+            .tracked
+            .iter()
+            .filter(|(_, (spec, last))| due(spec, *last, now))
+            .map(|(n, _)| n.clone())
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let snap = snapshot().unwrap_or_default();
+        let subnets = crate::bgp::birdctl::local_subnets();
+        let iface = |gw: IpAddr| {
+            let i = crate::bgp::birdctl::iface_for(&subnets, gw);
+            (i != "?").then_some(i)
+        };
+        for name in due {
+            let Some((spec, last)) = self.tracked.get_mut(&name) else {
+                continue;
+            };
+            let status = fill_with(spec, &snap, SystemTime::now(), &iface);
+            match write(client, &name, spec, &status) {
+                Ok(Written::Updated(_) | Written::Unchanged) => *last = Some(now),
+                // The watch brings the new spec or the removal.
+                Ok(Written::SpecChanged | Written::Gone) => {}
+                Err(e) => {
+                    tracing::warn!(%name, error = %e, "cannot write CalicoNodeStatus; will retry")
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -997,84 +1076,5 @@ mod tests {
         );
         assert_eq!(peer_type("Mesh_"), None);
         assert_eq!(peer_type("static1"), None);
-    }
-}
-
-/// The CalicoNodeStatus resources naming this node, and when each was last
-/// reported on; the agent feeds it every input and runs it every turn.
-pub struct Reports {
-    node: String,
-    tracked: std::collections::BTreeMap<String, (CalicoNodeStatusSpec, Option<Instant>)>,
-}
-
-impl Reports {
-    pub fn new(node: &str) -> Reports {
-        Reports {
-            node: node.to_string(),
-            tracked: Default::default(),
-        }
-    }
-
-    /// Follows CalicoNodeStatus resources: a changed spec is reported on
-    /// at once, one for another node is forgotten.
-    pub fn on_input(&mut self, input: &calico_calc::input::Input) {
-        use calico_api::AnyResource;
-        use calico_calc::input::Input;
-        match input {
-            Input::Resource(AnyResource::CalicoNodeStatus(r)) => {
-                let name = r.metadata.name.clone();
-                if r.spec.node != self.node {
-                    self.tracked.remove(&name);
-                    return;
-                }
-                let unchanged = self.tracked.get(&name).is_some_and(|(s, _)| *s == r.spec);
-                if !unchanged {
-                    self.tracked.insert(name, (r.spec.clone(), None));
-                }
-            }
-            Input::ResourceRemoved {
-                kind: "CalicoNodeStatus",
-                name,
-                ..
-            } => {
-                self.tracked.remove(name);
-            }
-            _ => {}
-        }
-    }
-
-    /// Writes the reports that are due, from one snapshot of the speaker
-    /// (taken only when a report is due).
-    pub fn run(&mut self, client: &Client, snapshot: impl FnOnce() -> Option<SpeakerStatus>) {
-        let now = Instant::now();
-        let due: Vec<String> = self
-            .tracked
-            .iter()
-            .filter(|(_, (spec, last))| due(spec, *last, now))
-            .map(|(n, _)| n.clone())
-            .collect();
-        if due.is_empty() {
-            return;
-        }
-        let snap = snapshot().unwrap_or_default();
-        let subnets = crate::bgp::birdctl::local_subnets();
-        let iface = |gw: IpAddr| {
-            let i = crate::bgp::birdctl::iface_for(&subnets, gw);
-            (i != "?").then_some(i)
-        };
-        for name in due {
-            let Some((spec, last)) = self.tracked.get_mut(&name) else {
-                continue;
-            };
-            let status = fill_with(spec, &snap, SystemTime::now(), &iface);
-            match write(client, &name, spec, &status) {
-                Ok(Written::Updated(_) | Written::Unchanged) => *last = Some(now),
-                // The watch brings the new spec or the removal.
-                Ok(Written::SpecChanged | Written::Gone) => {}
-                Err(e) => {
-                    tracing::warn!(%name, error = %e, "cannot write CalicoNodeStatus; will retry")
-                }
-            }
-        }
     }
 }
