@@ -34,6 +34,31 @@ pub fn network_policy_prefix(namespace: &str) -> String {
     kind_prefix(kind("NetworkPolicy"), Some(namespace))
 }
 
+/// Prefix of the policies of security groups in a namespace: resync reads
+/// these and deletes those without a group (other policies in the
+/// namespace are left alone).
+pub fn security_group_policy_prefix(namespace: &str) -> String {
+    format!(
+        "{}{}",
+        network_policy_prefix(namespace),
+        crate::policy::POLICY_NAME_PREFIX
+    )
+}
+
+/// What resync deletes as data of older layouts: the pre-region subnet
+/// data, and, once a region is configured, the WorkloadEndpoints and
+/// security group policies left in the region-less namespace `openstack`
+/// (as upstream's `delete_legacy_etcd_data`).
+pub fn legacy_prefixes(region: &Region) -> Vec<String> {
+    let mut v = vec![format!("{LEGACY_SUBNET_DIR}/")];
+    if region.name().is_some() {
+        let ns = crate::region::NO_REGION_NAMESPACE;
+        v.push(workload_endpoint_prefix(ns));
+        v.push(security_group_policy_prefix(ns));
+    }
+    v
+}
+
 /// `/calico/resources/v3/projectcalico.org/felixconfigurations/default`.
 pub fn felix_configuration_key() -> String {
     resource_key(kind("FelixConfiguration"), "", "default")
@@ -102,6 +127,11 @@ mod tests {
             "/calico/dhcp/v2/no-region/subnet/subnet-id-10.65.0--24"
         );
         assert_eq!(felix_status_dir(&r), "/calico/felix/v2/no-region/host");
+        assert_eq!(legacy_prefixes(&r), ["/calico/dhcp/v1/subnet/"]);
+        assert_eq!(
+            security_group_policy_prefix("openstack"),
+            "/calico/resources/v3/projectcalico.org/networkpolicies/openstack/ossg.default."
+        );
         let eu = Region::new(Some("europe")).unwrap();
         assert_eq!(
             election_key(&eu),
@@ -110,6 +140,14 @@ mod tests {
         assert_eq!(
             workload_endpoint_prefix(&eu.namespace()),
             "/calico/resources/v3/projectcalico.org/workloadendpoints/openstack-region-europe/"
+        );
+        assert_eq!(
+            legacy_prefixes(&eu),
+            [
+                "/calico/dhcp/v1/subnet/",
+                "/calico/resources/v3/projectcalico.org/workloadendpoints/openstack/",
+                "/calico/resources/v3/projectcalico.org/networkpolicies/openstack/ossg.default.",
+            ]
         );
         assert_eq!(
             network_policy_prefix("openstack"),
