@@ -49,25 +49,9 @@ impl EndpointStatusId {
 }
 
 /// Splits a WorkloadEndpoint name at single dashes (a doubled dash is a
-/// dash inside a part; the first character never starts a separator).
+/// dash inside a part), as upstream and the OpenStack driver do.
 fn split_name(name: &str) -> Vec<String> {
-    let b = name.as_bytes();
-    let mut parts = Vec::new();
-    let mut start = 0;
-    let mut i = 1;
-    while i < b.len() {
-        if b[i] == b'-' {
-            if b.get(i + 1) == Some(&b'-') {
-                i += 2;
-                continue;
-            }
-            parts.push(name[start..i].replace("--", "-"));
-            start = i + 1;
-        }
-        i += 1;
-    }
-    parts.push(name[start.min(name.len())..].replace("--", "-"));
-    parts
+    calico_api::endpoint::split_workload_endpoint_name(name)
 }
 
 /// What the OpenStack driver maps to Neutron port status (ACTIVE, DOWN,

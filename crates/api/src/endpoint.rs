@@ -338,6 +338,32 @@ pub fn workload_endpoint_name(
         .join("-")
 }
 
+/// Splits a derived WorkloadEndpoint name into its segments, as upstream's
+/// `names.ParseWorkloadEndpointName` does: a single `-` separates segments,
+/// a doubled one is a `-` inside a segment, and the first character never
+/// starts a separator. It inverts `workload_endpoint_name` for segments that
+/// are non-empty and neither begin nor end with `-` (upstream refuses such
+/// segments when it derives a name).
+pub fn split_workload_endpoint_name(name: &str) -> Vec<String> {
+    let b = name.as_bytes();
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut i = 1;
+    while i < b.len() {
+        if b[i] == b'-' {
+            if b.get(i + 1) == Some(&b'-') {
+                i += 2;
+                continue;
+            }
+            parts.push(name[start..i].replace("--", "-"));
+            start = i + 1;
+        }
+        i += 1;
+    }
+    parts.push(name[start.min(name.len())..].replace("--", "-"));
+    parts
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HostEndpointSpec {
@@ -464,6 +490,21 @@ mod tests {
             w.spec.interface_name = "tap1".into();
         }
         w
+    }
+
+    #[test]
+    fn derived_names_split_back_into_their_segments() {
+        let name = workload_endpoint_name("felix-host-1", "openstack", "instance-1", "DEAD-BEEF");
+        assert_eq!(name, "felix--host--1-openstack-instance--1-DEAD--BEEF");
+        assert_eq!(
+            split_workload_endpoint_name(&name),
+            ["felix-host-1", "openstack", "instance-1", "DEAD-BEEF"]
+        );
+        // A segment ending in '-' reads back differently (upstream refuses to
+        // derive such names).
+        assert_eq!(split_workload_endpoint_name("a---b"), ["a-", "b"]);
+        assert_eq!(split_workload_endpoint_name("-x"), ["-x"]);
+        assert_eq!(split_workload_endpoint_name(""), [""]);
     }
 
     #[test]
