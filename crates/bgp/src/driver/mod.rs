@@ -197,6 +197,8 @@ struct Loop {
     routes: RouteSink,
     shared: Arc<Mutex<SpeakerStatus>>,
     listener: Arc<TcpListener>,
+    /// TCP MD5 keys set on the listening socket, by peer address.
+    listener_keys: HashMap<IpAddr, String>,
     conns: HashMap<(PeerId, Side), ConnHandle>,
     generation: u64,
     io_tx: UnboundedSender<IoEvent>,
@@ -218,6 +220,7 @@ impl Loop {
             routes,
             shared,
             listener: Arc::new(listener),
+            listener_keys: HashMap::new(),
             conns: HashMap::new(),
             generation: 0,
             io_tx,
@@ -455,24 +458,42 @@ impl Loop {
         );
     }
 
+    /// Makes the listening socket's TCP MD5 keys the configured peers'
+    /// passwords: new and changed ones are set, and those of peers that
+    /// lost their password or went are deleted (otherwise the peer's
+    /// unsigned connections would be dropped for good).
     fn set_listener_keys(&mut self) {
-        let keys: Vec<(IpAddr, Option<String>)> = self
+        let dual_stack = self.listener.local_addr().is_ok_and(|a| a.is_ipv6());
+        let wanted: HashMap<IpAddr, String> = self
             .speaker
             .peers()
-            .map(|(_, cfg, _)| (cfg.address, cfg.password.clone()))
+            .filter_map(|(_, cfg, _)| {
+                let addr = match cfg.address {
+                    IpAddr::V4(v4) if dual_stack => IpAddr::V6(v4.to_ipv6_mapped()),
+                    other => other,
+                };
+                Some((addr, cfg.password.clone()?))
+            })
             .collect();
-        let dual_stack = self.listener.local_addr().is_ok_and(|a| a.is_ipv6());
-        for (addr, key) in keys {
-            let addr = match addr {
-                IpAddr::V4(v4) if dual_stack => IpAddr::V6(v4.to_ipv6_mapped()),
-                other => other,
-            };
-            if let Some(k) = key {
-                if let Err(e) = md5::set_key(&*self.listener, addr, k.as_bytes()) {
-                    tracing::warn!(peer = %addr, error = %e, "cannot set the TCP MD5 key on the listening socket");
-                }
+        for addr in self
+            .listener_keys
+            .keys()
+            .filter(|a| !wanted.contains_key(a))
+        {
+            // An empty key deletes the address's key.
+            if let Err(e) = md5::set_key(&*self.listener, *addr, &[]) {
+                tracing::warn!(peer = %addr, error = %e, "cannot delete the TCP MD5 key on the listening socket");
             }
         }
+        for (addr, key) in &wanted {
+            if self.listener_keys.get(addr) == Some(key) {
+                continue;
+            }
+            if let Err(e) = md5::set_key(&*self.listener, *addr, key.as_bytes()) {
+                tracing::warn!(peer = %addr, error = %e, "cannot set the TCP MD5 key on the listening socket");
+            }
+        }
+        self.listener_keys = wanted;
     }
 
     fn publish(&mut self, with_routes: bool) {
