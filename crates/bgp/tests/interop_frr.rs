@@ -20,7 +20,7 @@ use calico_bgp::driver::{Command, Driver};
 use calico_bgp::rib::BestChange;
 use calico_bgp::session::{SessionConfig, State};
 use calico_bgp::speaker::{PeerConfig, Speaker};
-use calico_bgp::wire::{Family, PathAttributes};
+use calico_bgp::wire::{AddPathMode, Capability, Family, PathAttributes};
 use calico_testsupport::netns::{Netns, Proc};
 use ipnet::IpNet;
 
@@ -275,7 +275,8 @@ fn peer(
 }
 
 /// FRR as a ToR: one block per family, a session per family, graceful
-/// restart, what it learns from us in its kernel (zebra does that).
+/// restart, ADD-PATH both ways (its path ids reach our decoder), what it
+/// learns from us in its kernel (zebra does that).
 fn frr_conf(frr_as: u32, password: Option<&str>, dir: &Path) -> String {
     let pw = password
         .map(|p| format!(" neighbor {OUR_V4} password {p}\n neighbor {OUR_V6} password {p}\n"))
@@ -297,11 +298,13 @@ router bgp {frr_as}
  address-family ipv4 unicast
   network {FRR_BLOCK4}
   neighbor {OUR_V4} activate
+  neighbor {OUR_V4} addpath-tx-all-paths
  exit-address-family
  !
  address-family ipv6 unicast
   network {FRR_BLOCK6}
   neighbor {OUR_V6} activate
+  neighbor {OUR_V6} addpath-tx-all-paths
  exit-address-family
 !
 "#,
@@ -402,6 +405,18 @@ fn exchange(
         "{}",
         lab.frr_route(OUR_BLOCK4)
     );
+    // FRR sends path ids (ADD-PATH), so its routes above went through
+    // our add-path decoder.
+    let snap = d.snapshot(Duration::from_secs(2)).unwrap();
+    for p in &snap.peers {
+        let sends = p.peer_capabilities.iter().any(|c| match c {
+            Capability::AddPath(l) => l
+                .iter()
+                .any(|(_, _, m)| matches!(m, AddPathMode::Send | AddPathMode::Both)),
+            _ => false,
+        });
+        assert!(sends, "{}: {:?}", p.name, p.peer_capabilities);
+    }
     let mut v6 = None;
     let arrived = wait_until(10, || {
         let snap = d.snapshot(Duration::from_secs(2)).unwrap();
