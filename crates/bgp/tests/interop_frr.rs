@@ -444,6 +444,25 @@ fn ibgp_with_frr_both_families_withdrawals_and_graceful_restart() {
         "{shown}"
     );
 
+    // FRR asks for our routes again (ROUTE-REFRESH): we send them all
+    // again, and the session stays up.
+    let sent = |d: &Driver| {
+        let snap = d.snapshot(Duration::from_secs(2)).unwrap();
+        let p = snap.peers.iter().find(|p| p.address.is_ipv4()).unwrap();
+        (p.state, p.stats.updates_sent, p.stats.established_count)
+    };
+    let (_, before, ups) = sent(&d);
+    lab.vtysh(&[&format!("clear bgp ipv4 unicast {OUR_V4} soft in")]);
+    assert!(
+        wait_until(10, || sent(&d).1 > before),
+        "our table again after FRR's ROUTE-REFRESH: {:?}\n{}",
+        sent(&d),
+        lab.frr_state()
+    );
+    let (state, _, established_count) = sent(&d);
+    assert_eq!((state, established_count), (State::Established, ups));
+    assert!(lab.frr_route(OUR_BLOCK4).contains("via 10.202.0.1"));
+
     // Our withdrawal: the v4 block leaves FRR's kernel, the v6 one stays.
     d.send(Command::LocalRoutes(vec![(
         net(OUR_BLOCK6),
