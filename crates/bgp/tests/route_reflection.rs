@@ -15,7 +15,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use calico_bgp::driver::{Command, Driver};
+use calico_bgp::driver::{Command, Driver, RouteSink};
 use calico_bgp::session::{SessionConfig, State};
 use calico_bgp::speaker::{PeerConfig, Speaker};
 use calico_bgp::status::{RouteStatus, SpeakerStatus};
@@ -36,15 +36,23 @@ impl Node {
     /// A speaker listening on `addr` (a random port), best-path changes
     /// discarded: the checks read the RIB through snapshots.
     fn start(name: &'static str, addr: &str, id: &str, cluster: Option<&str>) -> Node {
+        Node::start_at(name, addr, 0, id, cluster, Box::new(|_| {}))
+    }
+
+    fn start_at(
+        name: &'static str,
+        addr: &str,
+        port: u16,
+        id: &str,
+        cluster: Option<&str>,
+        sink: RouteSink,
+    ) -> Node {
         let addr: Ipv4Addr = addr.parse().unwrap();
         let id: Ipv4Addr = id.parse().unwrap();
         let speaker = Speaker::new(id, AS, cluster.map(|c| c.parse().unwrap()));
-        let (driver, listen) = Driver::start(
-            SocketAddr::new(IpAddr::V4(addr), 0),
-            speaker,
-            Box::new(|_| {}),
-        )
-        .expect("driver starts");
+        let (driver, listen) =
+            Driver::start(SocketAddr::new(IpAddr::V4(addr), port), speaker, sink)
+                .expect("driver starts");
         Node {
             name,
             addr,
@@ -405,4 +413,75 @@ fn full_mesh_does_not_pass_routes_on() {
     assert!(c.paths(blocks[0]).is_empty(), "{}", dump(&nodes));
     assert_eq!(b.paths(blocks[0]).len(), 1);
     assert_eq!(b.paths(blocks[2]).len(), 1);
+}
+
+/// RFC 4724 §4.1: a reflector that restarts must not send End-of-RIB to
+/// its clients before it has their routes again; a client takes that
+/// End-of-RIB as "everything you still have from me is gone", so its
+/// stale reflected routes (still in its kernel) would be flushed while
+/// the reflector has nothing to replace them with yet.
+#[test]
+fn a_restarting_reflector_never_makes_clients_drop_routes() {
+    let (tx, c2_changes) = std::sync::mpsc::channel();
+    let rr = Node::start("rr", "127.0.3.11", "10.0.0.11", Some(CLUSTER));
+    let c1 = Node::start("c1", "127.0.3.21", "10.0.0.21", None);
+    let sink: RouteSink = Box::new(move |c| {
+        let _ = tx.send(c);
+    });
+    let c2 = Node::start_at("c2", "127.0.3.22", 0, "10.0.0.22", None, sink);
+    // c1 is slow to come back to a restarted reflector: it waits 3 s after
+    // an error, and the reflector never connects to it.
+    let rr_peers = || {
+        let mut to_c1 = rr.peer(&c1, true);
+        to_c1.session.passive = true;
+        vec![to_c1, rr.peer(&c2, true)]
+    };
+    rr.driver.send(Command::Peers(rr_peers()));
+    let mut c1_to_rr = c1.peer(&rr, false);
+    c1_to_rr.session.error_wait_min = Duration::from_secs(3);
+    c1.driver.send(Command::Peers(vec![c1_to_rr]));
+    c2.driver.send(Command::Peers(vec![c2.peer(&rr, false)]));
+    c1.originate(&["10.73.1.0/26"]);
+    assert!(
+        wait_until(10, || c2.paths("10.73.1.0/26").len() == 1),
+        "reflected:\n{}",
+        dump(&[&rr, &c1, &c2])
+    );
+
+    // The reflector restarts on the same address and port.
+    let (listen, peers) = (rr.listen, rr_peers());
+    rr.driver.stop();
+    let rr = Node::start_at(
+        "rr",
+        "127.0.3.11",
+        listen.port(),
+        "10.0.0.11",
+        Some(CLUSTER),
+        Box::new(|_| {}),
+    );
+    let peers = peers
+        .into_iter()
+        .map(|mut p| {
+            p.session.restarting = true;
+            p
+        })
+        .collect();
+    rr.driver.send(Command::Peers(peers));
+    assert!(
+        wait_until(10, || {
+            let p = c2.paths("10.73.1.0/26");
+            rr.established() == 2 && p.len() == 1 && !p[0].stale
+        }),
+        "back, and c1's block refreshed at c2:\n{}",
+        dump(&[&rr, &c1, &c2])
+    );
+    let lost: Vec<_> = c2_changes
+        .try_iter()
+        .flatten()
+        .filter(|c| c.prefix == net("10.73.1.0/26") && c.best.is_none())
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "c2 dropped c1's block while the reflector restarted: {lost:?}"
+    );
 }
