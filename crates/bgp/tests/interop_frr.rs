@@ -89,6 +89,11 @@ impl Lab {
             frr_conf(frr_as, password, &lab.dir),
         )
         .unwrap();
+        // As the harness does: the pathspace's run directory exists, owned
+        // by frr (/var/run/frr itself may be gone after a reboot without
+        // systemd's tmpfiles).
+        std::fs::create_dir_all(lab.run_dir()).unwrap();
+        calico_testsupport::netns::run(&["chown", "frr:frr", lab.run_dir().to_str().unwrap()]);
         lab.zebra = Some(lab.daemon("zebra"));
         // bgpd talks to zebra over zserv.api in the pathspace's directory.
         let zserv = lab.run_dir().join("zserv.api");
