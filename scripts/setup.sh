@@ -19,6 +19,7 @@ packages=(
   iputils-ping               # traffic in the kernel and end-to-end tests
   procps                     # kill and sysctl, used by the lab and the kernel tests
   bird2                      # birdc for the control-socket tests; BIRD as the ToR and interop peer
+  frr                        # bgpd+zebra (and vtysh) as the second interop peer (crates/bgp/tests/interop_frr.rs)
   # --- the benchmarks and by hand
   iperf3                     # calico-bench pps (64-byte UDP packets per second)
   iptables ipset conntrack   # comparing with an iptables+ipset rendering; conntrack tables by hand
@@ -36,8 +37,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # The Debian etcd package starts a system etcd on 2379; the tests start their
-# own on free ports and do not need it. Likewise bird2 may start a system BIRD (where
-# systemd runs); the tests only use birdc, and BIRDs they start in namespaces.
+# own on free ports and do not need it. Likewise bird2 and frr may start a system BIRD or
+# FRR (where systemd runs); the tests only use birdc/vtysh, and daemons they start in namespaces.
 command -v cargo >/dev/null || {
   echo "setup: cargo is required: install Rust 1.85 or newer with rustup (Debian's rustc is too old)" >&2
   exit 1

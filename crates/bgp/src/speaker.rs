@@ -67,6 +67,10 @@ struct Peer {
 /// on its stale routes.
 const STALE_AFTER_REESTABLISH: Duration = Duration::from_secs(120);
 
+/// RFC 4724 §4.1's Selection_Deferral_Timer: how long a restarting speaker
+/// holds its End-of-RIB back waiting for its peers' tables.
+const SELECTION_DEFERRAL: Duration = Duration::from_secs(120);
+
 pub struct Speaker {
     rib: Rib,
     policy: Box<dyn ExportPolicy + Send>,
@@ -74,6 +78,11 @@ pub struct Speaker {
     by_name: BTreeMap<String, PeerId>,
     next_id: u32,
     outputs: VecDeque<Output>,
+    /// While we restart (peers configured with `restarting`): until when
+    /// End-of-RIB may be held back.
+    deferral: Option<Instant>,
+    /// The deferral time ran out; it is not started again.
+    deferral_over: bool,
 }
 
 impl Speaker {
@@ -85,6 +94,8 @@ impl Speaker {
             by_name: BTreeMap::new(),
             next_id: 1,
             outputs: VecDeque::new(),
+            deferral: None,
+            deferral_over: false,
         }
     }
 
@@ -201,6 +212,9 @@ impl Speaker {
             if self.by_name.contains_key(&name) {
                 continue;
             }
+            if cfg.session.restarting && !self.deferral_over {
+                self.deferral.get_or_insert(now + SELECTION_DEFERRAL);
+            }
             let id = PeerId(self.next_id);
             self.next_id += 1;
             let mut session = Session::new(cfg.session.clone(), now);
@@ -255,11 +269,17 @@ impl Speaker {
         self.peers
             .values()
             .flat_map(|p| [p.session.poll_timeout(), p.stale_deadline])
+            .chain([self.deferral])
             .flatten()
             .min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.deferral.is_some_and(|t| t <= now) {
+            // Held End-of-RIBs go at the next commit.
+            self.deferral = None;
+            self.deferral_over = true;
+        }
         let ids: Vec<PeerId> = self.peers.keys().copied().collect();
         for id in ids {
             let p = self.peers.get_mut(&id).expect("listed");
@@ -291,8 +311,12 @@ impl Speaker {
         }
         let ids: Vec<PeerId> = self.peers.keys().copied().collect();
         for id in ids {
+            let due = std::mem::take(&mut self.peers.get_mut(&id).expect("listed").eor_due);
+            let (held, due): (Vec<Family>, Vec<Family>) =
+                due.into_iter().partition(|f| self.eor_held(id, *f));
             let p = self.peers.get_mut(&id).expect("listed");
-            for f in std::mem::take(&mut p.eor_due) {
+            p.eor_due = held;
+            for f in due {
                 p.session.send_update(
                     now,
                     &Update {
@@ -303,6 +327,35 @@ impl Speaker {
             }
             self.drain(now, id);
         }
+    }
+
+    /// RFC 4724 §4.1: while we restart, End-of-RIB for `family` waits
+    /// until every other graceful peer of that family has sent us its own
+    /// (or the deferral time is up). A peer takes our End-of-RIB to mean
+    /// that what it still has from us and we did not send again is gone;
+    /// sent early, a route reflector's clients would drop the routes it
+    /// has not yet learned back from the other clients.
+    fn eor_held(&self, id: PeerId, family: Family) -> bool {
+        if self.deferral.is_none() || !self.peers[&id].cfg.session.restarting {
+            return false;
+        }
+        self.peers.iter().any(|(other, q)| {
+            let graceful = q.cfg.session.graceful_restart.is_some();
+            if *other == id || !graceful || !q.cfg.session.families.contains(&family) {
+                return false;
+            }
+            match q.session.negotiated() {
+                // Not back yet: wait for it, until the deferral time is up.
+                None => true,
+                // Peers restarting too, or without graceful restart, are
+                // not waited for; the others until their End-of-RIB.
+                Some(n) => {
+                    n.graceful_restart.as_ref().is_some_and(|g| !g.restarting)
+                        && n.families.contains(&family)
+                        && !q.eor_received.contains(&family)
+                }
+            }
+        })
     }
 
     /// Carries out what a session asked for.
@@ -442,5 +495,138 @@ mod tests {
         let again = ids(&s);
         assert_ne!(again[0].1, a, "reconfigured: a new session");
         assert_eq!(again[1], after[1], "the other one kept");
+    }
+    use crate::wire::{Codec, Message};
+
+    fn peer_cfg(last: u8, restarting: bool) -> PeerConfig {
+        let mut session = SessionConfig::new(64512, 64512, Ipv4Addr::new(10, 0, 0, 1));
+        session.restarting = restarting;
+        PeerConfig {
+            name: format!("Node_10_0_0_{last}"),
+            address: IpAddr::V4(Ipv4Addr::new(10, 0, 0, last)),
+            port: 179,
+            session,
+            rr_client: true,
+            keep_next_hop: false,
+            local_v4: Some(Ipv4Addr::new(10, 0, 0, 1)),
+            local_v6: None,
+            source_address: None,
+            password: None,
+            allow_local_as: 0,
+        }
+    }
+
+    fn bytes(msgs: &[Message]) -> Vec<u8> {
+        let codec = Codec {
+            four_octet_as: true,
+            ..Codec::default()
+        };
+        let mut out = Vec::new();
+        msgs.iter().for_each(|m| codec.encode(m, &mut out));
+        out
+    }
+
+    /// The peers that were sent an IPv4 End-of-RIB since the last call.
+    fn eor_sent(s: &mut Speaker) -> Vec<IpAddr> {
+        let codec = Codec {
+            four_octet_as: true,
+            ..Codec::default()
+        };
+        let mut to = Vec::new();
+        while let Some(out) = s.poll_output() {
+            let Output::Send(id, _, mut b) = out else {
+                continue;
+            };
+            while let Ok(Some((m, used))) = codec.decode(&b) {
+                b.drain(..used);
+                if let Message::Update(u) = m {
+                    if u.end_of_rib == Some(Family::Ipv4Unicast) {
+                        to.push(s.peer_config(id).unwrap().address);
+                    }
+                }
+            }
+        }
+        to
+    }
+
+    /// The peer at 10.0.0.`last` connects and the session comes up; it
+    /// offers graceful restart, without the Restart State bit.
+    fn up(s: &mut Speaker, now: Instant, last: u8) -> PeerId {
+        let id = s
+            .peer_by_address(IpAddr::V4(Ipv4Addr::new(10, 0, 0, last)))
+            .unwrap();
+        s.connected(now, id, Side::Incoming);
+        let mut theirs = SessionConfig::new(64512, 64512, Ipv4Addr::new(10, 0, 0, last));
+        theirs.add_path = None;
+        let open = Message::Open(theirs.open());
+        s.received(now, id, Side::Incoming, &bytes(&[open, Message::Keepalive]));
+        assert_eq!(
+            s.session(id).unwrap().state(),
+            crate::session::State::Established
+        );
+        id
+    }
+
+    fn eor_from(s: &mut Speaker, now: Instant, id: PeerId) {
+        let eor = Message::Update(Update::end_of_rib(Family::Ipv4Unicast));
+        s.received(now, id, Side::Incoming, &bytes(&[eor]));
+    }
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(10, 0, 0, last))
+    }
+
+    #[test]
+    fn a_restarting_speaker_holds_end_of_rib_until_its_peers_sent_theirs() {
+        let now = Instant::now();
+        let mut s = Speaker::new(
+            Ipv4Addr::new(10, 0, 0, 1),
+            64512,
+            Some(Ipv4Addr::new(10, 0, 0, 1)),
+        );
+        s.set_peers(now, vec![peer_cfg(2, true), peer_cfg(3, true)]);
+        let a = up(&mut s, now, 2);
+        s.commit(now);
+        assert_eq!(
+            eor_sent(&mut s),
+            Vec::<IpAddr>::new(),
+            "10.0.0.3 is not back yet"
+        );
+        let b = up(&mut s, now, 3);
+        s.commit(now);
+        assert_eq!(
+            eor_sent(&mut s),
+            Vec::<IpAddr>::new(),
+            "neither has sent its table"
+        );
+        eor_from(&mut s, now, a);
+        s.commit(now);
+        assert_eq!(eor_sent(&mut s), vec![ip(3)], "10.0.0.2's table is in");
+        eor_from(&mut s, now, b);
+        s.commit(now);
+        assert_eq!(eor_sent(&mut s), vec![ip(2)]);
+    }
+
+    #[test]
+    fn the_deferral_ends_with_its_timer_and_only_a_restarting_speaker_defers() {
+        let now = Instant::now();
+        let mut s = Speaker::new(Ipv4Addr::new(10, 0, 0, 1), 64512, None);
+        s.set_peers(now, vec![peer_cfg(2, true), peer_cfg(3, true)]);
+        up(&mut s, now, 2);
+        s.commit(now);
+        assert_eq!(eor_sent(&mut s), Vec::<IpAddr>::new());
+        let later = now + SELECTION_DEFERRAL;
+        assert!(s.poll_timeout().is_some_and(|t| t <= later));
+        s.handle_timeout(later);
+        s.commit(later);
+        assert_eq!(eor_sent(&mut s), vec![ip(2)], "10.0.0.3 never came");
+        assert!(s.poll_timeout().is_none_or(|t| t > later), "no busy loop");
+
+        // Not restarting: End-of-RIB follows the table at once.
+        let mut s = Speaker::new(Ipv4Addr::new(10, 0, 0, 1), 64512, None);
+        s.set_peers(now, vec![peer_cfg(2, false), peer_cfg(3, false)]);
+        up(&mut s, now, 2);
+        s.commit(now);
+        assert_eq!(eor_sent(&mut s), vec![ip(2)]);
     }
 }

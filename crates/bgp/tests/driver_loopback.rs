@@ -126,3 +126,48 @@ fn two_speakers_exchange_routes_over_tcp() {
     a.stop();
     b.stop();
 }
+
+fn established(d: &Driver) -> bool {
+    d.snapshot(Duration::from_secs(2))
+        .is_some_and(|s| s.peers.iter().all(|p| p.state == State::Established))
+}
+
+fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// TCP MD5 keys follow the configuration: a key removed or changed is
+/// removed or changed on the listening socket too, so the peer's next
+/// (unsigned, or differently signed) connection is accepted.
+#[test]
+fn md5_keys_on_the_listener_follow_the_configuration() {
+    let (a, a_addr, _a_routes) = start("127.0.7.1", [10, 0, 7, 1]);
+    let (b, b_addr, _b_routes) = start("127.0.7.2", [10, 0, 7, 2]);
+    // a only accepts, so every session is b's connection to a's listener.
+    let configure = |password: Option<&str>| {
+        let mut to_b = peer("Node_b", "127.0.7.1", b_addr, [10, 0, 7, 1]);
+        to_b.session.passive = true;
+        to_b.password = password.map(str::to_string);
+        let mut to_a = peer("Node_a", "127.0.7.2", a_addr, [10, 0, 7, 2]);
+        to_a.session.error_wait_min = Duration::from_millis(200);
+        to_a.session.connect_retry = Duration::from_millis(500);
+        to_a.password = password.map(str::to_string);
+        a.send(Command::Peers(vec![to_b]));
+        b.send(Command::Peers(vec![to_a]));
+    };
+    for password in [Some("k1"), None, Some("k2"), Some("k1")] {
+        configure(password);
+        assert!(
+            wait_until(10, || established(&a) && established(&b)),
+            "up with password {password:?}: {:?}",
+            a.snapshot(Duration::from_secs(2)).map(|s| s.peers)
+        );
+    }
+}

@@ -18,7 +18,8 @@ struct TcpMd5Sig {
     key: [u8; TCP_MD5SIG_MAXKEYLEN],
 }
 
-/// Signs (and requires signatures on) segments to and from `peer`.
+/// Signs (and requires signatures on) segments to and from `peer`; an
+/// empty `key` deletes the key for `peer` (ENOENT if it had none).
 pub fn set_key(sock: &impl AsRawFd, peer: IpAddr, key: &[u8]) -> std::io::Result<()> {
     if key.len() > TCP_MD5SIG_MAXKEYLEN {
         return Err(std::io::Error::new(
@@ -66,5 +67,22 @@ fn fill_addr(storage: &mut libc::sockaddr_storage, peer: IpAddr) {
             sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
             sin6.sin6_addr.s6_addr = v6.octets();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_is_set_replaced_and_deleted() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer: IpAddr = "127.0.0.9".parse().unwrap();
+        set_key(&l, peer, b"one").unwrap();
+        set_key(&l, peer, b"two").unwrap();
+        set_key(&l, peer, b"").unwrap();
+        let again = set_key(&l, peer, b"").unwrap_err();
+        assert_eq!(again.raw_os_error(), Some(libc::ENOENT), "already gone");
+        assert!(set_key(&l, peer, &[0; 81]).is_err());
     }
 }

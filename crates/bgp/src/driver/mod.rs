@@ -197,6 +197,8 @@ struct Loop {
     routes: RouteSink,
     shared: Arc<Mutex<SpeakerStatus>>,
     listener: Arc<TcpListener>,
+    /// TCP MD5 keys set on the listening socket, by peer address.
+    listener_keys: HashMap<IpAddr, String>,
     conns: HashMap<(PeerId, Side), ConnHandle>,
     generation: u64,
     io_tx: UnboundedSender<IoEvent>,
@@ -218,6 +220,7 @@ impl Loop {
             routes,
             shared,
             listener: Arc::new(listener),
+            listener_keys: HashMap::new(),
             conns: HashMap::new(),
             generation: 0,
             io_tx,
@@ -301,6 +304,11 @@ impl Loop {
         let now = Instant::now();
         match ev {
             IoEvent::Accepted(stream, addr) => {
+                // Outputs are addressed by peer and side only: what is still
+                // queued for an earlier incoming connection (a NOTIFICATION
+                // and Close after its last bytes) must go to that one, not to
+                // the connection that takes its place now.
+                self.dispatch();
                 let Some(id) = self.speaker.peer_by_address(canonical(addr.ip())) else {
                     // Not a configured peer: refuse by closing.
                     return;
@@ -450,24 +458,42 @@ impl Loop {
         );
     }
 
+    /// Makes the listening socket's TCP MD5 keys the configured peers'
+    /// passwords: new and changed ones are set, and those of peers that
+    /// lost their password or went are deleted (otherwise the peer's
+    /// unsigned connections would be dropped for good).
     fn set_listener_keys(&mut self) {
-        let keys: Vec<(IpAddr, Option<String>)> = self
+        let dual_stack = self.listener.local_addr().is_ok_and(|a| a.is_ipv6());
+        let wanted: HashMap<IpAddr, String> = self
             .speaker
             .peers()
-            .map(|(_, cfg, _)| (cfg.address, cfg.password.clone()))
+            .filter_map(|(_, cfg, _)| {
+                let addr = match cfg.address {
+                    IpAddr::V4(v4) if dual_stack => IpAddr::V6(v4.to_ipv6_mapped()),
+                    other => other,
+                };
+                Some((addr, cfg.password.clone()?))
+            })
             .collect();
-        let dual_stack = self.listener.local_addr().is_ok_and(|a| a.is_ipv6());
-        for (addr, key) in keys {
-            let addr = match addr {
-                IpAddr::V4(v4) if dual_stack => IpAddr::V6(v4.to_ipv6_mapped()),
-                other => other,
-            };
-            if let Some(k) = key {
-                if let Err(e) = md5::set_key(&*self.listener, addr, k.as_bytes()) {
-                    tracing::warn!(peer = %addr, error = %e, "cannot set the TCP MD5 key on the listening socket");
-                }
+        for addr in self
+            .listener_keys
+            .keys()
+            .filter(|a| !wanted.contains_key(a))
+        {
+            // An empty key deletes the address's key.
+            if let Err(e) = md5::set_key(&*self.listener, *addr, &[]) {
+                tracing::warn!(peer = %addr, error = %e, "cannot delete the TCP MD5 key on the listening socket");
             }
         }
+        for (addr, key) in &wanted {
+            if self.listener_keys.get(addr) == Some(key) {
+                continue;
+            }
+            if let Err(e) = md5::set_key(&*self.listener, *addr, key.as_bytes()) {
+                tracing::warn!(peer = %addr, error = %e, "cannot set the TCP MD5 key on the listening socket");
+            }
+        }
+        self.listener_keys = wanted;
     }
 
     fn publish(&mut self, with_routes: bool) {
@@ -510,5 +536,95 @@ fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::session::SessionConfig;
+    use crate::wire::{Codec, Message};
+
+    /// Reads one whole message from `s`; None at EOF or after 2 s.
+    async fn read_message(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Message> {
+        loop {
+            if let Ok(Some((m, used))) = Codec::default().decode(buf) {
+                buf.drain(..used);
+                return Some(m);
+            }
+            let mut chunk = [0u8; 4096];
+            let read = tokio::time::timeout(Duration::from_secs(2), s.read(&mut chunk));
+            match read.await {
+                Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                _ => return None,
+            }
+        }
+    }
+
+    /// A peer's last bytes are junk and it reconnects at once, all seen in
+    /// one batch of events: the NOTIFICATION and Close queued for the old
+    /// connection must not go to the new one, which gets our OPEN.
+    #[test]
+    fn outputs_for_a_replaced_connection_never_reach_its_successor() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let me = Ipv4Addr::new(10, 0, 0, 1);
+            let mut session = SessionConfig::new(64512, 64512, me);
+            session.passive = true;
+            let peer = PeerConfig {
+                name: "Node_127_0_0_1".into(),
+                address: "127.0.0.1".parse().unwrap(),
+                port: 179,
+                session,
+                rr_client: false,
+                keep_next_hop: false,
+                local_v4: None,
+                local_v6: None,
+                source_address: None,
+                password: None,
+                allow_local_as: 0,
+            };
+            let speaker = Speaker::new(me, 64512, None);
+            let mut lp = Loop::new(speaker, Box::new(|_| {}), Arc::default(), listener);
+            lp.on_command(Command::Peers(vec![peer]));
+            lp.dispatch();
+            let id = lp.speaker.peer_by_address(addr.ip()).unwrap();
+
+            let mut old = TcpStream::connect(addr).await.unwrap();
+            let (s, a) = lp.listener.accept().await.unwrap();
+            lp.on_io(IoEvent::Accepted(s, a));
+            lp.dispatch();
+            let mut buf = Vec::new();
+            let first = read_message(&mut old, &mut buf).await;
+            assert!(matches!(first, Some(Message::Open(_))), "{first:?}");
+            let generation = lp.conns[&(id, Side::Incoming)].generation;
+
+            // One batch: junk on the old connection, its close, a new one.
+            lp.on_io(IoEvent::Data(id, Side::Incoming, generation, vec![0; 19]));
+            lp.on_io(IoEvent::Closed(
+                id,
+                Side::Incoming,
+                generation,
+                "Connection closed".into(),
+            ));
+            let mut new = TcpStream::connect(addr).await.unwrap();
+            let (s, a) = lp.listener.accept().await.unwrap();
+            lp.on_io(IoEvent::Accepted(s, a));
+            lp.dispatch();
+            let mut buf = Vec::new();
+            let first = read_message(&mut new, &mut buf).await;
+            assert!(
+                matches!(first, Some(Message::Open(_))),
+                "the new connection gets our OPEN, not the old one's end: {first:?}"
+            );
+            assert!(lp.conns.contains_key(&(id, Side::Incoming)), "and stays");
+        });
     }
 }

@@ -255,7 +255,13 @@ impl Rib {
         let Some(peer) = self.peers.get(&id) else {
             return;
         };
-        if self.loops(peer, &update.attrs) {
+        let mut attrs = update.attrs.clone();
+        if !peer.ibgp() {
+            // RFC 4271 §5.1.5: LOCAL_PREF from an external peer is ignored;
+            // it must neither win best-path selection nor travel on.
+            attrs.local_pref = None;
+        }
+        if self.loops(peer, &attrs) {
             for n in &update.announced {
                 self.remove_path(n.prefix, Source::Peer(id), n.path_id.unwrap_or(0));
             }
@@ -264,9 +270,11 @@ impl Rib {
         let refused: Vec<bool> = update
             .announced
             .iter()
-            .map(|n| !policy.import(peer, &n.prefix, &update.attrs))
+            .map(|n| {
+                unusable_next_hop(&n.prefix, &attrs) || !policy.import(peer, &n.prefix, &attrs)
+            })
             .collect();
-        let attrs = Arc::new(update.attrs.clone());
+        let attrs = Arc::new(attrs);
         for (Nlri { prefix, path_id }, refused) in update.announced.iter().zip(refused) {
             let path_id = path_id.unwrap_or(0);
             if refused {
@@ -453,6 +461,21 @@ impl Rib {
         }
         updates.sort_by_key(|(id, _)| *id);
         (changes, updates)
+    }
+}
+
+/// RFC 4271 §6.3, RFC 7606 §7.3: a next hop that cannot be a neighbour
+/// (unspecified, multicast, broadcast) makes the route unusable. It is
+/// ignored, replacing what the peer sent before for the prefix (as BIRD
+/// does); the session stays up.
+fn unusable_next_hop(prefix: &IpNet, attrs: &PathAttributes) -> bool {
+    match prefix {
+        IpNet::V4(_) => attrs
+            .next_hop
+            .is_some_and(|nh| nh.is_unspecified() || nh.is_multicast() || nh.is_broadcast()),
+        IpNet::V6(_) => attrs.mp_next_hop.is_some_and(|nh| {
+            nh.global.is_multicast() || (nh.global.is_unspecified() && nh.link_local.is_none())
+        }),
     }
 }
 

@@ -402,3 +402,73 @@ fn allow_local_as_accepts_our_as_that_many_times() {
     assert!(rib.best(&net("10.70.0.0/16")).is_some(), "once is allowed");
     assert!(rib.best(&net("10.71.0.0/16")).is_none(), "twice is a loop");
 }
+
+#[test]
+fn local_pref_from_an_ebgp_peer_is_ignored() {
+    // Peer 2 is iBGP (LOCAL_PREF 100 implied), peer 4 eBGP claiming 500.
+    let mut rib = two_ibgp_peers(None, false);
+    rib.set_peer(PeerId(4), peer(4, 65001, false));
+    rib.peer_up(PeerId(4));
+    let now = Instant::now();
+    let mut from_ebgp = announce("10.70.0.0/24", [10, 0, 0, 4], vec![65001]);
+    from_ebgp.attrs.local_pref = Some(500);
+    rib.apply_update(PeerId(4), &from_ebgp, now, &ExportAll);
+    let mut from_ibgp = announce("10.70.0.0/24", [10, 0, 0, 9], vec![65002]);
+    from_ibgp.attrs.local_pref = Some(200);
+    rib.apply_update(PeerId(2), &from_ibgp, now, &ExportAll);
+    rib.commit(&ExportAll);
+    let best = rib.best(&net("10.70.0.0/24")).unwrap();
+    assert_eq!(best.source, Source::Peer(PeerId(2)), "the iBGP 200 wins");
+    // Withdrawn from iBGP: the eBGP path goes on into the AS with 100.
+    rib.apply_update(PeerId(2), &withdraw("10.70.0.0/24"), now, &ExportAll);
+    let (_, updates) = rib.commit(&ExportAll);
+    let best = rib.best(&net("10.70.0.0/24")).unwrap();
+    assert_eq!(best.attrs.local_pref, None);
+    let to3 = sent_to(&updates, 3);
+    assert_eq!(to3.len(), 1, "{to3:?}");
+    assert_eq!(to3[0].attrs.local_pref, Some(100));
+}
+
+#[test]
+fn routes_with_a_martian_next_hop_are_ignored() {
+    let mut rib = two_ibgp_peers(None, false);
+    let now = Instant::now();
+    rib.apply_update(
+        PeerId(2),
+        &announce("10.71.0.0/24", [10, 0, 0, 2], vec![]),
+        now,
+        &ExportAll,
+    );
+    rib.commit(&ExportAll);
+    assert!(rib.best(&net("10.71.0.0/24")).is_some());
+    for nh in [[0, 0, 0, 0], [224, 0, 0, 5], [255, 255, 255, 255]] {
+        // The new announcement replaces the old one, and is unusable.
+        rib.apply_update(
+            PeerId(2),
+            &announce("10.71.0.0/24", nh, vec![]),
+            now,
+            &ExportAll,
+        );
+        let (changes, _) = rib.commit(&ExportAll);
+        assert!(rib.best(&net("10.71.0.0/24")).is_none(), "{nh:?}");
+        assert!(changes.iter().all(|c| c.best.is_none()), "{changes:?}");
+    }
+    // IPv6: a multicast global next hop, or none at all.
+    let mut v6 = Update {
+        announced: vec![Nlri {
+            prefix: net("fd00:71::/64"),
+            path_id: None,
+        }],
+        ..Default::default()
+    };
+    for (global, ll) in [("ff02::1", None), ("::", None), ("::", Some("fe80::2"))] {
+        v6.attrs.mp_next_hop = Some(crate::wire::MpNextHop {
+            global: global.parse().unwrap(),
+            link_local: ll.map(|l: &str| l.parse().unwrap()),
+        });
+        rib.apply_update(PeerId(2), &v6, now, &ExportAll);
+        rib.commit(&ExportAll);
+        let kept = rib.best(&net("fd00:71::/64")).is_some();
+        assert_eq!(kept, ll.is_some(), "{global} {ll:?}");
+    }
+}

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 pub use config::SessionConfig;
 pub use negotiate::{negotiate, Negotiated, PeerGracefulRestart};
 
-use crate::wire::{Codec, Family, Message, Notification, Update};
+use crate::wire::{fsm_error, Codec, Family, Message, Notification, Update};
 use conn::{Conn, ConnState};
 
 /// Which of the (at most two) connections an event is about.
@@ -366,13 +366,20 @@ impl Session {
                 let reason = format!("Received: {n}");
                 self.fail(now, side, None, &reason);
             }
-            (_, other) => {
+            (state, other) => {
                 let reason = format!(
                     "Unexpected {} in state {:?}",
                     message_name(&other),
                     self.state
                 );
-                self.fail(now, side, Some(Notification::new(5, 0, vec![])), &reason);
+                // RFC 6608: the subcode names the state it came in.
+                let subcode = match state {
+                    ConnState::Connecting => fsm_error::UNSPECIFIED,
+                    ConnState::OpenSent => fsm_error::UNEXPECTED_IN_OPENSENT,
+                    ConnState::OpenConfirm(_) => fsm_error::UNEXPECTED_IN_OPENCONFIRM,
+                    ConnState::Established(_) => fsm_error::UNEXPECTED_IN_ESTABLISHED,
+                };
+                self.fail(now, side, Some(Notification::fsm(subcode)), &reason);
             }
         }
     }

@@ -372,3 +372,51 @@ fn garbage_gets_a_header_error_and_never_panics() {
     assert!(sent_notification, "message header error sent");
     assert_ne!(net.b.state(), State::Established);
 }
+
+/// The NOTIFICATION a lone session sends after `bytes` arrive on an
+/// incoming connection brought to `state` first.
+fn fsm_error_for(state: State, bytes: &[u8]) -> Option<(u8, u8)> {
+    let now = Instant::now();
+    let mut s = Session::new(cfg(64512, 64512, [10, 0, 0, 1]), now);
+    s.start(now);
+    s.connected(now, Side::Incoming);
+    let codec = Codec::default();
+    let mut peer_open = Vec::new();
+    codec.encode(
+        &Message::Open(cfg(64512, 64512, [10, 0, 0, 2]).open()),
+        &mut peer_open,
+    );
+    let mut keepalive = Vec::new();
+    codec.encode(&Message::Keepalive, &mut keepalive);
+    if state >= State::OpenConfirm {
+        s.received(now, Side::Incoming, &peer_open);
+    }
+    if state == State::Established {
+        s.received(now, Side::Incoming, &keepalive);
+    }
+    assert_eq!(s.state(), state);
+    while s.poll_action().is_some() {}
+    s.received(now, Side::Incoming, bytes);
+    std::iter::from_fn(|| s.poll_action()).find_map(|a| match a {
+        Action::Send(_, b) if b.len() >= 21 && b[18] == 3 => Some((b[19], b[20])),
+        _ => None,
+    })
+}
+
+#[test]
+fn unexpected_messages_get_the_rfc6608_subcode_of_the_state() {
+    let codec = Codec::default();
+    let mut update = Vec::new();
+    codec.encode(
+        &Message::Update(Update::end_of_rib(Family::Ipv4Unicast)),
+        &mut update,
+    );
+    let mut open = Vec::new();
+    codec.encode(
+        &Message::Open(cfg(64512, 64512, [10, 0, 0, 2]).open()),
+        &mut open,
+    );
+    assert_eq!(fsm_error_for(State::OpenSent, &update), Some((5, 1)));
+    assert_eq!(fsm_error_for(State::OpenConfirm, &update), Some((5, 2)));
+    assert_eq!(fsm_error_for(State::Established, &open), Some((5, 3)));
+}
