@@ -235,9 +235,16 @@ impl Loop {
         let listener = self.listener.clone();
         let acceptor = tokio::spawn(async move {
             loop {
-                if let Ok((s, addr)) = listener.accept().await {
-                    if accept_tx.send(IoEvent::Accepted(s, addr)).is_err() {
-                        return;
+                match listener.accept().await {
+                    Ok((s, addr)) => {
+                        if accept_tx.send(IoEvent::Accepted(s, addr)).is_err() {
+                            return;
+                        }
+                    }
+                    // E.g. out of file descriptors: don't spin on it.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot accept a BGP connection");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
                     }
                 }
             }

@@ -24,6 +24,8 @@ pub(super) struct Conn {
     pub rx: Vec<u8>,
     pub hold_deadline: Option<Instant>,
     pub keepalive_deadline: Option<Instant>,
+    /// When it reached Established.
+    pub established_at: Option<Instant>,
 }
 
 impl Conn {
@@ -34,6 +36,7 @@ impl Conn {
             rx: Vec::new(),
             hold_deadline: None,
             keepalive_deadline: None,
+            established_at: None,
         }
     }
 

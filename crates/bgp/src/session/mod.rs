@@ -112,6 +112,9 @@ pub const CEASE_PEER_DECONFIGURED: u8 = 3;
 pub const CEASE_ADMIN_RESET: u8 = 4;
 pub const CEASE_CONNECTION_REJECTED: u8 = 5;
 pub const CEASE_COLLISION: u8 = 7;
+/// A connection arriving this soon after the session came up is taken for
+/// the peer's half of a simultaneous open, not a restart.
+const SIMULTANEOUS_OPEN_WINDOW: Duration = Duration::from_secs(10);
 /// Hold time while waiting for the peer's OPEN (RFC 4271 §8.2.2 suggests 4 min).
 const OPEN_HOLD: Duration = Duration::from_secs(240);
 
@@ -230,9 +233,13 @@ impl Session {
                     self.reject_incoming();
                     return;
                 }
-                // RFC 4724 §4.2: a new connection from a peer that can
-                // restart means it did; its old session is gone.
-                self.fail(now, est, None, "Peer restarted");
+                if est == Side::Incoming {
+                    // The peer opened a second connection to us: its end of
+                    // the first one is gone (RFC 4724 §4.2).
+                    self.fail(now, est, None, "Peer restarted");
+                }
+                // Otherwise the new connection's OPEN decides: a restarted
+                // peer, or the tail of a simultaneous open.
             }
         }
         if side == Side::Outgoing {
@@ -393,7 +400,14 @@ impl Session {
                 return;
             }
         };
-        if !self.resolve_collision(now, side, neg.peer_id) {
+        let restarted = matches!(
+            open.graceful_restart(),
+            Some(crate::wire::Capability::GracefulRestart {
+                restarting: true,
+                ..
+            })
+        );
+        if !self.resolve_collision(now, side, neg.peer_id, restarted) {
             return;
         }
         let Some(conn) = self.slot(side).as_mut() else {
@@ -407,7 +421,18 @@ impl Session {
 
     /// With two connections, keeps the one opened by the side with the
     /// higher BGP identifier. Returns whether `side` survives.
-    fn resolve_collision(&mut self, now: Instant, side: Side, peer_id: std::net::Ipv4Addr) -> bool {
+    ///
+    /// Against an Established connection, a new one wins only if the peer
+    /// says it restarted (the Restart State bit), or the session has been
+    /// up long enough that this cannot be the other half of a simultaneous
+    /// open: then the old session ended gracefully (RFC 4724 §4.2).
+    fn resolve_collision(
+        &mut self,
+        now: Instant,
+        side: Side,
+        peer_id: std::net::Ipv4Addr,
+        peer_restarted: bool,
+    ) -> bool {
         let other = match side {
             Side::Outgoing => Side::Incoming,
             Side::Incoming => Side::Outgoing,
@@ -419,8 +444,15 @@ impl Session {
         match other_conn.state {
             // Not up yet: resolved when its OPEN arrives, if it ever does.
             ConnState::Connecting => return true,
-            // An established session wins over a new connection.
-            ConnState::Established(_) => {
+            ConnState::Established(ref neg) => {
+                let settled = other_conn
+                    .established_at
+                    .is_some_and(|t| now.saturating_duration_since(t) >= SIMULTANEOUS_OPEN_WINDOW);
+                if neg.graceful_restart_both && (peer_restarted || settled) {
+                    self.fail(now, other, None, "Peer restarted");
+                    return true;
+                }
+                // An established session wins over a new connection.
                 self.drop_conn(now, side, Some(n));
                 return false;
             }
@@ -445,6 +477,7 @@ impl Session {
             return;
         };
         conn.state = ConnState::Established(Box::new(neg.clone()));
+        conn.established_at = Some(now);
         self.connect_at = None;
         self.error_wait = self.cfg.error_wait_min;
         self.last_error = None;

@@ -420,3 +420,75 @@ fn unexpected_messages_get_the_rfc6608_subcode_of_the_state() {
     assert_eq!(fsm_error_for(State::OpenConfirm, &update), Some((5, 2)));
     assert_eq!(fsm_error_for(State::Established, &open), Some((5, 3)));
 }
+
+#[test]
+fn a_peer_that_restarts_replaces_its_old_session_gracefully() {
+    let mut b = cfg(64512, 64512, [10, 0, 0, 2]);
+    b.passive = true;
+    let mut net = Net::new(cfg(64512, 64512, [10, 0, 0, 1]), b.clone());
+    net.start();
+    net.advance(Duration::from_secs(2));
+    assert!(net.established());
+    // b dies without a word (its old connection just goes silent) and comes
+    // back with the Restart State bit, connecting to a.
+    for l in &mut net.links {
+        l.frozen = true;
+    }
+    let mut b2 = b;
+    b2.passive = false;
+    b2.restarting = true;
+    net.b = Session::new(b2, net.now);
+    net.b.start(net.now);
+    net.a_listening = true;
+    net.advance(Duration::from_secs(3));
+    let downs: Vec<(String, bool)> = net
+        .a_events
+        .iter()
+        .filter_map(|e| match e {
+            Action::Down { reason, graceful } => Some((reason.clone(), *graceful)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(downs, vec![("Peer restarted".to_string(), true)]);
+    assert_eq!(count_established(&net.a_events), 2);
+    assert!(net.established());
+}
+
+#[test]
+fn a_second_connection_right_after_establishment_is_a_collision_not_a_restart() {
+    let mut b = cfg(64512, 64512, [10, 0, 0, 2]);
+    b.passive = true;
+    let mut net = Net::new(cfg(64512, 64512, [10, 0, 0, 1]), b.clone());
+    net.start();
+    net.advance(Duration::from_secs(2));
+    assert!(net.established());
+    // The tail of a simultaneous open: b's own attempt (no Restart State
+    // bit) arrives just after a's connection became Established.
+    let mut b2 = b;
+    b2.passive = false;
+    b2.connect_delay = Duration::from_millis(100);
+    let mut late = Session::new(b2, net.now);
+    late.start(net.now);
+    net.now += Duration::from_millis(200);
+    late.handle_timeout(net.now);
+    assert_eq!(late.poll_action(), Some(Action::Connect));
+    late.connected(net.now, Side::Outgoing);
+    net.a.connected(net.now, Side::Incoming);
+    let mut to_a = Vec::new();
+    while let Some(a) = late.poll_action() {
+        if let Action::Send(_, bytes) = a {
+            to_a.extend(bytes);
+        }
+    }
+    net.a.received(net.now, Side::Incoming, &to_a);
+    let actions: Vec<Action> = std::iter::from_fn(|| net.a.poll_action()).collect();
+    assert!(
+        !actions.iter().any(|a| matches!(a, Action::Down { .. })),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&Action::Close(Side::Incoming)),
+        "the newcomer is closed: {actions:?}"
+    );
+    assert_eq!(net.a.state(), State::Established);
+}
