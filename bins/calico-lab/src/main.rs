@@ -338,6 +338,20 @@ fn http_ok(addr: &str, path: &str) -> bool {
     buf.starts_with("HTTP/1.1 200")
 }
 
+/// `2/3 Established` from what the host's agent publishes, or `-`.
+fn bgp_summary(s: &LabState, host: &str) -> String {
+    let out = lab::calicoctl(s, &["node", "status", "--node", host, "-o", "json"], None)
+        .unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+    match v["peers"].as_array() {
+        Some(peers) => {
+            let up = peers.iter().filter(|p| p["state"] == "Established").count();
+            format!("{up}/{} Established", peers.len())
+        }
+        None => "-".to_string(),
+    }
+}
+
 fn print_status(s: &LabState) {
     println!("lab in {} ({:?})", s.dir.display(), s.datastore);
     let mut rows = vec![vec![
@@ -345,6 +359,7 @@ fn print_status(s: &LabState) {
         "ADDRESS".into(),
         "AGENT PID".into(),
         "NAMESPACE".into(),
+        "BGP".into(),
     ]];
     for h in &s.hosts {
         rows.push(vec![
@@ -352,6 +367,7 @@ fn print_status(s: &LabState) {
             h.ip.to_string(),
             h.agent_pid.map(|p| p.to_string()).unwrap_or_default(),
             h.ns.clone(),
+            bgp_summary(s, &h.name),
         ]);
     }
     print!("{}", demo::table(&rows));
