@@ -1,0 +1,210 @@
+//! Many simulated BGP peers in one process (as bgperf does), each session
+//! from its own source address: a tokio task per peer on one thread in the
+//! simulator's namespace, speaking through our wire codec only (no session
+//! FSM): connect, OPEN, KEEPALIVE, then the peer's one route and
+//! End-of-RIB; afterwards it discards what the receiver sends and answers
+//! with a KEEPALIVE every 30 s.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use calico_bgp::session::SessionConfig;
+use calico_bgp::wire::{Codec, Family, Message, Nlri, Origin, PathAttributes, Update};
+use ipnet::IpNet;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+use super::util::enter_netns;
+
+pub struct SimPeer {
+    pub address: Ipv4Addr,
+    pub prefix: IpNet,
+}
+
+#[derive(Default)]
+pub struct Progress {
+    pub established: AtomicUsize,
+    pub announced: AtomicUsize,
+    /// Connection attempts that failed (each is retried).
+    pub connect_failures: AtomicUsize,
+    pub all_established: Mutex<Option<Instant>>,
+    pub errors: Mutex<Vec<String>>,
+}
+
+pub struct Simulator {
+    pub progress: Arc<Progress>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Simulator {
+    /// Starts every peer at once (returns when they are all started).
+    pub fn start(ns: &str, receiver: SocketAddr, asn: u32, peers: Vec<SimPeer>) -> Result<Self> {
+        let progress = Arc::new(Progress::default());
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (p, ns) = (progress.clone(), ns.to_string());
+        let thread = std::thread::Builder::new()
+            .name("peersim".into())
+            .spawn(move || {
+                let rt = enter_netns(&ns).and_then(|_| {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(Into::into)
+                });
+                let rt = match rt {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let total = peers.len();
+                    for peer in peers {
+                        let p = p.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = run_peer(&peer, receiver, asn, total, &p).await {
+                                p.errors
+                                    .lock()
+                                    .unwrap()
+                                    .push(format!("{}: {e}", peer.address));
+                            }
+                        });
+                    }
+                    let _ = ready_tx.send(Ok(()));
+                    let _ = stop_rx.await;
+                });
+                // Dropping the runtime drops every task and its socket.
+            })?;
+        ready_rx.recv().context("simulator thread")??;
+        Ok(Simulator {
+            progress,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn connect(peer: &SimPeer, to: SocketAddr, p: &Progress) -> TcpStream {
+    loop {
+        let attempt = async {
+            let s = TcpSocket::new_v4()?;
+            s.bind(SocketAddr::new(peer.address.into(), 0))?;
+            s.connect(to).await
+        };
+        match attempt.await {
+            Ok(s) => return s,
+            Err(_) => {
+                p.connect_failures.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// Reads until one whole message is decoded.
+async fn next_message(s: &mut TcpStream, codec: &Codec, buf: &mut Vec<u8>) -> Result<Message> {
+    loop {
+        match codec.decode(buf) {
+            Ok(Some((msg, used))) => {
+                buf.drain(..used);
+                return Ok(msg);
+            }
+            Ok(None) => {}
+            Err(n) => bail!("malformed message from the receiver: {n}"),
+        }
+        let mut chunk = [0u8; 16384];
+        let n = s.read(&mut chunk).await?;
+        if n == 0 {
+            bail!("the receiver closed the session");
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+async fn run_peer(
+    peer: &SimPeer,
+    to: SocketAddr,
+    asn: u32,
+    total: usize,
+    p: &Progress,
+) -> Result<()> {
+    let mut s = connect(peer, to, p).await;
+    s.set_nodelay(true)?;
+    let ours = SessionConfig::new(asn, asn, peer.address).open();
+    let mut out = Vec::new();
+    Codec::default().encode(&Message::Open(ours.clone()), &mut out);
+    s.write_all(&out).await?;
+    let mut buf = Vec::new();
+    let theirs = match next_message(&mut s, &Codec::default(), &mut buf).await? {
+        Message::Open(o) => o,
+        other => bail!("expected OPEN, got {other:?}"),
+    };
+    let codec = Codec::negotiate(&ours, &theirs);
+    out.clear();
+    codec.encode(&Message::Keepalive, &mut out);
+    s.write_all(&out).await?;
+    loop {
+        match next_message(&mut s, &codec, &mut buf).await? {
+            Message::Keepalive => break,
+            Message::Notification(n) => bail!("NOTIFICATION {n}"),
+            _ => {}
+        }
+    }
+    if p.established.fetch_add(1, Ordering::Relaxed) + 1 == total {
+        *p.all_established.lock().unwrap() = Some(Instant::now());
+    }
+    let attrs = PathAttributes {
+        origin: Origin::Igp,
+        next_hop: Some(peer.address),
+        local_pref: Some(100),
+        ..Default::default()
+    };
+    out.clear();
+    codec.encode(
+        &Message::Update(Update {
+            announced: vec![Nlri::new(peer.prefix, None)],
+            attrs,
+            ..Default::default()
+        }),
+        &mut out,
+    );
+    codec.encode(
+        &Message::Update(Update::end_of_rib(Family::Ipv4Unicast)),
+        &mut out,
+    );
+    s.write_all(&out).await?;
+    p.announced.fetch_add(1, Ordering::Relaxed);
+    let mut keepalive = tokio::time::interval(Duration::from_secs(30));
+    keepalive.tick().await;
+    loop {
+        tokio::select! {
+            m = next_message(&mut s, &codec, &mut buf) => {
+                if let Message::Notification(n) = m? {
+                    bail!("NOTIFICATION {n}");
+                }
+            }
+            _ = keepalive.tick() => {
+                out.clear();
+                codec.encode(&Message::Keepalive, &mut out);
+                s.write_all(&out).await?;
+            }
+        }
+    }
+}
