@@ -2,7 +2,7 @@
 //! every other node of a simulated full-mesh cluster, each peer announcing
 //! its one /26 block, as a Calico node sees its mesh after a restart.
 //!
-//!   calico-bench bgp-mesh [--peers 999] [--rounds R] [--receivers calico-rs,bird] [--idle S]
+//!   calico-bench bgp-mesh [--peers 999] [--rounds R] [--receivers calico-rs,bird] [--idle S] [--spread-ms MS]
 //!
 //! Per round and receiver, fresh namespaces R (receiver, 10.200.0.1/16 on
 //! a veth) and S (the simulator: the peers' addresses 10.200.0.2 … on the
@@ -55,6 +55,7 @@ struct Opts {
     rounds: usize,
     receivers: Vec<Kind>,
     idle: u64,
+    spread: Duration,
 }
 
 fn peer_addr(i: usize) -> Ipv4Addr {
@@ -149,7 +150,7 @@ fn setup(r: &str, s: &str, n: usize) -> Result<()> {
     Ok(())
 }
 
-fn round(kind: Kind, n: usize, idle: u64, tag: &str) -> Result<Sample> {
+fn round(kind: Kind, n: usize, idle: u64, spread: Duration, tag: &str) -> Result<Sample> {
     let dir = tempfile::tempdir()?;
     let dirp = dir.path();
     let (r, s) = (format!("{tag}-r"), format!("{tag}-s"));
@@ -164,6 +165,7 @@ fn round(kind: Kind, n: usize, idle: u64, tag: &str) -> Result<Sample> {
         Kind::Bird => Receiver::bird(&r, &bird_conf(dirp, &peers), dirp)?,
     };
     let pid = recv.daemon.pid();
+    recv.maybe_profile(&format!("mesh-{}", kind.name()))?;
     // Let BIRD's protocols finish starting (they are all passive).
     std::thread::sleep(Duration::from_millis(500));
     let ready = proc_stat(pid)?;
@@ -178,6 +180,7 @@ fn round(kind: Kind, n: usize, idle: u64, tag: &str) -> Result<Sample> {
                 prefix: peer_block(i),
             })
             .collect(),
+        spread,
     )?;
     let (mut rib, mut kernel) = (None, None);
     let mut last_count = Instant::now() - Duration::from_secs(1);
@@ -225,7 +228,7 @@ fn round(kind: Kind, n: usize, idle: u64, tag: &str) -> Result<Sample> {
     };
     drop(sim);
     drop(watch);
-    recv.daemon.stop();
+    recv.stop();
     drop(nss);
     Ok(sample)
 }
@@ -236,6 +239,7 @@ pub fn run(args: &[String]) -> Result<()> {
         rounds: 2,
         receivers: vec![Kind::CalicoRs, Kind::Bird],
         idle: 5,
+        spread: Duration::ZERO,
     };
     parse_flags(args, |f, v| {
         match f {
@@ -243,6 +247,7 @@ pub fn run(args: &[String]) -> Result<()> {
             "--rounds" => o.rounds = v.parse()?,
             "--receivers" => o.receivers = Kind::parse_list(v)?,
             "--idle" => o.idle = v.parse()?,
+            "--spread-ms" => o.spread = Duration::from_millis(v.parse()?),
             f => bail!("unknown flag {f}"),
         }
         Ok(())
@@ -252,8 +257,13 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     require_root()?;
     println!(
-        "bgp-mesh: {} iBGP peers (simulated, one /26 each) into one receiver; times from the first connect; {} rounds; load {}",
+        "bgp-mesh: {} iBGP peers (simulated, one /26 each) into one receiver, connecting {}; times from the first connect; {} rounds; load {}",
         o.peers,
+        if o.spread.is_zero() {
+            "all at once".to_string()
+        } else {
+            format!("spread over {} ms", o.spread.as_millis())
+        },
         o.rounds,
         load_average()
     );
@@ -276,7 +286,7 @@ pub fn run(args: &[String]) -> Result<()> {
     for round_no in 0..o.rounds {
         for &kind in &o.receivers {
             let tag = format!("cbm{}", std::process::id());
-            let s = round(kind, o.peers, o.idle, &tag)?;
+            let s = round(kind, o.peers, o.idle, o.spread, &tag)?;
             println!(
                 "{:<10} {:>5} {:>10} {:>7} {:>9} {:>7.2} {:>8.1}% {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9}",
                 kind.name(),
@@ -294,10 +304,11 @@ pub fn run(args: &[String]) -> Result<()> {
             );
             if s.established < o.peers || s.connect_failures > 0 || !s.errors.is_empty() {
                 println!(
-                    "           {} of {} sessions established, {} failed connection attempts (retried), {} session errors{}",
+                    "           {} of {} sessions established, {} attempts not Established within {} s (retried), {} session errors{}",
                     s.established,
                     o.peers,
                     s.connect_failures,
+                    super::peersim::OPEN_TIMEOUT.as_secs(),
                     s.errors.len(),
                     s.errors.first().map(|e| format!(", first: {e}")).unwrap_or_default()
                 );

@@ -53,6 +53,18 @@ pub struct Receiver {
     pub ctl: Option<PathBuf>,
     /// Lines the calico-rs receiver printed, with when they arrived.
     lines: Arc<Mutex<Vec<(String, Instant)>>>,
+    /// `perf record` of the receiver, when BGP_BENCH_PERF names an output
+    /// directory (a profiling aid; stopped before the receiver).
+    perf: Option<Daemon>,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if let Some(mut p) = self.perf.take() {
+            p.stop();
+        }
+        self.daemon.stop();
+    }
 }
 
 impl Receiver {
@@ -67,7 +79,11 @@ impl Receiver {
         let peers_file = dir.join("peers.txt");
         let text: String = peers.iter().map(|p| format!("{p}\n")).collect();
         std::fs::write(&peers_file, text)?;
-        let log = std::fs::File::create(dir.join("calico-rs.log"))?;
+        let log: Stdio = if std::env::var_os("BGP_BENCH_DEBUG").is_some() {
+            Stdio::inherit()
+        } else {
+            std::fs::File::create(dir.join("calico-rs.log"))?.into()
+        };
         let mut child = Command::new(std::env::current_exe()?)
             .arg("bgp-receiver")
             .arg(ns)
@@ -97,6 +113,7 @@ impl Receiver {
                     daemon,
                     ctl: None,
                     lines,
+                    perf: None,
                 };
             }
             if Instant::now() > deadline {
@@ -124,7 +141,36 @@ impl Receiver {
             daemon,
             ctl: Some(ctl),
             lines: Arc::new(Mutex::new(Vec::new())),
+            perf: None,
         })
+    }
+
+    /// Starts `perf record` on the receiver if BGP_BENCH_PERF is set.
+    pub fn maybe_profile(&mut self, name: &str) -> Result<()> {
+        let Some(dir) = std::env::var_os("BGP_BENCH_PERF") else {
+            return Ok(());
+        };
+        let out = Path::new(&dir).join(format!("{name}.perf.data"));
+        let child = Command::new("perf")
+            .args(["record", "-e", "cpu-clock", "-F", "2000", "-g", "-o"])
+            .arg(&out)
+            .arg("-p")
+            .arg(self.daemon.pid().to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start perf")?;
+        self.perf = Some(Daemon::new("perf", child));
+        std::thread::sleep(Duration::from_millis(300));
+        Ok(())
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.perf.take() {
+            p.stop();
+        }
+        self.daemon.stop();
     }
 
     /// When the calico-rs receiver printed a line starting with `prefix`.

@@ -19,6 +19,9 @@ use tokio::net::{TcpSocket, TcpStream};
 
 use super::util::enter_netns;
 
+/// How long a simulated peer waits for Established before trying again.
+pub const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
+
 pub struct SimPeer {
     pub address: Ipv4Addr,
     pub prefix: IpNet,
@@ -28,7 +31,8 @@ pub struct SimPeer {
 pub struct Progress {
     pub established: AtomicUsize,
     pub announced: AtomicUsize,
-    /// Connection attempts that failed (each is retried).
+    /// Attempts that did not reach Established in time, or failed (each
+    /// is retried).
     pub connect_failures: AtomicUsize,
     pub all_established: Mutex<Option<Instant>>,
     pub errors: Mutex<Vec<String>>,
@@ -41,8 +45,14 @@ pub struct Simulator {
 }
 
 impl Simulator {
-    /// Starts every peer at once (returns when they are all started).
-    pub fn start(ns: &str, receiver: SocketAddr, asn: u32, peers: Vec<SimPeer>) -> Result<Self> {
+    /// Starts the peers, spread evenly over `spread` (zero: all at once).
+    pub fn start(
+        ns: &str,
+        receiver: SocketAddr,
+        asn: u32,
+        peers: Vec<SimPeer>,
+        spread: Duration,
+    ) -> Result<Self> {
         let progress = Arc::new(Progress::default());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -65,9 +75,11 @@ impl Simulator {
                 };
                 rt.block_on(async move {
                     let total = peers.len();
-                    for peer in peers {
+                    for (i, peer) in peers.into_iter().enumerate() {
                         let p = p.clone();
+                        let delay = spread.mul_f64(i as f64 / total as f64);
                         tokio::spawn(async move {
+                            tokio::time::sleep(delay).await;
                             if let Err(e) = run_peer(&peer, receiver, asn, total, &p).await {
                                 p.errors
                                     .lock()
@@ -101,21 +113,10 @@ impl Drop for Simulator {
     }
 }
 
-async fn connect(peer: &SimPeer, to: SocketAddr, p: &Progress) -> TcpStream {
-    loop {
-        let attempt = async {
-            let s = TcpSocket::new_v4()?;
-            s.bind(SocketAddr::new(peer.address.into(), 0))?;
-            s.connect(to).await
-        };
-        match attempt.await {
-            Ok(s) => return s,
-            Err(_) => {
-                p.connect_failures.fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }
+async fn connect(peer: &SimPeer, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let s = TcpSocket::new_v4()?;
+    s.bind(SocketAddr::new(peer.address.into(), 0))?;
+    s.connect(to).await
 }
 
 /// Reads until one whole message is decoded.
@@ -138,21 +139,20 @@ async fn next_message(s: &mut TcpStream, codec: &Codec, buf: &mut Vec<u8>) -> Re
     }
 }
 
-async fn run_peer(
+/// Connect, OPEN, KEEPALIVE: the session up to Established.
+async fn handshake(
     peer: &SimPeer,
     to: SocketAddr,
     asn: u32,
-    total: usize,
-    p: &Progress,
-) -> Result<()> {
-    let mut s = connect(peer, to, p).await;
+    buf: &mut Vec<u8>,
+) -> Result<(TcpStream, Codec)> {
+    let mut s = connect(peer, to).await?;
     s.set_nodelay(true)?;
     let ours = SessionConfig::new(asn, asn, peer.address).open();
     let mut out = Vec::new();
     Codec::default().encode(&Message::Open(ours.clone()), &mut out);
     s.write_all(&out).await?;
-    let mut buf = Vec::new();
-    let theirs = match next_message(&mut s, &Codec::default(), &mut buf).await? {
+    let theirs = match next_message(&mut s, &Codec::default(), buf).await? {
         Message::Open(o) => o,
         other => bail!("expected OPEN, got {other:?}"),
     };
@@ -161,12 +161,36 @@ async fn run_peer(
     codec.encode(&Message::Keepalive, &mut out);
     s.write_all(&out).await?;
     loop {
-        match next_message(&mut s, &codec, &mut buf).await? {
-            Message::Keepalive => break,
+        match next_message(&mut s, &codec, buf).await? {
+            Message::Keepalive => return Ok((s, codec)),
             Message::Notification(n) => bail!("NOTIFICATION {n}"),
             _ => {}
         }
     }
+}
+
+async fn run_peer(
+    peer: &SimPeer,
+    to: SocketAddr,
+    asn: u32,
+    total: usize,
+    p: &Progress,
+) -> Result<()> {
+    let mut buf = Vec::new();
+    // Like a peer's connect-retry timer: an attempt that is not
+    // Established within OPEN_TIMEOUT (e.g. its connection sits in a full
+    // accept queue) is dropped and made again a second later.
+    let (mut s, codec) = loop {
+        buf.clear();
+        match tokio::time::timeout(OPEN_TIMEOUT, handshake(peer, to, asn, &mut buf)).await {
+            Ok(Ok(up)) => break up,
+            Ok(Err(_)) | Err(_) => {
+                p.connect_failures.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    let mut out = Vec::new();
     if p.established.fetch_add(1, Ordering::Relaxed) + 1 == total {
         *p.all_established.lock().unwrap() = Some(Instant::now());
     }

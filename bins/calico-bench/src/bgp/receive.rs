@@ -154,6 +154,7 @@ fn round(kind: Kind, n: usize, tag: &str) -> Result<Sample> {
         Kind::Bird => Receiver::bird(&b, &receiver_conf(dirp), dirp)?,
     };
     let pid = recv.daemon.pid();
+    recv.maybe_profile(&format!("receive-{}", kind.name()))?;
     let ready = proc_stat(pid)?;
     std::fs::write(dirp.join("sender-routes.conf"), sender_routes(n))?;
     std::fs::write(dirp.join("sender.conf"), sender_conf(dirp))?;
@@ -212,7 +213,7 @@ fn round(kind: Kind, n: usize, tag: &str) -> Result<Sample> {
     };
     drop(watch);
     sender.stop();
-    recv.daemon.stop();
+    recv.stop();
     drop(nss);
     Ok(s)
 }

@@ -6,6 +6,7 @@
 //! only see [`NetlinkBackend`], and refer to interfaces by name (the adapter
 //! resolves indices).
 
+mod batch;
 pub mod fake;
 pub mod rtnl;
 
