@@ -73,11 +73,40 @@ pub struct Path {
 
 /// A prefix's paths. An entry whose last path went stays until the next
 /// commit, so the commit still knows what its best path was.
-#[derive(Default)]
+///
+/// The best path is kept as an index, not a copy: a path that was best at
+/// the last commit and is removed or changed before the next one is moved
+/// to `Rib::retired` first, so the commit can still compare against it.
 struct Entry {
     paths: Vec<Path>,
-    /// The best path as of the last commit.
-    best: Option<Path>,
+    /// Index in `paths` of the best path as of the last commit, or `NO_BEST`
+    /// (none then, or it has since been retired).
+    best: u32,
+}
+
+const NO_BEST: u32 = u32::MAX;
+
+impl Default for Entry {
+    fn default() -> Self {
+        Entry {
+            paths: Vec::new(),
+            best: NO_BEST,
+        }
+    }
+}
+
+impl Entry {
+    fn best(&self) -> Option<&Path> {
+        self.paths.get(self.best as usize)
+    }
+}
+
+/// Per-peer path counts, kept as paths come and go (status output asks
+/// every second; counting by scanning the table would cost peers × routes).
+#[derive(Clone, Copy, Debug, Default)]
+struct Counts {
+    received: usize,
+    preferred: usize,
 }
 
 /// A change of a prefix's best path, as the kernel sees it.
@@ -93,6 +122,10 @@ pub struct Rib {
     cluster_id: Option<Ipv4Addr>,
     local_as: u32,
     entries: HashMap<IpNet, Entry>,
+    /// Paths that were best at the last commit and have since been removed
+    /// or changed, by prefix.
+    retired: HashMap<IpNet, Path>,
+    counts: HashMap<PeerId, Counts>,
     peers: HashMap<PeerId, PeerInfo>,
     /// Prefixes changed since the last commit.
     dirty: HashSet<IpNet>,
@@ -107,6 +140,8 @@ impl Rib {
             cluster_id,
             local_as,
             entries: HashMap::new(),
+            retired: HashMap::new(),
+            counts: HashMap::new(),
             peers: HashMap::new(),
             dirty: HashSet::new(),
             exports: HashMap::new(),
@@ -159,37 +194,43 @@ impl Rib {
         self.entries.is_empty()
     }
 
+    /// The best path as of the last commit.
     pub fn best(&self, prefix: &IpNet) -> Option<&Path> {
-        self.entries.get(prefix)?.best.as_ref()
+        match self.retired.get(prefix) {
+            Some(p) => Some(p),
+            None => self.entries.get(prefix)?.best(),
+        }
     }
 
-    /// Every prefix with its paths (best first), for status output.
-    pub fn iter(&self) -> impl Iterator<Item = (&IpNet, Vec<&Path>)> {
+    /// Every prefix with its paths, for status output, and whether the
+    /// first is the best (false only for a prefix changed since the last
+    /// commit whose best is not settled yet).
+    pub fn iter(&self) -> impl Iterator<Item = (&IpNet, Vec<&Path>, bool)> {
         self.entries
             .iter()
             .filter(|(_, e)| !e.paths.is_empty())
             .map(|(p, e)| {
-                let mut v: Vec<&Path> = e.best.iter().collect();
-                v.extend(e.paths.iter().filter(|p| Some(*p) != e.best.as_ref()));
-                (p, v)
+                let best = e.best();
+                let mut v: Vec<&Path> = best.into_iter().collect();
+                v.extend(
+                    e.paths
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| *i as u32 != e.best)
+                        .map(|(_, p)| p),
+                );
+                (p, v, best.is_some())
             })
     }
 
     /// Paths received from one peer (accepted after import checks).
     pub fn received_count(&self, id: PeerId) -> usize {
-        self.entries
-            .values()
-            .flat_map(|e| &e.paths)
-            .filter(|p| p.source == Source::Peer(id))
-            .count()
+        self.counts.get(&id).map_or(0, |c| c.received)
     }
 
+    /// Prefixes whose best path (as of the last commit) is from this peer.
     pub fn preferred_count(&self, id: PeerId) -> usize {
-        self.entries
-            .values()
-            .filter_map(|e| e.best.as_ref())
-            .filter(|p| p.source == Source::Peer(id))
-            .count()
+        self.counts.get(&id).map_or(0, |c| c.preferred)
     }
 
     pub fn exported_count(&self, id: PeerId) -> usize {
@@ -284,9 +325,12 @@ impl Rib {
             return;
         }
         for (prefix, e) in self.entries.iter_mut() {
-            for p in e.paths.iter_mut().filter(|p| p.source == Source::Peer(id)) {
-                p.stale = true;
-                self.dirty.insert(*prefix);
+            for i in 0..e.paths.len() {
+                if e.paths[i].source == Source::Peer(id) && !e.paths[i].stale {
+                    retire(&mut self.retired, prefix, e, i);
+                    e.paths[i].stale = true;
+                    self.dirty.insert(*prefix);
+                }
             }
         }
     }
@@ -332,10 +376,14 @@ impl Rib {
 
     fn drop_paths(&mut self, doomed: impl Fn(&IpNet, &Path) -> bool) {
         for (prefix, e) in self.entries.iter_mut() {
-            let before = e.paths.len();
-            e.paths.retain(|p| !doomed(prefix, p));
-            if e.paths.len() != before {
-                self.dirty.insert(*prefix);
+            let mut i = 0;
+            while i < e.paths.len() {
+                if doomed(prefix, &e.paths[i]) {
+                    take_path(&mut self.retired, &mut self.counts, prefix, e, i);
+                    self.dirty.insert(*prefix);
+                } else {
+                    i += 1;
+                }
             }
         }
     }
@@ -358,18 +406,31 @@ impl Rib {
         };
         match e
             .paths
-            .iter_mut()
-            .find(|p| p.source == source && p.path_id == path_id)
+            .iter()
+            .position(|p| p.source == source && p.path_id == path_id)
         {
-            Some(old) => {
+            Some(i) => {
+                let old = &e.paths[i];
                 let since = if old.attrs == path.attrs {
                     old.since
                 } else {
                     now
                 };
-                *old = Path { since, ..path };
+                let path = Path { since, ..path };
+                if e.paths[i] == path {
+                    return;
+                }
+                retire(&mut self.retired, &prefix, e, i);
+                e.paths[i] = path;
             }
-            None => e.paths.push(path),
+            None => {
+                // Most prefixes have one path: no room for more.
+                e.paths.reserve_exact(1);
+                e.paths.push(path);
+                if let Source::Peer(id) = source {
+                    self.counts.entry(id).or_default().received += 1;
+                }
+            }
         }
         self.dirty.insert(prefix);
     }
@@ -378,12 +439,14 @@ impl Rib {
         let Some(e) = self.entries.get_mut(&prefix) else {
             return;
         };
-        let before = e.paths.len();
-        e.paths
-            .retain(|p| !(p.source == source && p.path_id == path_id));
-        if e.paths.len() == before {
+        let Some(i) = e
+            .paths
+            .iter()
+            .position(|p| p.source == source && p.path_id == path_id)
+        else {
             return;
-        }
+        };
+        take_path(&mut self.retired, &mut self.counts, &prefix, e, i);
         self.dirty.insert(prefix);
     }
 
@@ -394,24 +457,38 @@ impl Rib {
         &mut self,
         policy: &dyn ExportPolicy,
     ) -> (Vec<BestChange>, Vec<(PeerId, Vec<Update>)>) {
-        let dirty: BTreeSet<IpNet> = self.dirty.drain().collect();
+        // Taken, not drained: a burst's capacity is not kept for ever.
+        let dirty: BTreeSet<IpNet> = std::mem::take(&mut self.dirty).into_iter().collect();
         let mut changes = Vec::new();
         for prefix in &dirty {
             let Some(e) = self.entries.get_mut(prefix) else {
                 continue;
             };
-            let after = best::select(&e.paths, &self.peers).map(|i| e.paths[i].clone());
-            let before = std::mem::replace(&mut e.best, after.clone());
+            let retired = self.retired.remove(prefix);
+            let before = retired.as_ref().or(e.best());
+            let after = best::select(&e.paths, &self.peers);
+            let changed = before != after.map(|i| &e.paths[i]);
+            if changed {
+                if let Some(Source::Peer(id)) = before.map(|p| p.source) {
+                    let c = self.counts.entry(id).or_default();
+                    c.preferred = c.preferred.saturating_sub(1);
+                }
+                if let Some(Source::Peer(id)) = after.map(|i| e.paths[i].source) {
+                    self.counts.entry(id).or_default().preferred += 1;
+                }
+                changes.push(BestChange {
+                    prefix: *prefix,
+                    best: after.map(|i| e.paths[i].clone()),
+                });
+            }
+            e.best = after.map_or(NO_BEST, |i| i as u32);
             if e.paths.is_empty() {
                 self.entries.remove(prefix);
             }
-            if before != after {
-                changes.push(BestChange {
-                    prefix: *prefix,
-                    best: after,
-                });
-            }
         }
+        self.retired = HashMap::new();
+        self.counts
+            .retain(|id, c| c.received > 0 || c.preferred > 0 || self.peers.contains_key(id));
         for e in self.exports.values_mut() {
             e.mark_all(dirty.iter().copied());
         }
@@ -425,7 +502,7 @@ impl Rib {
                 continue;
             };
             let msgs = exp.flush(*id, peer, &ctx, policy, |p| {
-                self.entries.get(p).and_then(|e| e.best.as_ref())
+                self.entries.get(p).and_then(|e| e.best())
             });
             if !msgs.is_empty() {
                 updates.push((*id, msgs));
@@ -433,6 +510,35 @@ impl Rib {
         }
         updates.sort_by_key(|(id, _)| *id);
         (changes, updates)
+    }
+}
+
+/// Before path `i` of a prefix changes or goes: if it was the best at the
+/// last commit, the commit must still see it as it was.
+fn retire(retired: &mut HashMap<IpNet, Path>, prefix: &IpNet, e: &mut Entry, i: usize) {
+    if e.best == i as u32 {
+        retired.insert(*prefix, e.paths[i].clone());
+        e.best = NO_BEST;
+    }
+}
+
+/// Removes path `i` of a prefix, keeping the best index and the counts.
+fn take_path(
+    retired: &mut HashMap<IpNet, Path>,
+    counts: &mut HashMap<PeerId, Counts>,
+    prefix: &IpNet,
+    e: &mut Entry,
+    i: usize,
+) {
+    retire(retired, prefix, e, i);
+    let p = e.paths.remove(i);
+    if e.best != NO_BEST && e.best > i as u32 {
+        e.best -= 1;
+    }
+    if let Source::Peer(id) = p.source {
+        if let Some(c) = counts.get_mut(&id) {
+            c.received = c.received.saturating_sub(1);
+        }
     }
 }
 
