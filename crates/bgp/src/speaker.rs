@@ -141,7 +141,12 @@ impl Speaker {
     }
 
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
+        let out = self.outputs.pop_front();
+        if out.is_none() && self.outputs.capacity() > 4096 {
+            // A table's worth of changes went through: give the room back.
+            self.outputs = VecDeque::new();
+        }
+        out
     }
 
     /// Makes the configured peers exactly `wanted`: new ones start, gone

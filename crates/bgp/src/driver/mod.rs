@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
@@ -24,6 +24,9 @@ use crate::session::Side;
 use crate::speaker::{Output, PeerConfig, Speaker};
 use crate::status::{self, SpeakerStatus};
 use crate::wire::PathAttributes;
+
+/// Most bytes one read takes from a connection.
+const READ_CHUNK: usize = 65536;
 
 /// Receives best-path changes, in batches.
 pub type RouteSink = Box<dyn FnMut(Vec<BestChange>) + Send>;
@@ -201,6 +204,9 @@ struct Loop {
     io_rx: UnboundedReceiver<IoEvent>,
     last_publish: Instant,
     started: std::time::SystemTime,
+    /// Snapshot requests, answered after the next commit so they never
+    /// see a change half applied.
+    snapshots: Vec<std::sync::mpsc::Sender<SpeakerStatus>>,
 }
 
 impl Loop {
@@ -222,6 +228,7 @@ impl Loop {
             io_rx,
             last_publish: Instant::now() - Duration::from_secs(10),
             started: std::time::SystemTime::now(),
+            snapshots: Vec::new(),
         }
     }
 
@@ -266,6 +273,12 @@ impl Loop {
             self.speaker.handle_timeout(now);
             self.speaker.commit(now);
             self.dispatch();
+            if !self.snapshots.is_empty() {
+                let snap = status::snapshot(&self.speaker, self.started, true);
+                for reply in self.snapshots.drain(..) {
+                    let _ = reply.send(snap.clone());
+                }
+            }
             if now.duration_since(self.last_publish) >= Duration::from_secs(1) {
                 self.publish(false);
             }
@@ -287,9 +300,7 @@ impl Loop {
                 cluster_id,
             } => self.speaker.set_identity(router_id, local_as, cluster_id),
             Command::Policy(p) => self.speaker.set_policy(p),
-            Command::Snapshot(reply) => {
-                let _ = reply.send(status::snapshot(&self.speaker, self.started, true));
-            }
+            Command::Snapshot(reply) => self.snapshots.push(reply),
             Command::Stop => {}
         }
     }
@@ -408,21 +419,30 @@ impl Loop {
             }
         };
         let _ = stream.set_nodelay(true);
-        let (mut rd, mut wr) = stream.into_split();
+        let (rd, mut wr) = stream.into_split();
         let tx = self.io_tx.clone();
         let reader = tokio::spawn(async move {
-            let mut buf = vec![0u8; 65536];
+            // A buffer only while there is something to read: a thousand
+            // idle sessions hold none.
             let reason = loop {
-                match rd.read(&mut buf).await {
+                if let Err(e) = rd.readable().await {
+                    break format!("Socket: {e}");
+                }
+                let mut buf = Vec::with_capacity(READ_CHUNK);
+                match rd.try_read_buf(&mut buf) {
                     Ok(0) => break "Connection closed".to_string(),
                     Ok(n) => {
+                        if n < READ_CHUNK / 4 {
+                            buf.shrink_to_fit();
+                        }
                         if tx
-                            .send(IoEvent::Data(id, side, generation, buf[..n].to_vec()))
+                            .send(IoEvent::Data(id, side, generation, buf))
                             .is_err()
                         {
                             return;
                         }
                     }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(e) => break format!("Socket: {e}"),
                 }
             };
