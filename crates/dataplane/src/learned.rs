@@ -2,31 +2,52 @@
 //! (`proto bird`, 12), as upstream's BIRD installs them.
 //!
 //! The speaker hands over best-path changes in batches; `apply` writes
-//! them in batches too (the backend pipelines a batch over one netlink
-//! socket), so a peer's whole table reaches the kernel in a few round trips.
+//! them in batches too (the backend sends a batch in a few system calls),
+//! so a peer's whole table reaches the kernel in a few round trips.
 //!
 //! Restart keeps routes: on start the routes of our protocol already in the
 //! kernel are read and left in place. Only once the speaker says it has
 //! converged (`converged`) are those no peer re-announced removed, so
 //! traffic to other hosts keeps flowing while the agent restarts.
+//!
+//! Memory: a full table can be 100,000 routes or more, so each destination
+//! costs one small map slot: what we want there and what the kernel has,
+//! each a shared pointer to one of the few distinct next hops (most routes
+//! in sync point both at the same one).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
-use crate::netlink::{ErrorKind, KernelRoute, NetlinkBackend};
+use crate::netlink::{ErrorKind, KernelRoute, NetlinkBackend, RouteKind};
 use crate::{ApplyStats, DataplaneError};
 
 /// `rtm_protocol` BIRD marks its routes with (`/etc/iproute2/rt_protos`).
 pub const RTPROT_BIRD: u8 = 12;
 
+/// Destinations looked at per backend batch.
+const CHUNK: usize = 4096;
+
+/// One destination: the route we want (None: none) and the route of our
+/// protocol the kernel has (as last read or written; None: none).
+#[derive(Default)]
+struct Slot {
+    want: Option<Arc<RouteKind>>,
+    have: Option<Arc<RouteKind>>,
+}
+
 pub struct LearnedRoutes<B> {
     nl: B,
     protocol: u8,
-    desired: BTreeMap<IpNet, KernelRoute>,
-    /// Our protocol's routes as the kernel holds them.
-    actual: BTreeMap<IpNet, KernelRoute>,
-    dirty: BTreeSet<IpNet>,
+    routes: HashMap<IpNet, Slot>,
+    /// Slots with a `want`.
+    wanted: usize,
+    /// The distinct route kinds in use, shared by the slots.
+    kinds: HashSet<Arc<RouteKind>>,
+    /// Size of `kinds` after its last clean-up.
+    kinds_kept: usize,
+    dirty: HashSet<IpNet>,
     need_read: bool,
     /// Deleting routes nobody asked for waits until the speaker converged.
     converged: bool,
@@ -39,9 +60,11 @@ impl<B: NetlinkBackend> LearnedRoutes<B> {
         LearnedRoutes {
             nl,
             protocol,
-            desired: BTreeMap::new(),
-            actual: BTreeMap::new(),
-            dirty: BTreeSet::new(),
+            routes: HashMap::new(),
+            wanted: 0,
+            kinds: HashSet::new(),
+            kinds_kept: 0,
+            dirty: HashSet::new(),
             need_read: true,
             converged: false,
             failed: BTreeMap::new(),
@@ -52,18 +75,30 @@ impl<B: NetlinkBackend> LearnedRoutes<B> {
         self.protocol
     }
 
+    fn intern(&mut self, kind: RouteKind) -> Arc<RouteKind> {
+        if let Some(k) = self.kinds.get(&kind) {
+            return k.clone();
+        }
+        let k = Arc::new(kind);
+        self.kinds.insert(k.clone());
+        k
+    }
+
     /// Sets (Some) or removes (None) the route for `dst`; its protocol is
     /// ours whatever the caller put in.
     pub fn set(&mut self, dst: IpNet, route: Option<KernelRoute>) {
-        match route {
-            Some(mut r) => {
-                r.protocol = self.protocol;
-                self.desired.insert(dst, r);
-            }
-            None => {
-                self.desired.remove(&dst);
-            }
+        let want = route.map(|r| self.intern(r.kind));
+        let slot = match (self.routes.get_mut(&dst), &want) {
+            (Some(s), _) => s,
+            (None, None) => return,
+            (None, Some(_)) => self.routes.entry(dst).or_default(),
+        };
+        match (&slot.want, &want) {
+            (None, Some(_)) => self.wanted += 1,
+            (Some(_), None) => self.wanted -= 1,
+            _ => {}
         }
+        slot.want = want;
         self.dirty.insert(dst);
     }
 
@@ -71,7 +106,12 @@ impl<B: NetlinkBackend> LearnedRoutes<B> {
     pub fn converged(&mut self) {
         if !self.converged {
             self.converged = true;
-            self.dirty.extend(self.actual.keys().copied());
+            let stale = self
+                .routes
+                .iter()
+                .filter(|(_, s)| s.want.is_none() && s.have.is_some())
+                .map(|(d, _)| *d);
+            self.dirty.extend(stale);
         }
     }
 
@@ -80,7 +120,7 @@ impl<B: NetlinkBackend> LearnedRoutes<B> {
     }
 
     pub fn desired_len(&self) -> usize {
-        self.desired.len()
+        self.wanted
     }
 
     /// Routes the kernel refused, with the reason.
@@ -95,26 +135,66 @@ impl<B: NetlinkBackend> LearnedRoutes<B> {
                 .nl
                 .routes(self.protocol)
                 .map_err(|e| DataplaneError::Netlink(e.to_string()))?;
-            self.actual = read.into_iter().map(|r| (r.dst, r)).collect();
-            self.dirty.extend(self.actual.keys().copied());
-            self.dirty.extend(self.desired.keys().copied());
+            for s in self.routes.values_mut() {
+                s.have = None;
+            }
+            for r in read {
+                let kind = self.intern(r.kind);
+                self.routes.entry(r.dst).or_default().have = Some(kind);
+            }
+            self.dirty.extend(self.routes.keys().copied());
             self.need_read = false;
         }
+        // Taken, not drained: a burst's room is not kept for ever.
+        let dirty: Vec<IpNet> = std::mem::take(&mut self.dirty).into_iter().collect();
+        let mut result = Ok(());
+        for (n, chunk) in dirty.chunks(CHUNK).enumerate() {
+            if let Err(e) = self.apply_chunk(chunk, &mut stats) {
+                // Whatever was not done is tried again next time.
+                self.dirty.extend(dirty[n * CHUNK..].iter().copied());
+                result = Err(e);
+                break;
+            }
+        }
+        if self.kinds.len() > 2 * self.kinds_kept.max(16) {
+            self.kinds.retain(|k| Arc::strong_count(k) > 1);
+            self.kinds_kept = self.kinds.len();
+        }
+        result.map(|()| stats)
+    }
+
+    fn apply_chunk(&mut self, chunk: &[IpNet], stats: &mut ApplyStats) -> Result<(), DataplaneError> {
         let mut writes = Vec::new();
         let mut deletes = Vec::new();
-        for dst in std::mem::take(&mut self.dirty) {
-            match (self.desired.get(&dst), self.actual.get(&dst)) {
+        let route = |dst: IpNet, kind: &RouteKind| KernelRoute {
+            dst,
+            kind: kind.clone(),
+            protocol: self.protocol,
+        };
+        for dst in chunk {
+            let Some(slot) = self.routes.get(dst) else {
+                continue;
+            };
+            match (&slot.want, &slot.have) {
                 (Some(want), Some(have)) if want.satisfied_by(have) => {}
-                (Some(want), _) => writes.push(want.clone()),
-                (None, Some(have)) if self.converged => deletes.push(have.clone()),
-                _ => {}
+                (Some(want), _) => writes.push(route(*dst, want)),
+                (None, Some(have)) if self.converged => deletes.push(route(*dst, have)),
+                (None, None) => {
+                    self.routes.remove(dst);
+                    self.failed.remove(dst);
+                }
+                (None, Some(_)) => {
+                    self.failed.remove(dst);
+                }
             }
         }
         for (route, result) in writes.iter().zip(self.nl.replace_routes(&writes)) {
             match result {
                 Ok(()) => {
                     self.failed.remove(&route.dst);
-                    self.actual.insert(route.dst, route.clone());
+                    if let Some(s) = self.routes.get_mut(&route.dst) {
+                        s.have = s.want.clone();
+                    }
                     stats.writes += 1;
                 }
                 Err(e) => {
@@ -124,19 +204,25 @@ impl<B: NetlinkBackend> LearnedRoutes<B> {
                 }
             }
         }
-        for (route, result) in deletes.iter().zip(self.nl.del_routes(&deletes)) {
+        let results = self.nl.del_routes(&deletes);
+        for (i, (route, result)) in deletes.iter().zip(results).enumerate() {
             match result {
                 Ok(()) => {}
                 Err(e) if e.kind == ErrorKind::NotFound => {}
                 Err(e) => {
-                    self.dirty.insert(route.dst);
+                    self.dirty.extend(deletes[i..].iter().map(|r| r.dst));
                     return Err(DataplaneError::Netlink(e.to_string()));
                 }
             }
-            self.actual.remove(&route.dst);
+            if let Some(s) = self.routes.get_mut(&route.dst) {
+                s.have = None;
+                if s.want.is_none() {
+                    self.routes.remove(&route.dst);
+                }
+            }
             stats.writes += 1;
         }
-        Ok(stats)
+        Ok(())
     }
 }
 
@@ -208,5 +294,65 @@ mod tests {
             ApplyStats::default(),
             "nothing left to do"
         );
+    }
+
+    #[test]
+    fn routes_share_their_next_hop() {
+        let mut m = LearnedRoutes::new(host(), RTPROT_BIRD);
+        m.converged();
+        for i in 0..1000u32 {
+            let r = via(&format!("10.67.{}.{}/32", i / 256, i % 256), "10.0.0.2");
+            m.set(r.dst, Some(r));
+        }
+        assert_eq!(m.apply().unwrap().writes, 1000);
+        assert_eq!(m.kinds.len(), 1, "one next hop, stored once");
+        let k = m.kinds.iter().next().unwrap();
+        assert_eq!(Arc::strong_count(k), 1 + 2 * 1000, "wanted and in the kernel");
+        // A resync reads the kernel's copy: in sync, nothing is written.
+        m.resync();
+        assert_eq!(m.apply().unwrap().writes, 0);
+        for i in 0..1000u32 {
+            m.set(format!("10.67.{}.{}/32", i / 256, i % 256).parse().unwrap(), None);
+        }
+        assert_eq!(m.apply().unwrap().writes, 1000);
+        assert!(m.routes.is_empty(), "nothing kept for routes gone");
+        assert_eq!(m.desired_len(), 0);
+    }
+
+    #[test]
+    fn refused_routes_are_reported_and_retried() {
+        let mut m = LearnedRoutes::new(host(), RTPROT_BIRD);
+        m.converged();
+        let bad = via("10.68.0.0/26", "192.0.2.1");
+        let good = via("10.68.1.0/26", "10.0.0.2");
+        m.set(bad.dst, Some(bad.clone()));
+        m.set(good.dst, Some(good.clone()));
+        m.apply().unwrap();
+        assert!(m.failures().contains_key(&bad.dst));
+        assert_eq!(m.nl.routes(RTPROT_BIRD).unwrap().len(), 1);
+        // The peer moves it to a reachable next hop.
+        let fixed = via("10.68.0.0/26", "10.0.0.3");
+        m.set(fixed.dst, Some(fixed));
+        m.apply().unwrap();
+        assert!(m.failures().is_empty());
+        assert_eq!(m.nl.routes(RTPROT_BIRD).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_failed_delete_is_tried_again() {
+        let mut m = LearnedRoutes::new(host(), RTPROT_BIRD);
+        m.converged();
+        for i in 0..3u32 {
+            let r = via(&format!("10.69.{i}.0/26"), "10.0.0.2");
+            m.set(r.dst, Some(r));
+        }
+        m.apply().unwrap();
+        for i in 0..3u32 {
+            m.set(format!("10.69.{i}.0/26").parse().unwrap(), None);
+        }
+        m.nl.fail_next("del_route", ErrorKind::Other);
+        assert!(m.apply().is_err());
+        m.apply().unwrap();
+        assert!(m.nl.routes(RTPROT_BIRD).unwrap().is_empty());
     }
 }
