@@ -42,8 +42,9 @@ pub enum Output {
     Connect(PeerId),
     Send(PeerId, Side, Vec<u8>),
     Close(PeerId, Side),
-    /// A prefix's best path changed: program the kernel.
-    Route(BestChange),
+    /// Prefixes whose best path changed (one commit's worth): program the
+    /// kernel.
+    Routes(Vec<BestChange>),
     /// The peer set changed: e.g. listening sockets' MD5 keys.
     PeersChanged,
 }
@@ -264,8 +265,8 @@ impl Speaker {
     /// the last commit, and queues the UPDATEs and kernel changes.
     pub fn commit(&mut self, now: Instant) {
         let (changes, updates) = self.rib.commit(self.policy.as_ref());
-        for c in changes {
-            self.outputs.push_back(Output::Route(c));
+        if !changes.is_empty() {
+            self.outputs.push_back(Output::Routes(changes));
         }
         for (id, msgs) in updates {
             let Some(p) = self.peers.get_mut(&id) else {

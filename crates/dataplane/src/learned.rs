@@ -29,6 +29,9 @@ pub const RTPROT_BIRD: u8 = 12;
 /// Destinations looked at per backend batch.
 const CHUNK: usize = 4096;
 
+/// After this many route changes, free heap goes back to the kernel.
+const TRIM_AFTER: usize = 10_000;
+
 /// One destination: the route we want (None: none) and the route of our
 /// protocol the kernel has (as last read or written; None: none).
 #[derive(Default)]
@@ -53,6 +56,8 @@ pub struct LearnedRoutes<B> {
     converged: bool,
     /// Routes whose next hop the kernel refused (unreachable gateway).
     failed: BTreeMap<IpNet, String>,
+    /// Destinations looked at since the heap was last trimmed.
+    since_trim: usize,
 }
 
 impl<B: NetlinkBackend> LearnedRoutes<B> {
@@ -68,6 +73,7 @@ impl<B: NetlinkBackend> LearnedRoutes<B> {
             need_read: true,
             converged: false,
             failed: BTreeMap::new(),
+            since_trim: 0,
         }
     }
 
@@ -159,6 +165,13 @@ impl<B: NetlinkBackend> LearnedRoutes<B> {
         if self.kinds.len() > 2 * self.kinds_kept.max(16) {
             self.kinds.retain(|k| Arc::strong_count(k) > 1);
             self.kinds_kept = self.kinds.len();
+        }
+        self.since_trim += dirty.len();
+        if self.since_trim >= TRIM_AFTER {
+            drop(dirty);
+            // A table's worth of changes leaves freed memory behind.
+            crate::heap::trim();
+            self.since_trim = 0;
         }
         result.map(|()| stats)
     }

@@ -14,10 +14,11 @@
 //! - bird2: BIRD 2 with a kernel protocol exporting BGP routes to B's main
 //!   table (`scan time 2`, `persist`, `merge paths`, as Calico's template).
 //!
-//! Clock: from the session's Established (polled on the sender, every
-//! 10 ms) to (RIB) every prefix in the receiver's table (calico-rs: its
-//! route sink counted N+1 best paths; BIRD: `show protocols all`'s
-//! imported count, polled) and (kernel) N+1 `proto bird` routes in B's main
+//! Clock: from the session's Established (as the sender logged it, to the
+//! microsecond) to (RIB) every prefix in the receiver's table (calico-rs:
+//! its route sink counted N+1 best paths; BIRD: `show protocols all`'s
+//! imported count, polled every 10 ms, so an upper bound: BIRD answers its
+//! control socket between chunks of work) and (kernel) N+1 `proto bird` routes in B's main
 //! table (rtnetlink notifications counted as they come; checked by a dump
 //! at the end). Memory: the receiver's VmRSS when ready (no session yet)
 //! and 1 s after the kernel is complete, and its VmHWM; CPU: user+system
@@ -48,7 +49,8 @@ struct Opts {
 
 fn sender_conf(dir: &Path) -> String {
     format!(
-        r#"log "{dir}/sender.log" {{ info, warning, error, fatal }};
+        r#"log "{dir}/sender.log" all;
+timeformat log "%s.%6f";
 router id {SENDER};
 protocol device {{ scan time 2; }}
 protocol direct {{ ipv4; interface "bb*"; }}
@@ -67,6 +69,7 @@ protocol bgp Mesh_10_99_0_2 {{
   multihop;
   connect delay time 1; connect retry time 3; error wait time 5,60;
   graceful restart;
+  debug {{ states }};
   ipv4 {{ import none; export filter export_to_peers; add paths on; next hop self; gateway recursive; }};
 }}
 "#,
@@ -118,6 +121,20 @@ struct Sample {
     after: ProcStat,
     in_kernel: usize,
     overflows: u32,
+}
+
+/// When the sender's session came up, from its log (BIRD stamps the state
+/// change when it happens, in epoch seconds: see `timeformat log`; its
+/// control socket would answer late, while it is busy sending).
+fn established_at(log: &Path) -> Option<Instant> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text
+        .lines()
+        .find(|l| l.contains("Mesh_10_99_0_2: State changed to up"))?;
+    let secs: f64 = line.split_whitespace().next()?.parse().ok()?;
+    let at = std::time::UNIX_EPOCH + Duration::from_secs_f64(secs);
+    let ago = std::time::SystemTime::now().duration_since(at).unwrap_or_default();
+    Instant::now().checked_sub(ago)
 }
 
 /// BIRD's imported-route count for one protocol (`show protocols all`).
@@ -180,9 +197,7 @@ fn round(kind: Kind, n: usize, tag: &str) -> Result<Sample> {
         recv.daemon.check_alive()?;
         sender.check_alive()?;
         if est.is_none() {
-            if birdc(&sctl, "show protocols Mesh_10_99_0_2")?.contains("Established") {
-                est = Some(Instant::now());
-            }
+            est = established_at(&dirp.join("sender.log"));
         } else if rib.is_none() {
             rib = match kind {
                 Kind::CalicoRs => recv.line_at("rib").map(|(_, t)| t),

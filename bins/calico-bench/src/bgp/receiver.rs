@@ -73,6 +73,8 @@ pub fn run(args: &[String]) -> Result<()> {
     };
     // Before any thread exists: every thread then lives in the namespace.
     enter_netns(ns)?;
+    // As calico-node's main does.
+    calico_dataplane::heap::tune();
     let local: Ipv4Addr = local.parse()?;
     let expect: usize = expect.parse()?;
     let peers: Vec<Ipv4Addr> = std::fs::read_to_string(peers_file)?

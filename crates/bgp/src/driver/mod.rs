@@ -368,7 +368,8 @@ impl Loop {
                 Output::Close(id, side) => {
                     self.conns.remove(&(id, side));
                 }
-                Output::Route(c) => routes.push(c),
+                Output::Routes(c) if routes.is_empty() => routes = c,
+                Output::Routes(c) => routes.extend(c),
                 Output::PeersChanged => self.set_listener_keys(),
             }
         }

@@ -3,7 +3,7 @@
 //! the AS boundary. Per peer, what was last sent is remembered, so only
 //! differences go out and a ROUTE-REFRESH can send everything again.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -42,7 +42,9 @@ pub(super) struct Context<'a> {
 #[derive(Default)]
 pub struct PeerExport {
     sent: HashMap<IpNet, Arc<PathAttributes>>,
-    pending: BTreeSet<IpNet>,
+    /// Prefixes to look at for this peer only (it came up, asked for a
+    /// refresh); those changed for everyone come to `flush` separately.
+    pending: Vec<IpNet>,
 }
 
 impl PeerExport {
@@ -64,8 +66,10 @@ impl PeerExport {
     }
 
     /// The UPDATEs that bring the peer from what it has to what it should
-    /// have, for the pending prefixes. Announcements sharing attributes go
-    /// in one UPDATE (the codec splits it to the message size).
+    /// have, for its pending prefixes and `changed` (sorted, the prefixes
+    /// changed for everyone: shared, so a burst is not copied per peer).
+    /// Announcements sharing attributes go in one UPDATE (the codec splits
+    /// it to the message size).
     pub(super) fn flush<'p>(
         &mut self,
         id: PeerId,
@@ -73,10 +77,14 @@ impl PeerExport {
         ctx: &Context,
         policy: &dyn ExportPolicy,
         best: impl Fn(&IpNet) -> Option<&'p Path>,
+        changed: &[IpNet],
     ) -> Vec<Update> {
         let mut withdrawn = Vec::new();
         let mut groups: HashMap<Arc<PathAttributes>, Vec<Nlri>> = HashMap::new();
-        for prefix in std::mem::take(&mut self.pending) {
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.sort_unstable();
+        pending.dedup();
+        for prefix in merge_sorted(&pending, changed) {
             let want = best(&prefix)
                 .filter(|p| may_send(id, peer, ctx, policy, &prefix, p))
                 .and_then(|p| outgoing_attrs(peer, ctx, &prefix, p));
@@ -116,6 +124,26 @@ impl PeerExport {
         }
         out
     }
+}
+
+/// The union of two sorted lists, sorted, each element once.
+fn merge_sorted<'a>(a: &'a [IpNet], b: &'a [IpNet]) -> impl Iterator<Item = IpNet> + 'a {
+    let (mut i, mut j) = (0, 0);
+    std::iter::from_fn(move || {
+        let next = match (a.get(i), b.get(j)) {
+            (None, None) => return None,
+            (Some(x), None) => x,
+            (None, Some(y)) => y,
+            (Some(x), Some(y)) => x.min(y),
+        };
+        while a.get(i) == Some(next) {
+            i += 1;
+        }
+        while b.get(j) == Some(next) {
+            j += 1;
+        }
+        Some(*next)
+    })
 }
 
 /// The BGP rules on who may hear a path, then the operator's policy.
@@ -212,5 +240,24 @@ fn prepend(a: &mut PathAttributes, asn: u32) {
     match a.as_path.first_mut() {
         Some(AsSegment::Sequence(seq)) if seq.len() < 255 => seq.insert(0, asn),
         _ => a.as_path.insert(0, AsSegment::Sequence(vec![asn])),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_sorted_is_the_sorted_union() {
+        let n = |s: &str| -> IpNet { s.parse().unwrap() };
+        let a = [n("10.0.0.0/26"), n("10.0.1.0/26"), n("10.0.3.0/26")];
+        let b = [n("10.0.1.0/26"), n("10.0.2.0/26"), n("10.0.3.0/26"), n("10.0.4.0/26")];
+        let got: Vec<IpNet> = merge_sorted(&a, &b).collect();
+        let mut want: Vec<IpNet> = a.iter().chain(&b).copied().collect();
+        want.sort();
+        want.dedup();
+        assert_eq!(got, want);
+        assert_eq!(merge_sorted(&[], &b).count(), 4);
+        assert_eq!(merge_sorted(&a, &[]).count(), 3);
     }
 }

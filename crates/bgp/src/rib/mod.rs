@@ -10,7 +10,7 @@
 mod best;
 mod export;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Instant;
@@ -78,7 +78,7 @@ pub struct Path {
 /// the last commit and is removed or changed before the next one is moved
 /// to `Rib::retired` first, so the commit can still compare against it.
 struct Entry {
-    paths: Vec<Path>,
+    paths: Paths,
     /// Index in `paths` of the best path as of the last commit, or `NO_BEST`
     /// (none then, or it has since been retired).
     best: u32,
@@ -89,7 +89,7 @@ const NO_BEST: u32 = u32::MAX;
 impl Default for Entry {
     fn default() -> Self {
         Entry {
-            paths: Vec::new(),
+            paths: Paths::None,
             best: NO_BEST,
         }
     }
@@ -98,6 +98,69 @@ impl Default for Entry {
 impl Entry {
     fn best(&self) -> Option<&Path> {
         self.paths.get(self.best as usize)
+    }
+}
+
+/// A prefix's paths. Nearly every prefix has one, kept in place: a table
+/// of 100,000 prefixes then costs no allocation per prefix.
+enum Paths {
+    None,
+    One(Path),
+    Many(Vec<Path>),
+}
+
+impl Paths {
+    fn push(&mut self, p: Path) {
+        *self = match std::mem::replace(self, Paths::None) {
+            Paths::None => Paths::One(p),
+            Paths::One(a) => Paths::Many(vec![a, p]),
+            Paths::Many(mut v) => {
+                v.push(p);
+                Paths::Many(v)
+            }
+        }
+    }
+
+    fn remove(&mut self, i: usize) -> Path {
+        let (rest, p) = match std::mem::replace(self, Paths::None) {
+            Paths::None => panic!("no path {i}"),
+            Paths::One(a) => {
+                assert_eq!(i, 0, "one path");
+                (Paths::None, a)
+            }
+            Paths::Many(mut v) => {
+                let p = v.remove(i);
+                if v.len() == 1 {
+                    (Paths::One(v.pop().expect("one left")), p)
+                } else {
+                    (Paths::Many(v), p)
+                }
+            }
+        };
+        *self = rest;
+        p
+    }
+}
+
+impl std::ops::Deref for Paths {
+    type Target = [Path];
+
+    fn deref(&self) -> &[Path] {
+        match self {
+            Paths::None => &[],
+            Paths::One(p) => std::slice::from_ref(p),
+            Paths::Many(v) => v,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Paths {
+    fn deref_mut(&mut self) -> &mut [Path] {
+        match self {
+            Paths::None => &mut [],
+            Paths::One(p) => std::slice::from_mut(p),
+            Paths::Many(v) => v,
+        }
     }
 }
 
@@ -424,8 +487,6 @@ impl Rib {
                 e.paths[i] = path;
             }
             None => {
-                // Most prefixes have one path: no room for more.
-                e.paths.reserve_exact(1);
                 e.paths.push(path);
                 if let Source::Peer(id) = source {
                     self.counts.entry(id).or_default().received += 1;
@@ -458,7 +519,8 @@ impl Rib {
         policy: &dyn ExportPolicy,
     ) -> (Vec<BestChange>, Vec<(PeerId, Vec<Update>)>) {
         // Taken, not drained: a burst's capacity is not kept for ever.
-        let dirty: BTreeSet<IpNet> = std::mem::take(&mut self.dirty).into_iter().collect();
+        let mut dirty: Vec<IpNet> = std::mem::take(&mut self.dirty).into_iter().collect();
+        dirty.sort_unstable();
         let mut changes = Vec::new();
         for prefix in &dirty {
             let Some(e) = self.entries.get_mut(prefix) else {
@@ -489,9 +551,6 @@ impl Rib {
         self.retired = HashMap::new();
         self.counts
             .retain(|id, c| c.received > 0 || c.preferred > 0 || self.peers.contains_key(id));
-        for e in self.exports.values_mut() {
-            e.mark_all(dirty.iter().copied());
-        }
         let ctx = export::Context {
             cluster_id: self.cluster_id,
             peers: &self.peers,
@@ -501,9 +560,14 @@ impl Rib {
             let Some(peer) = self.peers.get(id) else {
                 continue;
             };
-            let msgs = exp.flush(*id, peer, &ctx, policy, |p| {
-                self.entries.get(p).and_then(|e| e.best())
-            });
+            let msgs = exp.flush(
+                *id,
+                peer,
+                &ctx,
+                policy,
+                |p| self.entries.get(p).and_then(|e| e.best()),
+                &dirty,
+            );
             if !msgs.is_empty() {
                 updates.push((*id, msgs));
             }

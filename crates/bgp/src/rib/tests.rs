@@ -437,3 +437,27 @@ mod model {
         }
     }
 }
+
+#[test]
+fn a_prefix_with_one_path_needs_no_allocation_of_its_own() {
+    // What a table entry costs: a path inline, the best as an index.
+    assert!(std::mem::size_of::<Entry>() <= 48, "{}", std::mem::size_of::<Entry>());
+    let mut e = Entry::default();
+    let p = |id: u32| Path {
+        source: Source::Peer(PeerId(id)),
+        path_id: 0,
+        attrs: Arc::new(PathAttributes::default()),
+        stale: false,
+        since: Instant::now(),
+    };
+    e.paths.push(p(1));
+    assert!(matches!(e.paths, Paths::One(_)));
+    e.paths.push(p(2));
+    e.paths.push(p(3));
+    assert_eq!(e.paths.remove(0).source, Source::Peer(PeerId(1)));
+    assert_eq!(e.paths.remove(1).source, Source::Peer(PeerId(3)));
+    assert!(matches!(e.paths, Paths::One(_)));
+    assert_eq!(e.paths[0].source, Source::Peer(PeerId(2)));
+    e.paths.remove(0);
+    assert!(e.paths.is_empty());
+}
