@@ -4,13 +4,13 @@
 //! best-path work and one batch of kernel changes), and carries out its
 //! outputs.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
-use crate::rib::{BestChange, ExportAll, ExportPolicy, PeerId, PeerInfo, Rib};
+use crate::rib::{BestChange, ExportAll, ExportPolicy, Map, PeerId, PeerInfo, Rib};
 use crate::session::{
     Action, Negotiated, Session, SessionConfig, Side, CEASE_ADMIN_RESET, CEASE_PEER_DECONFIGURED,
 };
@@ -69,10 +69,17 @@ const STALE_AFTER_REESTABLISH: Duration = Duration::from_secs(120);
 pub struct Speaker {
     rib: Rib,
     policy: Box<dyn ExportPolicy + Send>,
-    peers: HashMap<PeerId, Peer>,
+    peers: Map<PeerId, Peer>,
     by_name: BTreeMap<String, PeerId>,
     next_id: u32,
     outputs: VecDeque<Output>,
+    /// Each peer's next timer (its session's or its stale routes'), and
+    /// the same in time order: with a thousand peers, finding the next
+    /// timer or the due ones must not visit every peer on every event.
+    deadlines: Map<PeerId, Instant>,
+    timers: BTreeSet<(Instant, PeerId)>,
+    /// Peers owed End-of-RIB markers at the next commit.
+    eor_pending: Vec<PeerId>,
 }
 
 impl Speaker {
@@ -80,10 +87,13 @@ impl Speaker {
         Speaker {
             rib: Rib::new(router_id, local_as, cluster_id),
             policy: Box::new(ExportAll),
-            peers: HashMap::new(),
+            peers: Map::default(),
             by_name: BTreeMap::new(),
             next_id: 1,
             outputs: VecDeque::new(),
+            deadlines: Map::default(),
+            timers: BTreeSet::new(),
+            eor_pending: Vec::new(),
         }
     }
 
@@ -183,6 +193,7 @@ impl Speaker {
                 }
             }
             self.rib.remove_peer(id);
+            self.reschedule(id);
         }
         for (name, cfg) in wanted {
             if self.by_name.contains_key(&name) {
@@ -239,17 +250,20 @@ impl Speaker {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.peers
-            .values()
-            .flat_map(|p| [p.session.poll_timeout(), p.stale_deadline])
-            .flatten()
-            .min()
+        self.timers.first().map(|(t, _)| *t)
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
-        for id in ids {
-            let p = self.peers.get_mut(&id).expect("listed");
+        let due: Vec<PeerId> = self
+            .timers
+            .range(..=(now, PeerId(u32::MAX)))
+            .map(|(_, id)| *id)
+            .collect();
+        for id in due {
+            let Some(p) = self.peers.get_mut(&id) else {
+                self.reschedule(id);
+                continue;
+            };
             if p.session.poll_timeout().is_some_and(|t| t <= now) {
                 p.session.handle_timeout(now);
             }
@@ -268,6 +282,8 @@ impl Speaker {
         if !changes.is_empty() {
             self.outputs.push_back(Output::Routes(changes));
         }
+        // Only the peers sent something have anything to carry out.
+        let mut touched = std::mem::take(&mut self.eor_pending);
         for (id, msgs) in updates {
             let Some(p) = self.peers.get_mut(&id) else {
                 continue;
@@ -275,10 +291,14 @@ impl Speaker {
             for u in &msgs {
                 p.session.send_update(now, u);
             }
+            touched.push(id);
         }
-        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
-        for id in ids {
-            let p = self.peers.get_mut(&id).expect("listed");
+        touched.sort_unstable();
+        touched.dedup();
+        for id in touched {
+            let Some(p) = self.peers.get_mut(&id) else {
+                continue;
+            };
             for f in std::mem::take(&mut p.eor_due) {
                 p.session.send_update(
                     now,
@@ -292,8 +312,32 @@ impl Speaker {
         }
     }
 
-    /// Carries out what a session asked for.
+    /// Carries out what a session asked for, then files its next timer.
     fn drain(&mut self, now: Instant, id: PeerId) {
+        self.carry_out(now, id);
+        self.reschedule(id);
+    }
+
+    fn reschedule(&mut self, id: PeerId) {
+        let next = self.peers.get(&id).and_then(|p| {
+            [p.session.poll_timeout(), p.stale_deadline]
+                .into_iter()
+                .flatten()
+                .min()
+        });
+        if self.deadlines.get(&id) == next.as_ref() {
+            return;
+        }
+        if let Some(old) = self.deadlines.remove(&id) {
+            self.timers.remove(&(old, id));
+        }
+        if let Some(t) = next {
+            self.deadlines.insert(id, t);
+            self.timers.insert((t, id));
+        }
+    }
+
+    fn carry_out(&mut self, now: Instant, id: PeerId) {
         loop {
             let Some(p) = self.peers.get_mut(&id) else {
                 return;
@@ -332,6 +376,7 @@ impl Speaker {
         let p = self.peers.get_mut(&id).expect("called for a known peer");
         p.peer_restart_time = neg.graceful_restart.as_ref().map(|g| g.restart_time);
         p.eor_due = neg.families.clone();
+        self.eor_pending.push(id);
         p.eor_received.clear();
         if p.stale_deadline.is_some() {
             // Back after a graceful restart: its stale routes wait for its
@@ -355,5 +400,63 @@ fn peer_info(cfg: &PeerConfig, neg: Option<&Negotiated>) -> PeerInfo {
         keep_next_hop: cfg.keep_next_hop,
         families: neg.map_or_else(Vec::new, |n| n.families.clone()),
         add_path_tx: neg.map_or_else(Vec::new, |n| n.codec.add_path_tx.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(name: &str, last: u8, delay: u64) -> PeerConfig {
+        let mut s = SessionConfig::new(64512, 64512, Ipv4Addr::new(10, 0, 0, 1));
+        s.connect_delay = Duration::from_secs(delay);
+        PeerConfig {
+            name: name.into(),
+            address: IpAddr::V4(Ipv4Addr::new(10, 0, 0, last)),
+            port: 179,
+            session: s,
+            rr_client: false,
+            keep_next_hop: false,
+            local_v4: Some(Ipv4Addr::new(10, 0, 0, 1)),
+            local_v6: None,
+            source_address: None,
+            password: None,
+        }
+    }
+
+    fn connects(s: &mut Speaker) -> Vec<PeerId> {
+        std::iter::from_fn(|| s.poll_output())
+            .filter_map(|o| match o {
+                Output::Connect(id) => Some(id),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn timers_are_filed_per_peer_and_only_due_ones_run() {
+        let t0 = Instant::now();
+        let mut s = Speaker::new(Ipv4Addr::new(10, 0, 0, 1), 64512, None);
+        s.set_peers(t0, vec![peer("a", 2, 1), peer("b", 3, 5)]);
+        assert!(connects(&mut s).is_empty());
+        assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(1)));
+        // Nothing is due yet.
+        s.handle_timeout(t0 + Duration::from_millis(500));
+        assert!(connects(&mut s).is_empty());
+        s.handle_timeout(t0 + Duration::from_secs(1));
+        let a = s.by_name["a"];
+        assert_eq!(connects(&mut s), vec![a]);
+        // The attempt is refused: a waits its connect retry (3 s), b its
+        // delay (5 s).
+        let refused = t0 + Duration::from_millis(1500);
+        s.closed(refused, a, Side::Outgoing, "Connection refused");
+        let retry = refused + Duration::from_secs(3);
+        assert_eq!(s.poll_timeout(), Some(retry));
+        // b goes: its timer goes with it.
+        s.set_peers(t0, vec![peer("a", 2, 1)]);
+        s.handle_timeout(retry);
+        assert_eq!(connects(&mut s), vec![a], "a retries");
+        assert_eq!(s.timers.len(), 1);
+        assert_eq!(s.deadlines.len(), 1);
     }
 }

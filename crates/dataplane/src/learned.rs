@@ -176,7 +176,11 @@ impl<B: NetlinkBackend> LearnedRoutes<B> {
         result.map(|()| stats)
     }
 
-    fn apply_chunk(&mut self, chunk: &[IpNet], stats: &mut ApplyStats) -> Result<(), DataplaneError> {
+    fn apply_chunk(
+        &mut self,
+        chunk: &[IpNet],
+        stats: &mut ApplyStats,
+    ) -> Result<(), DataplaneError> {
         let mut writes = Vec::new();
         let mut deletes = Vec::new();
         let route = |dst: IpNet, kind: &RouteKind| KernelRoute {
@@ -320,12 +324,19 @@ mod tests {
         assert_eq!(m.apply().unwrap().writes, 1000);
         assert_eq!(m.kinds.len(), 1, "one next hop, stored once");
         let k = m.kinds.iter().next().unwrap();
-        assert_eq!(Arc::strong_count(k), 1 + 2 * 1000, "wanted and in the kernel");
+        assert_eq!(
+            Arc::strong_count(k),
+            1 + 2 * 1000,
+            "wanted and in the kernel"
+        );
         // A resync reads the kernel's copy: in sync, nothing is written.
         m.resync();
         assert_eq!(m.apply().unwrap().writes, 0);
         for i in 0..1000u32 {
-            m.set(format!("10.67.{}.{}/32", i / 256, i % 256).parse().unwrap(), None);
+            m.set(
+                format!("10.67.{}.{}/32", i / 256, i % 256).parse().unwrap(),
+                None,
+            );
         }
         assert_eq!(m.apply().unwrap().writes, 1000);
         assert!(m.routes.is_empty(), "nothing kept for routes gone");

@@ -15,8 +15,8 @@ pub use nft::{CommandNft, FakeNft, GenerationTracked, NftBackend, PolicyManager}
 // Routes, links and per-interface settings (see `routing::Routing` for the
 // combined manager).
 pub mod condition;
-pub mod heap;
 pub mod conntrack;
+pub mod heap;
 pub mod iface;
 pub mod ipip;
 pub mod learned;

@@ -133,7 +133,9 @@ fn established_at(log: &Path) -> Option<Instant> {
         .find(|l| l.contains("Mesh_10_99_0_2: State changed to up"))?;
     let secs: f64 = line.split_whitespace().next()?.parse().ok()?;
     let at = std::time::UNIX_EPOCH + Duration::from_secs_f64(secs);
-    let ago = std::time::SystemTime::now().duration_since(at).unwrap_or_default();
+    let ago = std::time::SystemTime::now()
+        .duration_since(at)
+        .unwrap_or_default();
     Instant::now().checked_sub(ago)
 }
 

@@ -436,10 +436,7 @@ impl Loop {
                         if n < READ_CHUNK / 4 {
                             buf.shrink_to_fit();
                         }
-                        if tx
-                            .send(IoEvent::Data(id, side, generation, buf))
-                            .is_err()
-                        {
+                        if tx.send(IoEvent::Data(id, side, generation, buf)).is_err() {
                             return;
                         }
                     }

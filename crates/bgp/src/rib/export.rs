@@ -3,7 +3,6 @@
 //! the AS boundary. Per peer, what was last sent is remembered, so only
 //! differences go out and a ROUTE-REFRESH can send everything again.
 
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -12,7 +11,7 @@ use ipnet::IpNet;
 use crate::wire::{AsSegment, Family, MpNextHop, Nlri, PathAttributes, Update};
 
 use super::best::DEFAULT_LOCAL_PREF;
-use super::{Path, PeerId, PeerInfo, Source};
+use super::{Map, Path, PeerId, PeerInfo, Source};
 
 /// The operator's filters (Calico's export rules, BGPFilters).
 pub trait ExportPolicy {
@@ -35,13 +34,13 @@ impl ExportPolicy for ExportAll {
 
 pub(super) struct Context<'a> {
     pub cluster_id: Option<Ipv4Addr>,
-    pub peers: &'a HashMap<PeerId, PeerInfo>,
+    pub peers: &'a Map<PeerId, PeerInfo>,
 }
 
 /// What one peer has been sent, and which prefixes to look at again.
 #[derive(Default)]
 pub struct PeerExport {
-    sent: HashMap<IpNet, Arc<PathAttributes>>,
+    sent: Map<IpNet, Arc<PathAttributes>>,
     /// Prefixes to look at for this peer only (it came up, asked for a
     /// refresh); those changed for everyone come to `flush` separately.
     pending: Vec<IpNet>,
@@ -77,15 +76,18 @@ impl PeerExport {
         ctx: &Context,
         policy: &dyn ExportPolicy,
         best: impl Fn(&IpNet) -> Option<&'p Path>,
-        changed: &[IpNet],
+        changed: &[(IpNet, Option<&'p Path>)],
     ) -> Vec<Update> {
+        if self.pending.is_empty() && changed.is_empty() {
+            return Vec::new();
+        }
         let mut withdrawn = Vec::new();
-        let mut groups: HashMap<Arc<PathAttributes>, Vec<Nlri>> = HashMap::new();
+        let mut groups: Map<Arc<PathAttributes>, Vec<Nlri>> = Map::default();
         let mut pending = std::mem::take(&mut self.pending);
         pending.sort_unstable();
         pending.dedup();
-        for prefix in merge_sorted(&pending, changed) {
-            let want = best(&prefix)
+        for (prefix, best) in merge_sorted(&pending, changed, best) {
+            let want = best
                 .filter(|p| may_send(id, peer, ctx, policy, &prefix, p))
                 .and_then(|p| outgoing_attrs(peer, ctx, &prefix, p));
             let nlri = Nlri {
@@ -126,23 +128,30 @@ impl PeerExport {
     }
 }
 
-/// The union of two sorted lists, sorted, each element once.
-fn merge_sorted<'a>(a: &'a [IpNet], b: &'a [IpNet]) -> impl Iterator<Item = IpNet> + 'a {
+/// The union of a sorted list of prefixes and a sorted list of prefixes
+/// with their best paths, sorted, each prefix once, with its best path
+/// (looked up with `best` for those only in the first list).
+fn merge_sorted<'a, 'p: 'a>(
+    a: &'a [IpNet],
+    b: &'a [(IpNet, Option<&'p Path>)],
+    best: impl Fn(&IpNet) -> Option<&'p Path> + 'a,
+) -> impl Iterator<Item = (IpNet, Option<&'p Path>)> + 'a {
     let (mut i, mut j) = (0, 0);
     std::iter::from_fn(move || {
         let next = match (a.get(i), b.get(j)) {
             (None, None) => return None,
-            (Some(x), None) => x,
-            (None, Some(y)) => y,
-            (Some(x), Some(y)) => x.min(y),
+            (Some(x), None) => (*x, best(x)),
+            (None, Some(y)) => *y,
+            (Some(x), Some(y)) if y.0 <= *x => *y,
+            (Some(x), Some(_)) => (*x, best(x)),
         };
-        while a.get(i) == Some(next) {
+        while a.get(i) == Some(&next.0) {
             i += 1;
         }
-        while b.get(j) == Some(next) {
+        while b.get(j).is_some_and(|y| y.0 == next.0) {
             j += 1;
         }
-        Some(*next)
+        Some(next)
     })
 }
 
@@ -251,13 +260,19 @@ mod tests {
     fn merge_sorted_is_the_sorted_union() {
         let n = |s: &str| -> IpNet { s.parse().unwrap() };
         let a = [n("10.0.0.0/26"), n("10.0.1.0/26"), n("10.0.3.0/26")];
-        let b = [n("10.0.1.0/26"), n("10.0.2.0/26"), n("10.0.3.0/26"), n("10.0.4.0/26")];
-        let got: Vec<IpNet> = merge_sorted(&a, &b).collect();
+        let b = [
+            n("10.0.1.0/26"),
+            n("10.0.2.0/26"),
+            n("10.0.3.0/26"),
+            n("10.0.4.0/26"),
+        ];
+        let with: Vec<(IpNet, Option<&Path>)> = b.iter().map(|p| (*p, None)).collect();
+        let got: Vec<IpNet> = merge_sorted(&a, &with, |_| None).map(|(p, _)| p).collect();
         let mut want: Vec<IpNet> = a.iter().chain(&b).copied().collect();
         want.sort();
         want.dedup();
         assert_eq!(got, want);
-        assert_eq!(merge_sorted(&[], &b).count(), 4);
-        assert_eq!(merge_sorted(&a, &[]).count(), 3);
+        assert_eq!(merge_sorted(&[], &with, |_| None).count(), 4);
+        assert_eq!(merge_sorted(&a, &[], |_| None).count(), 3);
     }
 }

@@ -365,6 +365,7 @@ mod model {
     fn check(rib: &Rib, model: &BTreeMap<IpNet, Path>) {
         let mut received: BTreeMap<u32, usize> = BTreeMap::new();
         let mut preferred: BTreeMap<u32, usize> = BTreeMap::new();
+        let mut stale: BTreeMap<u32, usize> = BTreeMap::new();
         for i in 0..6 {
             let p = prefix(i);
             assert_eq!(rib.best(&p), model.get(&p), "best of {p}");
@@ -377,6 +378,9 @@ mod model {
             for x in &paths {
                 if let Source::Peer(PeerId(id)) = x.source {
                     *received.entry(id).or_default() += 1;
+                    if x.stale {
+                        *stale.entry(id).or_default() += 1;
+                    }
                 }
             }
             if let Some(Source::Peer(PeerId(id))) = rib.best(p).map(|x| x.source) {
@@ -388,6 +392,9 @@ mod model {
             let b = preferred.get(&id).copied().unwrap_or(0);
             assert_eq!(rib.received_count(PeerId(id)), r, "received from {id}");
             assert_eq!(rib.preferred_count(PeerId(id)), b, "preferred from {id}");
+            let st = stale.get(&id).copied().unwrap_or(0);
+            let kept = rib.counts.get(&PeerId(id)).map_or(0, |c| c.stale);
+            assert_eq!(kept, st, "stale from {id}");
         }
     }
 
@@ -441,7 +448,11 @@ mod model {
 #[test]
 fn a_prefix_with_one_path_needs_no_allocation_of_its_own() {
     // What a table entry costs: a path inline, the best as an index.
-    assert!(std::mem::size_of::<Entry>() <= 48, "{}", std::mem::size_of::<Entry>());
+    assert!(
+        std::mem::size_of::<Entry>() <= 48,
+        "{}",
+        std::mem::size_of::<Entry>()
+    );
     let mut e = Entry::default();
     let p = |id: u32| Path {
         source: Source::Peer(PeerId(id)),
