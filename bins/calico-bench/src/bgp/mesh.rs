@@ -2,7 +2,7 @@
 //! every other node of a simulated full-mesh cluster, each peer announcing
 //! its one /26 block, as a Calico node sees its mesh after a restart.
 //!
-//!   calico-bench bgp-mesh [--peers 999] [--rounds R] [--receivers calico-rs,bird] [--idle S] [--spread-ms MS]
+//!   calico-bench bgp-mesh [--peers 999] [--rounds R] [--receivers calico-rs,bird] [--idle S] [--spread-ms 0,3000]
 //!
 //! Per round and receiver, fresh namespaces R (receiver, 10.200.0.1/16 on
 //! a veth) and S (the simulator: the peers' addresses 10.200.0.2 … on the
@@ -10,15 +10,19 @@
 //! so the kernel's neighbour-table limits (gc_thresh3 = 1024, shared by all
 //! namespaces) play no part. The receiver is configured with every peer,
 //! passive (as for the half of a mesh with higher addresses), and
-//! originates 192.168.20.0/26:
+//! originates 192.168.20.0/26 (sent to every peer):
 //!
 //! - calico-rs: this binary's `bgp-receiver`, as calico-node runs BGP;
 //! - bird2: BIRD 2 with one `protocol bgp` per peer (from a template with
 //!   Calico's settings) and a kernel protocol.
 //!
-//! The simulator (peersim.rs) then opens every session at once; peer i
-//! announces 10.65.0.0/16's i-th /26 with itself as next hop, then
-//! End-of-RIB. Clock: from the simulator starting to (sessions) every
+//! The simulator (peersim.rs) then opens the sessions, in each of two
+//! arrival patterns: all at once (a node restarting: every peer's retry
+//! finds it at about the same moment), and spread evenly over 3 s (as
+//! peers on Calico's `connect retry time 3` would). A simulated peer whose
+//! attempt is not Established within 5 s drops it and tries again, and a
+//! session the receiver ends is made again. Peer i announces
+//! 10.65.0.0/16's i-th /26 with itself as next hop, then End-of-RIB. Clock: from the simulator starting to (sessions) every
 //! session Established at the simulator, (RIB) every route in the
 //! receiver's table (calico-rs: its route sink; BIRD: `show route count
 //! where source = RTS_BGP`, polled every 100 ms) and (kernel) every route
@@ -42,7 +46,7 @@ use super::receiver::{mesh_name, ASN};
 use super::util::{
     bird_route_count, ip_batch, load_average, median, proc_stat, sh, Namespaces, ProcStat,
 };
-use super::{fmt_secs, mib, parse_flags, require_root, secs, Kind, Receiver};
+use super::{fmt_secs, keep_if_asked, mib, parse_flags, require_root, secs, Kind, Receiver};
 
 const RECEIVER: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
 const FIRST_PEER: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 2);
@@ -55,7 +59,9 @@ struct Opts {
     rounds: usize,
     receivers: Vec<Kind>,
     idle: u64,
-    spread: Duration,
+    /// Each arrival pattern is measured: the peers' connects spread evenly
+    /// over this long (zero: all at once).
+    spreads: Vec<Duration>,
 }
 
 fn peer_addr(i: usize) -> Ipv4Addr {
@@ -69,7 +75,7 @@ fn peer_block(i: usize) -> IpNet {
 
 fn bird_conf(dir: &Path, peers: &[Ipv4Addr]) -> String {
     let mut s = format!(
-        r#"log "{dir}/receiver.log" {{ warning, error, fatal }};
+        r#"log "{dir}/receiver.log" all;
 router id {RECEIVER};
 protocol device {{ scan time 2; }}
 protocol direct {{ ipv4; interface "bm*"; }}
@@ -153,6 +159,7 @@ fn setup(r: &str, s: &str, n: usize) -> Result<()> {
 fn round(kind: Kind, n: usize, idle: u64, spread: Duration, tag: &str) -> Result<Sample> {
     let dir = tempfile::tempdir()?;
     let dirp = dir.path();
+    keep_if_asked(dirp);
     let (r, s) = (format!("{tag}-r"), format!("{tag}-s"));
     let mut nss = Namespaces::default();
     nss.add(&r)?;
@@ -230,7 +237,16 @@ fn round(kind: Kind, n: usize, idle: u64, spread: Duration, tag: &str) -> Result
     drop(watch);
     recv.stop();
     drop(nss);
+    super::copy_kept();
     Ok(sample)
+}
+
+fn arrival(spread: Duration) -> String {
+    if spread.is_zero() {
+        "at once".to_string()
+    } else {
+        format!("over {} s", spread.as_secs_f64())
+    }
 }
 
 pub fn run(args: &[String]) -> Result<()> {
@@ -239,7 +255,7 @@ pub fn run(args: &[String]) -> Result<()> {
         rounds: 2,
         receivers: vec![Kind::CalicoRs, Kind::Bird],
         idle: 5,
-        spread: Duration::ZERO,
+        spreads: vec![Duration::ZERO, Duration::from_secs(3)],
     };
     parse_flags(args, |f, v| {
         match f {
@@ -247,7 +263,12 @@ pub fn run(args: &[String]) -> Result<()> {
             "--rounds" => o.rounds = v.parse()?,
             "--receivers" => o.receivers = Kind::parse_list(v)?,
             "--idle" => o.idle = v.parse()?,
-            "--spread-ms" => o.spread = Duration::from_millis(v.parse()?),
+            "--spread-ms" => {
+                o.spreads = v
+                    .split(',')
+                    .map(|ms| ms.parse().map(Duration::from_millis))
+                    .collect::<Result<_, _>>()?
+            }
             f => bail!("unknown flag {f}"),
         }
         Ok(())
@@ -257,19 +278,15 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     require_root()?;
     println!(
-        "bgp-mesh: {} iBGP peers (simulated, one /26 each) into one receiver, connecting {}; times from the first connect; {} rounds; load {}",
+        "bgp-mesh: {} iBGP peers (simulated, one /26 each) into one receiver; times from the first connect; {} rounds; load {}",
         o.peers,
-        if o.spread.is_zero() {
-            "all at once".to_string()
-        } else {
-            format!("spread over {} ms", o.spread.as_millis())
-        },
         o.rounds,
         load_average()
     );
     println!(
-        "{:<10} {:>5} {:>10} {:>7} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "{:<10} {:>9} {:>5} {:>10} {:>7} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
         "RECEIVER",
+        "CONNECTS",
         "ROUND",
         "SESSIONS s",
         "RIB s",
@@ -282,63 +299,69 @@ pub fn run(args: &[String]) -> Result<()> {
         "PEAK MiB",
         "IN KERNEL"
     );
-    let mut all: Vec<(Kind, Sample)> = Vec::new();
+    let mut all: Vec<(Kind, Duration, Sample)> = Vec::new();
     for round_no in 0..o.rounds {
-        for &kind in &o.receivers {
-            let tag = format!("cbm{}", std::process::id());
-            let s = round(kind, o.peers, o.idle, o.spread, &tag)?;
-            println!(
-                "{:<10} {:>5} {:>10} {:>7} {:>9} {:>7.2} {:>8.1}% {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9}",
-                kind.name(),
-                round_no + 1,
-                fmt_secs(s.sessions),
-                fmt_secs(s.rib),
-                fmt_secs(s.kernel),
-                s.cpu(),
-                s.idle_cpu(),
-                mib(s.ready.rss_kb),
-                mib(s.after.rss_kb),
-                mib(s.after.rss_kb.saturating_sub(s.ready.rss_kb)),
-                mib(s.after.hwm_kb),
-                s.in_kernel,
-            );
-            if s.established < o.peers || s.connect_failures > 0 || !s.errors.is_empty() {
+        for &spread in &o.spreads {
+            for &kind in &o.receivers {
+                let tag = format!("cbm{}", std::process::id());
+                let s = round(kind, o.peers, o.idle, spread, &tag)?;
                 println!(
-                    "           {} of {} sessions established, {} attempts not Established within {} s (retried), {} session errors{}",
-                    s.established,
-                    o.peers,
-                    s.connect_failures,
-                    super::peersim::OPEN_TIMEOUT.as_secs(),
-                    s.errors.len(),
-                    s.errors.first().map(|e| format!(", first: {e}")).unwrap_or_default()
+                    "{:<10} {:>9} {:>5} {:>10} {:>7} {:>9} {:>7.2} {:>8.1}% {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9}",
+                    kind.name(),
+                    arrival(spread),
+                    round_no + 1,
+                    fmt_secs(s.sessions),
+                    fmt_secs(s.rib),
+                    fmt_secs(s.kernel),
+                    s.cpu(),
+                    s.idle_cpu(),
+                    mib(s.ready.rss_kb),
+                    mib(s.after.rss_kb),
+                    mib(s.after.rss_kb.saturating_sub(s.ready.rss_kb)),
+                    mib(s.after.hwm_kb),
+                    s.in_kernel,
                 );
+                if s.established < o.peers || s.connect_failures > 0 || !s.errors.is_empty() {
+                    println!(
+                        "           {} of {} peers established, {} attempts not Established within {} s (retried), {} sessions ended by the receiver after Established (made again){}",
+                        s.established,
+                        o.peers,
+                        s.connect_failures,
+                        super::peersim::OPEN_TIMEOUT.as_secs(),
+                        s.errors.len(),
+                        s.errors.first().map(|e| format!(", first: {e}")).unwrap_or_default()
+                    );
+                }
+                all.push((kind, spread, s));
+                std::thread::sleep(Duration::from_millis(500));
             }
-            all.push((kind, s));
-            std::thread::sleep(Duration::from_millis(500));
         }
     }
     println!("\nmedian over {} rounds:", o.rounds);
-    for &kind in &o.receivers {
-        let of = |f: &dyn Fn(&Sample) -> f64| {
-            median(
-                all.iter()
-                    .filter(|(k, _)| *k == kind)
-                    .map(|(_, s)| f(s))
-                    .collect(),
-            )
-        };
-        println!(
-            "{:<10} sessions {:.2} s, RIB {:.2} s, kernel {:.2} s, CPU {:.2} s, idle CPU {:.1}%, RSS +{:.1} MiB (total {:.1}, peak {:.1} MiB)",
-            kind.name(),
-            of(&|s| s.sessions.unwrap_or(f64::NAN)),
-            of(&|s| s.rib.unwrap_or(f64::NAN)),
-            of(&|s| s.kernel.unwrap_or(f64::NAN)),
-            of(&|s| s.cpu()),
-            of(&|s| s.idle_cpu()),
-            of(&|s| mib(s.after.rss_kb.saturating_sub(s.ready.rss_kb))),
-            of(&|s| mib(s.after.rss_kb)),
-            of(&|s| mib(s.after.hwm_kb)),
-        );
+    for &spread in &o.spreads {
+        for &kind in &o.receivers {
+            let of = |f: &dyn Fn(&Sample) -> f64| {
+                median(
+                    all.iter()
+                        .filter(|(k, sp, _)| *k == kind && *sp == spread)
+                        .map(|(_, _, s)| f(s))
+                        .collect(),
+                )
+            };
+            println!(
+                "{:<10} connects {}: sessions {:.2} s, RIB {:.2} s, kernel {:.2} s, CPU {:.2} s, idle CPU {:.1}%, RSS +{:.1} MiB (total {:.1}, peak {:.1} MiB)",
+                kind.name(),
+                arrival(spread),
+                of(&|s| s.sessions.unwrap_or(f64::NAN)),
+                of(&|s| s.rib.unwrap_or(f64::NAN)),
+                of(&|s| s.kernel.unwrap_or(f64::NAN)),
+                of(&|s| s.cpu()),
+                of(&|s| s.idle_cpu()),
+                of(&|s| mib(s.after.rss_kb.saturating_sub(s.ready.rss_kb))),
+                of(&|s| mib(s.after.rss_kb)),
+                of(&|s| mib(s.after.hwm_kb)),
+            );
+        }
     }
     Ok(())
 }

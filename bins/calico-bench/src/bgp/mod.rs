@@ -184,6 +184,31 @@ impl Receiver {
     }
 }
 
+/// With BGP_BENCH_KEEP=DIR, a round's files (configurations, logs) are
+/// copied to DIR/<name of the round's directory> when it ends.
+pub fn keep_if_asked(dir: &Path) {
+    if let Some(keep) = std::env::var_os("BGP_BENCH_KEEP") {
+        let to = Path::new(&keep).join(dir.file_name().unwrap_or_default());
+        let _ = std::fs::create_dir_all(&to);
+        KEEP.lock().unwrap().push((dir.to_path_buf(), to));
+    }
+}
+
+static KEEP: Mutex<Vec<(PathBuf, PathBuf)>> = Mutex::new(Vec::new());
+
+/// Copies the kept rounds' files (called before their directories go).
+pub fn copy_kept() {
+    for (from, to) in KEEP.lock().unwrap().drain(..) {
+        if let Ok(entries) = std::fs::read_dir(&from) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_file()) {
+                    let _ = std::fs::copy(e.path(), to.join(e.file_name()));
+                }
+            }
+        }
+    }
+}
+
 /// Seconds from `from` to `to`, or "-" if either is missing.
 pub fn secs(from: Option<Instant>, to: Option<Instant>) -> Option<f64> {
     Some(to?.saturating_duration_since(from?).as_secs_f64())

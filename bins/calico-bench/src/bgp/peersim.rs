@@ -35,6 +35,7 @@ pub struct Progress {
     /// is retried).
     pub connect_failures: AtomicUsize,
     pub all_established: Mutex<Option<Instant>>,
+    /// Sessions that ended after Established (each is made again).
     pub errors: Mutex<Vec<String>>,
 }
 
@@ -80,11 +81,17 @@ impl Simulator {
                         let delay = spread.mul_f64(i as f64 / total as f64);
                         tokio::spawn(async move {
                             tokio::time::sleep(delay).await;
-                            if let Err(e) = run_peer(&peer, receiver, asn, total, &p).await {
+                            let mut first = true;
+                            loop {
+                                let e = run_peer(&peer, receiver, asn, total, &p, first).await;
+                                first = false;
+                                // A session that ends is made again, as a
+                                // real peer would.
                                 p.errors
                                     .lock()
                                     .unwrap()
-                                    .push(format!("{}: {e}", peer.address));
+                                    .push(format!("{}: {e:#}", peer.address));
+                                tokio::time::sleep(Duration::from_secs(1)).await;
                             }
                         });
                     }
@@ -169,13 +176,29 @@ async fn handshake(
     }
 }
 
+/// One session from connect to its end (the error that ended it).
 async fn run_peer(
     peer: &SimPeer,
     to: SocketAddr,
     asn: u32,
     total: usize,
     p: &Progress,
-) -> Result<()> {
+    first: bool,
+) -> anyhow::Error {
+    match session(peer, to, asn, total, p, first).await {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
+
+async fn session(
+    peer: &SimPeer,
+    to: SocketAddr,
+    asn: u32,
+    total: usize,
+    p: &Progress,
+    first: bool,
+) -> Result<std::convert::Infallible> {
     let mut buf = Vec::new();
     // Like a peer's connect-retry timer: an attempt that is not
     // Established within OPEN_TIMEOUT (e.g. its connection sits in a full
@@ -191,7 +214,7 @@ async fn run_peer(
         }
     };
     let mut out = Vec::new();
-    if p.established.fetch_add(1, Ordering::Relaxed) + 1 == total {
+    if first && p.established.fetch_add(1, Ordering::Relaxed) + 1 == total {
         *p.all_established.lock().unwrap() = Some(Instant::now());
     }
     let attrs = PathAttributes {
@@ -214,7 +237,9 @@ async fn run_peer(
         &mut out,
     );
     s.write_all(&out).await?;
-    p.announced.fetch_add(1, Ordering::Relaxed);
+    if first {
+        p.announced.fetch_add(1, Ordering::Relaxed);
+    }
     let mut keepalive = tokio::time::interval(Duration::from_secs(30));
     keepalive.tick().await;
     loop {

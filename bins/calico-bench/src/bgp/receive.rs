@@ -35,7 +35,7 @@ use super::util::{
     birdc, ip_batch, load_average, median, proc_stat, sh, start_bird, wait_bird, Namespaces,
     ProcStat,
 };
-use super::{fmt_secs, mib, parse_flags, require_root, secs, Kind, Receiver};
+use super::{fmt_secs, keep_if_asked, mib, parse_flags, require_root, secs, Kind, Receiver};
 
 const SENDER: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
 const RECEIVER: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 2);
@@ -157,6 +157,7 @@ fn bird_imported(ctl: &Path, proto: &str) -> Result<usize> {
 fn round(kind: Kind, n: usize, tag: &str) -> Result<Sample> {
     let dir = tempfile::tempdir()?;
     let dirp = dir.path();
+    keep_if_asked(dirp);
     let (a, b) = (format!("{tag}-a"), format!("{tag}-b"));
     let mut nss = Namespaces::default();
     nss.add(&a)?;
@@ -232,6 +233,7 @@ fn round(kind: Kind, n: usize, tag: &str) -> Result<Sample> {
     sender.stop();
     recv.stop();
     drop(nss);
+    super::copy_kept();
     Ok(s)
 }
 
