@@ -124,12 +124,12 @@ fn routes(speaker: &Speaker, to_wall: &dyn Fn(Instant) -> SystemTime) -> Vec<Rou
                 },
             };
             out.push(RouteStatus {
-                prefix: *prefix,
+                prefix,
                 from_name,
                 from_address,
                 best: best_first && i == 0,
                 stale: p.stale,
-                since: to_wall(p.since),
+                since: to_wall(p.since.instant()),
                 attrs: (*p.attrs).clone(),
             });
         }

@@ -9,6 +9,7 @@
 
 mod best;
 mod export;
+mod prefixmap;
 
 /// The RIB's maps: prefixes and peer ids hashed fast (SipHash was a tenth
 /// of the time spent with a thousand peers), still randomly seeded.
@@ -24,6 +25,7 @@ use crate::wire::{Family, Nlri, PathAttributes, Update};
 
 pub use best::compare;
 pub use export::{ExportAll, ExportPolicy, PeerExport};
+pub use prefixmap::PrefixMap;
 
 /// Who a path came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -71,7 +73,29 @@ pub struct Path {
     pub attrs: Arc<PathAttributes>,
     /// Kept across the peer's graceful restart, not yet refreshed.
     pub stale: bool,
-    pub since: Instant,
+    /// When it was learned or last changed.
+    pub since: Since,
+}
+
+/// A time to the second in 4 bytes (a full table holds one per path):
+/// seconds since the process first asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Since(u32);
+
+impl Since {
+    pub fn at(t: Instant) -> Since {
+        let secs = t.saturating_duration_since(since_epoch()).as_secs();
+        Since(u32::try_from(secs).unwrap_or(u32::MAX))
+    }
+
+    pub fn instant(self) -> Instant {
+        since_epoch() + std::time::Duration::from_secs(u64::from(self.0))
+    }
+}
+
+fn since_epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
 }
 
 /// A prefix's paths. An entry whose last path went stays until the next
@@ -189,7 +213,7 @@ pub struct Rib {
     router_id: Ipv4Addr,
     cluster_id: Option<Ipv4Addr>,
     local_as: u32,
-    entries: Map<IpNet, Entry>,
+    entries: PrefixMap<Entry>,
     /// Paths that were best at the last commit and have since been removed
     /// or changed, by prefix.
     retired: Map<IpNet, Path>,
@@ -209,7 +233,7 @@ impl Rib {
             router_id,
             cluster_id,
             local_as,
-            entries: Map::default(),
+            entries: PrefixMap::default(),
             retired: Map::default(),
             counts: Map::default(),
             removed: Vec::new(),
@@ -277,7 +301,7 @@ impl Rib {
     /// Every prefix with its paths, for status output, and whether the
     /// first is the best (false only for a prefix changed since the last
     /// commit whose best is not settled yet).
-    pub fn iter(&self) -> impl Iterator<Item = (&IpNet, Vec<&Path>, bool)> {
+    pub fn iter(&self) -> impl Iterator<Item = (IpNet, Vec<&Path>, bool)> {
         self.entries
             .iter()
             .filter(|(_, e)| !e.paths.is_empty())
@@ -319,7 +343,7 @@ impl Rib {
             .filter(|(p, e)| {
                 e.paths.iter().any(|x| x.source == Source::Local) && !wanted.contains_key(p)
             })
-            .map(|(p, _)| *p)
+            .map(|(p, _)| p)
             .collect();
         for p in stale {
             self.remove_path(p, Source::Local, 0);
@@ -399,10 +423,10 @@ impl Rib {
         for (prefix, e) in self.entries.iter_mut() {
             for i in 0..e.paths.len() {
                 if e.paths[i].source == Source::Peer(id) && !e.paths[i].stale {
-                    retire(&mut self.retired, prefix, e, i);
+                    retire(&mut self.retired, &prefix, e, i);
                     e.paths[i].stale = true;
                     self.counts.entry(id).or_default().stale += 1;
-                    self.dirty.insert(*prefix);
+                    self.dirty.insert(prefix);
                 }
             }
         }
@@ -426,7 +450,7 @@ impl Rib {
     /// commit sends it the whole table.
     pub fn peer_up(&mut self, id: PeerId) {
         self.exports.insert(id, PeerExport::default());
-        let all: Vec<IpNet> = self.entries.keys().copied().collect();
+        let all: Vec<IpNet> = self.entries.keys().collect();
         self.exports
             .get_mut(&id)
             .expect("just inserted")
@@ -436,7 +460,7 @@ impl Rib {
     /// The export policy changed: every peer's exports are worked out again
     /// (only differences are sent).
     pub fn reexport_all(&mut self) {
-        let all: Vec<IpNet> = self.entries.keys().copied().collect();
+        let all: Vec<IpNet> = self.entries.keys().collect();
         for e in self.exports.values_mut() {
             e.mark_all(all.iter().copied());
         }
@@ -446,7 +470,7 @@ impl Rib {
     pub fn refresh(&mut self, id: PeerId) {
         if let Some(e) = self.exports.get_mut(&id) {
             e.forget();
-            let all: Vec<IpNet> = self.entries.keys().copied().collect();
+            let all: Vec<IpNet> = self.entries.keys().collect();
             e.mark_all(all);
         }
     }
@@ -455,9 +479,9 @@ impl Rib {
         for (prefix, e) in self.entries.iter_mut() {
             let mut i = 0;
             while i < e.paths.len() {
-                if doomed(prefix, &e.paths[i]) {
-                    take_path(&mut self.retired, &mut self.counts, prefix, e, i);
-                    self.dirty.insert(*prefix);
+                if doomed(&prefix, &e.paths[i]) {
+                    take_path(&mut self.retired, &mut self.counts, &prefix, e, i);
+                    self.dirty.insert(prefix);
                 } else {
                     i += 1;
                 }
@@ -473,13 +497,13 @@ impl Rib {
         attrs: Arc<PathAttributes>,
         now: Instant,
     ) {
-        let e = self.entries.entry(prefix).or_default();
+        let e = self.entries.get_or_default(prefix);
         let path = Path {
             source,
             path_id,
             attrs,
             stale: false,
-            since: now,
+            since: Since::at(now),
         };
         match e
             .paths
@@ -491,7 +515,7 @@ impl Rib {
                 let since = if old.attrs == path.attrs {
                     old.since
                 } else {
-                    now
+                    path.since
                 };
                 let path = Path { since, ..path };
                 if e.paths[i] == path {

@@ -374,7 +374,7 @@ mod model {
             assert!(best_first, "settled after a commit");
             let owned: Vec<Path> = paths.iter().map(|x| (*x).clone()).collect();
             let want = best::select(&owned, &rib.peers).map(|i| &owned[i]);
-            assert_eq!(rib.best(p), want, "best of {p} is the selection");
+            assert_eq!(rib.best(&p), want, "best of {p} is the selection");
             for x in &paths {
                 if let Source::Peer(PeerId(id)) = x.source {
                     *received.entry(id).or_default() += 1;
@@ -383,7 +383,7 @@ mod model {
                     }
                 }
             }
-            if let Some(Source::Peer(PeerId(id))) = rib.best(p).map(|x| x.source) {
+            if let Some(Source::Peer(PeerId(id))) = rib.best(&p).map(|x| x.source) {
                 *preferred.entry(id).or_default() += 1;
             }
         }
@@ -459,7 +459,7 @@ fn a_prefix_with_one_path_needs_no_allocation_of_its_own() {
         path_id: 0,
         attrs: Arc::new(PathAttributes::default()),
         stale: false,
-        since: Instant::now(),
+        since: Since::at(Instant::now()),
     };
     e.paths.push(p(1));
     assert!(matches!(e.paths, Paths::One(_)));
