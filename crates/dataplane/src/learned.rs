@@ -11,16 +11,16 @@
 //! traffic to other hosts keeps flowing while the agent restarts.
 //!
 //! Memory: a full table can be 100,000 routes or more, so each destination
-//! costs one small map slot: what we want there and what the kernel has,
-//! each a shared pointer to one of the few distinct next hops (most routes
-//! in sync point both at the same one).
+//! costs one small map slot (16 bytes for IPv4): what we want there and
+//! what the kernel has, each the index of one of the few distinct next
+//! hops, stored once.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
 
 use ipnet::IpNet;
 
 use crate::netlink::{ErrorKind, KernelRoute, NetlinkBackend, RouteKind};
+use crate::prefixmap::PrefixMap;
 use crate::{ApplyStats, DataplaneError};
 
 /// `rtm_protocol` BIRD marks its routes with (`/etc/iproute2/rt_protos`).
@@ -32,23 +32,57 @@ const CHUNK: usize = 4096;
 /// After this many route changes, free heap goes back to the kernel.
 const TRIM_AFTER: usize = 10_000;
 
-/// One destination: the route we want (None: none) and the route of our
-/// protocol the kernel has (as last read or written; None: none).
-#[derive(Default)]
+/// No route.
+const NONE: u32 = u32::MAX;
+
+/// One destination: the route we want and the route of our protocol the
+/// kernel has (as last read or written), as indexes into `Kinds`, or NONE.
+#[derive(Clone, Copy)]
 struct Slot {
-    want: Option<Arc<RouteKind>>,
-    have: Option<Arc<RouteKind>>,
+    want: u32,
+    have: u32,
+}
+
+impl Default for Slot {
+    fn default() -> Self {
+        Slot {
+            want: NONE,
+            have: NONE,
+        }
+    }
+}
+
+/// The distinct route kinds (next hops) in use, each stored once.
+#[derive(Default)]
+struct Kinds {
+    list: Vec<RouteKind>,
+    index: HashMap<RouteKind, u32>,
+}
+
+impl Kinds {
+    fn intern(&mut self, kind: RouteKind) -> u32 {
+        if let Some(i) = self.index.get(&kind) {
+            return *i;
+        }
+        let i = self.list.len() as u32;
+        self.list.push(kind.clone());
+        self.index.insert(kind, i);
+        i
+    }
+
+    fn get(&self, i: u32) -> Option<&RouteKind> {
+        self.list.get(i as usize)
+    }
 }
 
 pub struct LearnedRoutes<B> {
     nl: B,
     protocol: u8,
-    routes: HashMap<IpNet, Slot>,
+    routes: PrefixMap<Slot>,
     /// Slots with a `want`.
     wanted: usize,
-    /// The distinct route kinds in use, shared by the slots.
-    kinds: HashSet<Arc<RouteKind>>,
-    /// Size of `kinds` after its last clean-up.
+    kinds: Kinds,
+    /// Number of kinds after the last clean-up.
     kinds_kept: usize,
     dirty: HashSet<IpNet>,
     need_read: bool,
@@ -65,9 +99,9 @@ impl<B: NetlinkBackend> LearnedRoutes<B> {
         LearnedRoutes {
             nl,
             protocol,
-            routes: HashMap::new(),
+            routes: PrefixMap::default(),
             wanted: 0,
-            kinds: HashSet::new(),
+            kinds: Kinds::default(),
             kinds_kept: 0,
             dirty: HashSet::new(),
             need_read: true,
@@ -81,27 +115,18 @@ impl<B: NetlinkBackend> LearnedRoutes<B> {
         self.protocol
     }
 
-    fn intern(&mut self, kind: RouteKind) -> Arc<RouteKind> {
-        if let Some(k) = self.kinds.get(&kind) {
-            return k.clone();
-        }
-        let k = Arc::new(kind);
-        self.kinds.insert(k.clone());
-        k
-    }
-
     /// Sets (Some) or removes (None) the route for `dst`; its protocol is
     /// ours whatever the caller put in.
     pub fn set(&mut self, dst: IpNet, route: Option<KernelRoute>) {
-        let want = route.map(|r| self.intern(r.kind));
-        let slot = match (self.routes.get_mut(&dst), &want) {
-            (Some(s), _) => s,
-            (None, None) => return,
-            (None, Some(_)) => self.routes.entry(dst).or_default(),
+        let want = route.map_or(NONE, |r| self.kinds.intern(r.kind));
+        let slot = match self.routes.get_mut(&dst) {
+            Some(s) => s,
+            None if want == NONE => return,
+            None => self.routes.get_or_default(dst),
         };
-        match (&slot.want, &want) {
-            (None, Some(_)) => self.wanted += 1,
-            (Some(_), None) => self.wanted -= 1,
+        match (slot.want == NONE, want == NONE) {
+            (true, false) => self.wanted += 1,
+            (false, true) => self.wanted -= 1,
             _ => {}
         }
         slot.want = want;
@@ -115,8 +140,8 @@ impl<B: NetlinkBackend> LearnedRoutes<B> {
             let stale = self
                 .routes
                 .iter()
-                .filter(|(_, s)| s.want.is_none() && s.have.is_some())
-                .map(|(d, _)| *d);
+                .filter(|(_, s)| s.want == NONE && s.have != NONE)
+                .map(|(d, _)| d);
             self.dirty.extend(stale);
         }
     }
@@ -142,13 +167,13 @@ impl<B: NetlinkBackend> LearnedRoutes<B> {
                 .routes(self.protocol)
                 .map_err(|e| DataplaneError::Netlink(e.to_string()))?;
             for s in self.routes.values_mut() {
-                s.have = None;
+                s.have = NONE;
             }
             for r in read {
-                let kind = self.intern(r.kind);
-                self.routes.entry(r.dst).or_default().have = Some(kind);
+                let kind = self.kinds.intern(r.kind);
+                self.routes.get_or_default(r.dst).have = kind;
             }
-            self.dirty.extend(self.routes.keys().copied());
+            self.dirty.extend(self.routes.keys());
             self.need_read = false;
         }
         // Taken, not drained: a burst's room is not kept for ever.
@@ -162,9 +187,8 @@ impl<B: NetlinkBackend> LearnedRoutes<B> {
                 break;
             }
         }
-        if self.kinds.len() > 2 * self.kinds_kept.max(16) {
-            self.kinds.retain(|k| Arc::strong_count(k) > 1);
-            self.kinds_kept = self.kinds.len();
+        if self.kinds.list.len() > 2 * self.kinds_kept.max(64) {
+            self.forget_unused_kinds();
         }
         self.since_trim += dirty.len();
         if self.since_trim >= TRIM_AFTER {
@@ -174,6 +198,33 @@ impl<B: NetlinkBackend> LearnedRoutes<B> {
             self.since_trim = 0;
         }
         result.map(|()| stats)
+    }
+
+    /// Drops the kinds no slot uses any more (next hops of peers gone).
+    fn forget_unused_kinds(&mut self) {
+        let mut used = vec![false; self.kinds.list.len()];
+        for (_, s) in self.routes.iter() {
+            for i in [s.want, s.have] {
+                if i != NONE {
+                    used[i as usize] = true;
+                }
+            }
+        }
+        let mut remap = vec![NONE; used.len()];
+        let old = std::mem::take(&mut self.kinds);
+        for (i, kind) in old.list.into_iter().enumerate() {
+            if used[i] {
+                remap[i] = self.kinds.intern(kind);
+            }
+        }
+        for s in self.routes.values_mut() {
+            for i in [&mut s.want, &mut s.have] {
+                if *i != NONE {
+                    *i = remap[*i as usize];
+                }
+            }
+        }
+        self.kinds_kept = self.kinds.list.len();
     }
 
     fn apply_chunk(
@@ -192,7 +243,7 @@ impl<B: NetlinkBackend> LearnedRoutes<B> {
             let Some(slot) = self.routes.get(dst) else {
                 continue;
             };
-            match (&slot.want, &slot.have) {
+            match (self.kinds.get(slot.want), self.kinds.get(slot.have)) {
                 (Some(want), Some(have)) if want.satisfied_by(have) => {}
                 (Some(want), _) => writes.push(route(*dst, want)),
                 (None, Some(have)) if self.converged => deletes.push(route(*dst, have)),
@@ -210,7 +261,7 @@ impl<B: NetlinkBackend> LearnedRoutes<B> {
                 Ok(()) => {
                     self.failed.remove(&route.dst);
                     if let Some(s) = self.routes.get_mut(&route.dst) {
-                        s.have = s.want.clone();
+                        s.have = s.want;
                     }
                     stats.writes += 1;
                 }
@@ -232,8 +283,8 @@ impl<B: NetlinkBackend> LearnedRoutes<B> {
                 }
             }
             if let Some(s) = self.routes.get_mut(&route.dst) {
-                s.have = None;
-                if s.want.is_none() {
+                s.have = NONE;
+                if s.want == NONE {
                     self.routes.remove(&route.dst);
                 }
             }
@@ -322,13 +373,7 @@ mod tests {
             m.set(r.dst, Some(r));
         }
         assert_eq!(m.apply().unwrap().writes, 1000);
-        assert_eq!(m.kinds.len(), 1, "one next hop, stored once");
-        let k = m.kinds.iter().next().unwrap();
-        assert_eq!(
-            Arc::strong_count(k),
-            1 + 2 * 1000,
-            "wanted and in the kernel"
-        );
+        assert_eq!(m.kinds.list.len(), 1, "one next hop, stored once");
         // A resync reads the kernel's copy: in sync, nothing is written.
         m.resync();
         assert_eq!(m.apply().unwrap().writes, 0);
@@ -339,8 +384,39 @@ mod tests {
             );
         }
         assert_eq!(m.apply().unwrap().writes, 1000);
-        assert!(m.routes.is_empty(), "nothing kept for routes gone");
+        assert_eq!(m.routes.iter().count(), 0, "nothing kept for routes gone");
         assert_eq!(m.desired_len(), 0);
+    }
+
+    #[test]
+    fn next_hops_no_route_uses_are_forgotten() {
+        let nl = host();
+        nl.add_address("eth0", "10.1.0.1/16");
+        let mut m = LearnedRoutes::new(nl, RTPROT_BIRD);
+        m.converged();
+        let dst = |i: u32| format!("10.70.{i}.0/26");
+        for i in 0..200u32 {
+            let r = via(&dst(i), &format!("10.1.{}.{}", i / 200, i % 200 + 2));
+            m.set(r.dst, Some(r));
+        }
+        m.apply().unwrap();
+        assert_eq!(m.kinds.list.len(), 200);
+        // Every route moves to one next hop.
+        for i in 0..200u32 {
+            let r = via(&dst(i), "10.0.0.2");
+            m.set(r.dst, Some(r));
+        }
+        m.apply().unwrap();
+        // (apply does this once the kinds have doubled since the last time)
+        m.forget_unused_kinds();
+        assert_eq!(m.kinds.list.len(), 1, "the old next hops are gone");
+        let routes = m.nl.routes(RTPROT_BIRD).unwrap();
+        assert_eq!(routes.len(), 200);
+        assert!(routes
+            .iter()
+            .all(|r| via(&r.dst.to_string(), "10.0.0.2").satisfied_by(r)));
+        m.resync();
+        assert_eq!(m.apply().unwrap().writes, 0, "indexes still right");
     }
 
     #[test]

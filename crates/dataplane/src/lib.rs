@@ -22,6 +22,7 @@ pub mod ipip;
 pub mod learned;
 pub mod mtu;
 pub mod netlink;
+mod prefixmap;
 pub mod routes;
 pub mod routing;
 pub mod sysctl;
