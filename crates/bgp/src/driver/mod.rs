@@ -28,6 +28,9 @@ use crate::wire::PathAttributes;
 /// Most bytes one read takes from a connection.
 const READ_CHUNK: usize = 65536;
 
+/// Bytes received that one commit takes at most (~28,000 IPv4 routes).
+const COMMIT_BYTES: usize = 256 * 1024;
+
 /// Receives best-path changes, in batches.
 pub type RouteSink = Box<dyn FnMut(Vec<BestChange>) + Send>;
 
@@ -258,8 +261,18 @@ impl Loop {
                 Some(ev) = self.io_rx.recv() => self.on_io(ev),
                 _ = tokio::time::sleep_until(wake.into()) => {}
             }
-            // Take everything else that is ready before doing the work once.
-            while let Ok(ev) = self.io_rx.try_recv() {
+            // Take what else is ready before doing the work once, but no
+            // more than COMMIT_BYTES of routes: a table arriving at full
+            // speed is committed (and reaches the kernel) in slices, so
+            // the work lists of a commit stay small.
+            let mut taken = 0;
+            while taken < COMMIT_BYTES {
+                let Ok(ev) = self.io_rx.try_recv() else {
+                    break;
+                };
+                if let IoEvent::Data(_, _, _, bytes) = &ev {
+                    taken += bytes.len();
+                }
                 self.on_io(ev);
             }
             while let Ok(c) = commands.try_recv() {
