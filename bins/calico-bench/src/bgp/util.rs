@@ -246,12 +246,14 @@ pub fn proc_stat(pid: u32) -> Result<ProcStat> {
     })
 }
 
+/// The middle value (the mean of the two middle ones for an even count).
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
-    if v.is_empty() {
-        return f64::NAN;
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
     }
-    v[v.len() / 2]
 }
 
 pub fn load_average() -> String {
