@@ -7,6 +7,9 @@
 //!   calico-bench calc                incremental calculation: 10,000 endpoints, 1,000 policies
 //!   calico-bench latency [local|etcd] policy apply-to-enforced latency in a lab (root)
 //!   calico-bench pps                 64-byte UDP pps, no policy vs 1,000 policies (root)
+//!   calico-bench conn-rate           new TCP connections/s through 1..1,000 rules (root)
+//!   calico-bench bgp-receive         100,000 routes from one BIRD peer: calico-rs vs BIRD 2 (root)
+//!   calico-bench bgp-mesh            999 iBGP peers, one /26 each: calico-rs vs BIRD 2 (root)
 //!
 //! Build in release mode first (`cargo build --release -p calicoctl -p calico-bench`).
 
@@ -19,6 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use calico_api::selector::Selector;
 
+mod bgp;
 mod calc;
 mod connrate;
 mod dataplane;
@@ -53,7 +57,10 @@ fn main() -> Result<()> {
         Some("latency-poll") => dataplane::poll(&args[1..]),
         Some("pps") => dataplane::pps(&args[1..]),
         Some("conn-rate") => connrate::run(&args[1..]),
-        _ => bail!("usage: calico-bench selector | apply [local|etcd] | ipam [local|etcd] | calc | latency [local|etcd] | pps | conn-rate"),
+        Some("bgp-receive") => bgp::receive::run(&args[1..]),
+        Some("bgp-mesh") => bgp::mesh::run(&args[1..]),
+        Some("bgp-receiver") => bgp::receiver::run(&args[1..]),
+        _ => bail!("usage: calico-bench selector | apply [local|etcd] | ipam [local|etcd] | calc | latency [local|etcd] | pps | conn-rate | bgp-receive | bgp-mesh"),
     }
 }
 

@@ -4,13 +4,13 @@
 //! best-path work and one batch of kernel changes), and carries out its
 //! outputs.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
-use crate::rib::{BestChange, ExportAll, ExportPolicy, PeerId, PeerInfo, Rib};
+use crate::rib::{BestChange, ExportAll, ExportPolicy, Map, PeerId, PeerInfo, Rib};
 use crate::session::{
     Action, Negotiated, Session, SessionConfig, Side, CEASE_ADMIN_RESET, CEASE_PEER_DECONFIGURED,
 };
@@ -44,8 +44,9 @@ pub enum Output {
     Connect(PeerId),
     Send(PeerId, Side, Vec<u8>),
     Close(PeerId, Side),
-    /// A prefix's best path changed: program the kernel.
-    Route(BestChange),
+    /// Prefixes whose best path changed (one commit's worth): program the
+    /// kernel.
+    Routes(Vec<BestChange>),
     /// The peer set changed: e.g. listening sockets' MD5 keys.
     PeersChanged,
 }
@@ -74,7 +75,7 @@ const SELECTION_DEFERRAL: Duration = Duration::from_secs(120);
 pub struct Speaker {
     rib: Rib,
     policy: Box<dyn ExportPolicy + Send>,
-    peers: HashMap<PeerId, Peer>,
+    peers: Map<PeerId, Peer>,
     by_name: BTreeMap<String, PeerId>,
     next_id: u32,
     outputs: VecDeque<Output>,
@@ -83,6 +84,13 @@ pub struct Speaker {
     deferral: Option<Instant>,
     /// The deferral time ran out; it is not started again.
     deferral_over: bool,
+    /// Each peer's next timer (its session's or its stale routes'), and
+    /// the same in time order: with a thousand peers, finding the next
+    /// timer or the due ones must not visit every peer on every event.
+    deadlines: Map<PeerId, Instant>,
+    timers: BTreeSet<(Instant, PeerId)>,
+    /// Peers owed End-of-RIB markers at the next commit.
+    eor_pending: Vec<PeerId>,
 }
 
 impl Speaker {
@@ -90,12 +98,15 @@ impl Speaker {
         Speaker {
             rib: Rib::new(router_id, local_as, cluster_id),
             policy: Box::new(ExportAll),
-            peers: HashMap::new(),
+            peers: Map::default(),
             by_name: BTreeMap::new(),
             next_id: 1,
             outputs: VecDeque::new(),
             deferral: None,
             deferral_over: false,
+            deadlines: Map::default(),
+            timers: BTreeSet::new(),
+            eor_pending: Vec::new(),
         }
     }
 
@@ -171,7 +182,12 @@ impl Speaker {
     }
 
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
+        let out = self.outputs.pop_front();
+        if out.is_none() && self.outputs.capacity() > 4096 {
+            // A table's worth of changes went through: give the room back.
+            self.outputs = VecDeque::new();
+        }
+        out
     }
 
     /// Makes the configured peers exactly `wanted`: new ones start, gone
@@ -207,6 +223,7 @@ impl Speaker {
                 }
             }
             self.rib.remove_peer(id);
+            self.reschedule(id);
         }
         for (name, cfg) in wanted {
             if self.by_name.contains_key(&name) {
@@ -266,12 +283,8 @@ impl Speaker {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.peers
-            .values()
-            .flat_map(|p| [p.session.poll_timeout(), p.stale_deadline])
-            .chain([self.deferral])
-            .flatten()
-            .min()
+        let next = self.timers.first().map(|(t, _)| *t);
+        [next, self.deferral].into_iter().flatten().min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -280,9 +293,16 @@ impl Speaker {
             self.deferral = None;
             self.deferral_over = true;
         }
-        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
-        for id in ids {
-            let p = self.peers.get_mut(&id).expect("listed");
+        let due: Vec<PeerId> = self
+            .timers
+            .range(..=(now, PeerId(u32::MAX)))
+            .map(|(_, id)| *id)
+            .collect();
+        for id in due {
+            let Some(p) = self.peers.get_mut(&id) else {
+                self.reschedule(id);
+                continue;
+            };
             if p.session.poll_timeout().is_some_and(|t| t <= now) {
                 p.session.handle_timeout(now);
             }
@@ -298,9 +318,11 @@ impl Speaker {
     /// the last commit, and queues the UPDATEs and kernel changes.
     pub fn commit(&mut self, now: Instant) {
         let (changes, updates) = self.rib.commit(self.policy.as_ref());
-        for c in changes {
-            self.outputs.push_back(Output::Route(c));
+        if !changes.is_empty() {
+            self.outputs.push_back(Output::Routes(changes));
         }
+        // Only the peers sent something have anything to carry out.
+        let mut touched = std::mem::take(&mut self.eor_pending);
         for (id, msgs) in updates {
             let Some(p) = self.peers.get_mut(&id) else {
                 continue;
@@ -308,13 +330,22 @@ impl Speaker {
             for u in &msgs {
                 p.session.send_update(now, u);
             }
+            touched.push(id);
         }
-        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
-        for id in ids {
-            let due = std::mem::take(&mut self.peers.get_mut(&id).expect("listed").eor_due);
+        touched.sort_unstable();
+        touched.dedup();
+        for id in touched {
+            let Some(p) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            let due = std::mem::take(&mut p.eor_due);
             let (held, due): (Vec<Family>, Vec<Family>) =
                 due.into_iter().partition(|f| self.eor_held(id, *f));
-            let p = self.peers.get_mut(&id).expect("listed");
+            if !held.is_empty() {
+                // Looked at again at each commit until it may go.
+                self.eor_pending.push(id);
+            }
+            let p = self.peers.get_mut(&id).expect("looked up above");
             p.eor_due = held;
             for f in due {
                 p.session.send_update(
@@ -358,8 +389,32 @@ impl Speaker {
         })
     }
 
-    /// Carries out what a session asked for.
+    /// Carries out what a session asked for, then files its next timer.
     fn drain(&mut self, now: Instant, id: PeerId) {
+        self.carry_out(now, id);
+        self.reschedule(id);
+    }
+
+    fn reschedule(&mut self, id: PeerId) {
+        let next = self.peers.get(&id).and_then(|p| {
+            [p.session.poll_timeout(), p.stale_deadline]
+                .into_iter()
+                .flatten()
+                .min()
+        });
+        if self.deadlines.get(&id) == next.as_ref() {
+            return;
+        }
+        if let Some(old) = self.deadlines.remove(&id) {
+            self.timers.remove(&(old, id));
+        }
+        if let Some(t) = next {
+            self.deadlines.insert(id, t);
+            self.timers.insert((t, id));
+        }
+    }
+
+    fn carry_out(&mut self, now: Instant, id: PeerId) {
         loop {
             let Some(p) = self.peers.get_mut(&id) else {
                 return;
@@ -398,6 +453,7 @@ impl Speaker {
         let p = self.peers.get_mut(&id).expect("called for a known peer");
         p.peer_restart_time = neg.graceful_restart.as_ref().map(|g| g.restart_time);
         p.eor_due = neg.families.clone();
+        self.eor_pending.push(id);
         p.eor_received.clear();
         if p.stale_deadline.is_some() {
             // Back after a graceful restart: its stale routes wait for its
@@ -628,5 +684,47 @@ mod tests {
         up(&mut s, now, 2);
         s.commit(now);
         assert_eq!(eor_sent(&mut s), vec![ip(2)]);
+    }
+
+    fn peer_delayed(name: &str, last: u8, delay: u64) -> PeerConfig {
+        let mut p = peer(name, &format!("10.0.0.{last}"), 64512);
+        p.session.connect_delay = Duration::from_secs(delay);
+        p
+    }
+
+    fn connects(s: &mut Speaker) -> Vec<PeerId> {
+        std::iter::from_fn(|| s.poll_output())
+            .filter_map(|o| match o {
+                Output::Connect(id) => Some(id),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn timers_are_filed_per_peer_and_only_due_ones_run() {
+        let t0 = Instant::now();
+        let mut s = Speaker::new(Ipv4Addr::new(10, 0, 0, 1), 64512, None);
+        s.set_peers(t0, vec![peer_delayed("a", 2, 1), peer_delayed("b", 3, 5)]);
+        assert!(connects(&mut s).is_empty());
+        assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(1)));
+        // Nothing is due yet.
+        s.handle_timeout(t0 + Duration::from_millis(500));
+        assert!(connects(&mut s).is_empty());
+        s.handle_timeout(t0 + Duration::from_secs(1));
+        let a = s.by_name["a"];
+        assert_eq!(connects(&mut s), vec![a]);
+        // The attempt is refused: a waits its connect retry (3 s), b its
+        // delay (5 s).
+        let refused = t0 + Duration::from_millis(1500);
+        s.closed(refused, a, Side::Outgoing, "Connection refused");
+        let retry = refused + Duration::from_secs(3);
+        assert_eq!(s.poll_timeout(), Some(retry));
+        // b goes: its timer goes with it.
+        s.set_peers(t0, vec![peer_delayed("a", 2, 1)]);
+        s.handle_timeout(retry);
+        assert_eq!(connects(&mut s), vec![a], "a retries");
+        assert_eq!(s.timers.len(), 1);
+        assert_eq!(s.deadlines.len(), 1);
     }
 }

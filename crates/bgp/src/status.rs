@@ -129,7 +129,7 @@ pub fn snapshot(speaker: &Speaker, started: SystemTime, with_routes: bool) -> Sp
 
 fn routes(speaker: &Speaker, to_wall: &dyn Fn(Instant) -> SystemTime) -> Vec<RouteStatus> {
     let mut out = Vec::new();
-    for (prefix, paths) in speaker.rib().iter() {
+    for (prefix, paths, best_first) in speaker.rib().iter() {
         for (i, p) in paths.iter().enumerate() {
             let (from_name, from_address) = match p.source {
                 Source::Local => (LOCAL_PROTOCOL.to_string(), None),
@@ -139,12 +139,12 @@ fn routes(speaker: &Speaker, to_wall: &dyn Fn(Instant) -> SystemTime) -> Vec<Rou
                 },
             };
             out.push(RouteStatus {
-                prefix: *prefix,
+                prefix,
                 from_name,
                 from_address,
-                best: i == 0,
+                best: best_first && i == 0,
                 stale: p.stale,
-                since: to_wall(p.since),
+                since: to_wall(p.since.instant()),
                 attrs: (*p.attrs).clone(),
             });
         }

@@ -16,11 +16,13 @@ pub use nft::{CommandNft, FakeNft, GenerationTracked, NftBackend, PolicyManager}
 // combined manager).
 pub mod condition;
 pub mod conntrack;
+pub mod heap;
 pub mod iface;
 pub mod ipip;
 pub mod learned;
 pub mod mtu;
 pub mod netlink;
+mod prefixmap;
 pub mod routes;
 pub mod routing;
 pub mod sysctl;

@@ -866,3 +866,62 @@ fn restart_without_flush_loses_no_packet() {
     });
     assert_eq!(changed, 0);
 }
+
+#[test]
+fn learned_routes_in_bulk_with_one_refused() {
+    use calico_dataplane::learned::{LearnedRoutes, RTPROT_BIRD};
+    use calico_dataplane::netlink::{KernelRoute, RouteKind};
+
+    if !environment_ok("learned_routes_in_bulk_with_one_refused") {
+        return;
+    }
+    let mut lab = Lab::new("lb");
+    let h1 = lab.host("h1");
+    let h2 = lab.host("h2");
+    lab.link_hosts(&h1, "192.0.2.1", &h2, "192.0.2.2");
+    let worker = NsWorker::spawn(&h1);
+    let via = |i: u32, gw: &str| KernelRoute {
+        dst: format!(
+            "{}/32",
+            Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 0)) + i)
+        )
+        .parse()
+        .unwrap(),
+        kind: RouteKind::Via {
+            gateway: gw.parse().unwrap(),
+            iface: None,
+            onlink: false,
+        },
+        protocol: RTPROT_BIRD,
+    };
+    // 3,000 routes (three netlink batches), one of them to a next hop that
+    // is not on any link: the kernel refuses just that one.
+    let (writes, failed) = worker.run(move |_| {
+        let mut m = LearnedRoutes::new(RtNetlink::new().unwrap(), RTPROT_BIRD);
+        m.converged();
+        for i in 0..3000 {
+            let gw = if i == 1234 {
+                "198.19.255.1"
+            } else {
+                "192.0.2.2"
+            };
+            let r = via(i, gw);
+            m.set(r.dst, Some(r));
+        }
+        let writes = m.apply().unwrap().writes;
+        let failed: Vec<String> = m.failures().keys().map(|k| k.to_string()).collect();
+        // Half are withdrawn; a resync then finds nothing to do.
+        for i in 0..1500 {
+            m.set(via(i, "192.0.2.2").dst, None);
+        }
+        m.apply().unwrap();
+        m.resync();
+        let again = m.apply().unwrap().writes;
+        (writes, (failed, again))
+    });
+    assert_eq!(writes, 2999);
+    assert_eq!(failed.0, vec!["198.18.4.210/32".to_string()]);
+    assert_eq!(failed.1, 0, "in sync after a resync");
+    let routes = json(&["ip", "-n", &h1, "-j", "route", "show", "proto", "12"]);
+    assert_eq!(routes.as_array().unwrap().len(), 1500);
+}

@@ -198,7 +198,7 @@ mod tests {
                 path_id: 0,
                 attrs: Arc::new(attrs),
                 stale: false,
-                since: std::time::Instant::now(),
+                since: calico_bgp::rib::Since::at(std::time::Instant::now()),
                 local_id: 1,
             }),
         }

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
@@ -24,6 +24,12 @@ use crate::session::Side;
 use crate::speaker::{Output, PeerConfig, Speaker};
 use crate::status::{self, SpeakerStatus};
 use crate::wire::PathAttributes;
+
+/// Most bytes one read takes from a connection.
+const READ_CHUNK: usize = 65536;
+
+/// Bytes received that one commit takes at most (~28,000 IPv4 routes).
+const COMMIT_BYTES: usize = 256 * 1024;
 
 /// Receives best-path changes, in batches.
 pub type RouteSink = Box<dyn FnMut(Vec<BestChange>) + Send>;
@@ -205,6 +211,9 @@ struct Loop {
     io_rx: UnboundedReceiver<IoEvent>,
     last_publish: Instant,
     started: std::time::SystemTime,
+    /// Snapshot requests, answered after the next commit so they never
+    /// see a change half applied.
+    snapshots: Vec<std::sync::mpsc::Sender<SpeakerStatus>>,
 }
 
 impl Loop {
@@ -227,6 +236,7 @@ impl Loop {
             io_rx,
             last_publish: Instant::now() - Duration::from_secs(10),
             started: std::time::SystemTime::now(),
+            snapshots: Vec::new(),
         }
     }
 
@@ -263,8 +273,18 @@ impl Loop {
                 Some(ev) = self.io_rx.recv() => self.on_io(ev),
                 _ = tokio::time::sleep_until(wake.into()) => {}
             }
-            // Take everything else that is ready before doing the work once.
-            while let Ok(ev) = self.io_rx.try_recv() {
+            // Take what else is ready before doing the work once, but no
+            // more than COMMIT_BYTES of routes: a table arriving at full
+            // speed is committed (and reaches the kernel) in slices, so
+            // the work lists of a commit stay small.
+            let mut taken = 0;
+            while taken < COMMIT_BYTES {
+                let Ok(ev) = self.io_rx.try_recv() else {
+                    break;
+                };
+                if let IoEvent::Data(_, _, _, bytes) = &ev {
+                    taken += bytes.len();
+                }
                 self.on_io(ev);
             }
             while let Ok(c) = commands.try_recv() {
@@ -278,6 +298,12 @@ impl Loop {
             self.speaker.handle_timeout(now);
             self.speaker.commit(now);
             self.dispatch();
+            if !self.snapshots.is_empty() {
+                let snap = status::snapshot(&self.speaker, self.started, true);
+                for reply in self.snapshots.drain(..) {
+                    let _ = reply.send(snap.clone());
+                }
+            }
             if now.duration_since(self.last_publish) >= Duration::from_secs(1) {
                 self.publish(false);
             }
@@ -300,9 +326,7 @@ impl Loop {
             } => self.speaker.set_identity(router_id, local_as, cluster_id),
             Command::Policy(p) => self.speaker.set_policy(p),
             Command::RefreshImports => self.speaker.refresh_imports(now),
-            Command::Snapshot(reply) => {
-                let _ = reply.send(status::snapshot(&self.speaker, self.started, true));
-            }
+            Command::Snapshot(reply) => self.snapshots.push(reply),
             Command::Stop => {}
         }
     }
@@ -375,7 +399,8 @@ impl Loop {
                 Output::Close(id, side) => {
                     self.conns.remove(&(id, side));
                 }
-                Output::Route(c) => routes.push(c),
+                Output::Routes(c) if routes.is_empty() => routes = c,
+                Output::Routes(c) => routes.extend(c),
                 Output::PeersChanged => self.set_listener_keys(),
             }
         }
@@ -426,21 +451,27 @@ impl Loop {
             }
         };
         let _ = stream.set_nodelay(true);
-        let (mut rd, mut wr) = stream.into_split();
+        let (rd, mut wr) = stream.into_split();
         let tx = self.io_tx.clone();
         let reader = tokio::spawn(async move {
-            let mut buf = vec![0u8; 65536];
+            // A buffer only while there is something to read: a thousand
+            // idle sessions hold none.
             let reason = loop {
-                match rd.read(&mut buf).await {
+                if let Err(e) = rd.readable().await {
+                    break format!("Socket: {e}");
+                }
+                let mut buf = Vec::with_capacity(READ_CHUNK);
+                match rd.try_read_buf(&mut buf) {
                     Ok(0) => break "Connection closed".to_string(),
                     Ok(n) => {
-                        if tx
-                            .send(IoEvent::Data(id, side, generation, buf[..n].to_vec()))
-                            .is_err()
-                        {
+                        if n < READ_CHUNK / 4 {
+                            buf.shrink_to_fit();
+                        }
+                        if tx.send(IoEvent::Data(id, side, generation, buf)).is_err() {
                             return;
                         }
                     }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(e) => break format!("Socket: {e}"),
                 }
             };
@@ -549,6 +580,7 @@ fn canonical(ip: IpAddr) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;
+    use tokio::io::AsyncReadExt;
 
     use super::*;
     use crate::session::SessionConfig;

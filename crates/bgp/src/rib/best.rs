@@ -3,23 +3,22 @@
 //! BGP), then a refreshed path over a stale one, then the BGP tie-breaks.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use crate::wire::Origin;
 
-use super::{Path, PeerId, PeerInfo, Source};
+use super::{Map, Path, PeerId, PeerInfo, Source};
 
 /// LOCAL_PREF assumed when a path carries none (eBGP-learned, local).
 pub const DEFAULT_LOCAL_PREF: u32 = 100;
 
 /// Index of the best path, if any.
-pub fn select(paths: &[Path], peers: &HashMap<PeerId, PeerInfo>) -> Option<usize> {
+pub fn select(paths: &[Path], peers: &Map<PeerId, PeerInfo>) -> Option<usize> {
     (0..paths.len()).min_by(|&a, &b| compare(&paths[a], &paths[b], peers))
 }
 
 /// `Less` when `a` is better than `b`.
-pub fn compare(a: &Path, b: &Path, peers: &HashMap<PeerId, PeerInfo>) -> Ordering {
+pub fn compare(a: &Path, b: &Path, peers: &Map<PeerId, PeerInfo>) -> Ordering {
     let pa = peer_of(a, peers);
     let pb = peer_of(b, peers);
     let local = |p: &Path| p.source != Source::Local;
@@ -37,7 +36,7 @@ pub fn compare(a: &Path, b: &Path, peers: &HashMap<PeerId, PeerInfo>) -> Orderin
         .then(a.path_id.cmp(&b.path_id))
 }
 
-fn peer_of<'a>(p: &Path, peers: &'a HashMap<PeerId, PeerInfo>) -> Option<&'a PeerInfo> {
+fn peer_of<'a>(p: &Path, peers: &'a Map<PeerId, PeerInfo>) -> Option<&'a PeerInfo> {
     match p.source {
         Source::Peer(id) => peers.get(&id),
         Source::Local => None,

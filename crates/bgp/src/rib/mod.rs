@@ -9,8 +9,12 @@
 
 mod best;
 mod export;
+mod prefixmap;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+/// The RIB's maps: prefixes and peer ids hashed fast (SipHash was a tenth
+/// of the time spent with a thousand peers), still randomly seeded.
+pub type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+pub type Set<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,6 +25,7 @@ use crate::wire::{Family, Nlri, PathAttributes, Update};
 
 pub use best::compare;
 pub use export::{ExportAll, ExportPolicy, PeerExport};
+pub use prefixmap::PrefixMap;
 
 /// Who a path came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -71,19 +76,135 @@ pub struct Path {
     pub attrs: Arc<PathAttributes>,
     /// Kept across the peer's graceful restart, not yet refreshed.
     pub stale: bool,
-    pub since: Instant,
+    /// When it was learned or last changed.
+    pub since: Since,
     /// The path id this node sends it under to ADD-PATH peers: unique
     /// among the prefix's paths, kept while the path exists.
     pub local_id: u32,
 }
 
+/// A time to the second in 4 bytes (a full table holds one per path):
+/// seconds since the process first asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Since(u32);
+
+impl Since {
+    pub fn at(t: Instant) -> Since {
+        let secs = t.saturating_duration_since(since_epoch()).as_secs();
+        Since(u32::try_from(secs).unwrap_or(u32::MAX))
+    }
+
+    pub fn instant(self) -> Instant {
+        since_epoch() + std::time::Duration::from_secs(u64::from(self.0))
+    }
+}
+
+fn since_epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
 /// A prefix's paths. An entry whose last path went stays until the next
 /// commit, so the commit still knows what its best path was.
-#[derive(Default)]
+///
+/// The best path is kept as an index, not a copy: a path that was best at
+/// the last commit and is removed or changed before the next one is moved
+/// to `Rib::retired` first, so the commit can still compare against it.
 struct Entry {
-    paths: Vec<Path>,
-    /// The best path as of the last commit.
-    best: Option<Path>,
+    paths: Paths,
+    /// Index in `paths` of the best path as of the last commit, or `NO_BEST`
+    /// (none then, or it has since been retired).
+    best: u32,
+}
+
+const NO_BEST: u32 = u32::MAX;
+
+impl Default for Entry {
+    fn default() -> Self {
+        Entry {
+            paths: Paths::None,
+            best: NO_BEST,
+        }
+    }
+}
+
+impl Entry {
+    fn best(&self) -> Option<&Path> {
+        self.paths.get(self.best as usize)
+    }
+}
+
+/// A prefix's paths. Nearly every prefix has one, kept in place: a table
+/// of 100,000 prefixes then costs no allocation per prefix.
+enum Paths {
+    None,
+    One(Path),
+    Many(Vec<Path>),
+}
+
+impl Paths {
+    fn push(&mut self, p: Path) {
+        *self = match std::mem::replace(self, Paths::None) {
+            Paths::None => Paths::One(p),
+            Paths::One(a) => Paths::Many(vec![a, p]),
+            Paths::Many(mut v) => {
+                v.push(p);
+                Paths::Many(v)
+            }
+        }
+    }
+
+    fn remove(&mut self, i: usize) -> Path {
+        let (rest, p) = match std::mem::replace(self, Paths::None) {
+            Paths::None => panic!("no path {i}"),
+            Paths::One(a) => {
+                assert_eq!(i, 0, "one path");
+                (Paths::None, a)
+            }
+            Paths::Many(mut v) => {
+                let p = v.remove(i);
+                if v.len() == 1 {
+                    (Paths::One(v.pop().expect("one left")), p)
+                } else {
+                    (Paths::Many(v), p)
+                }
+            }
+        };
+        *self = rest;
+        p
+    }
+}
+
+impl std::ops::Deref for Paths {
+    type Target = [Path];
+
+    fn deref(&self) -> &[Path] {
+        match self {
+            Paths::None => &[],
+            Paths::One(p) => std::slice::from_ref(p),
+            Paths::Many(v) => v,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Paths {
+    fn deref_mut(&mut self) -> &mut [Path] {
+        match self {
+            Paths::None => &mut [],
+            Paths::One(p) => std::slice::from_mut(p),
+            Paths::Many(v) => v,
+        }
+    }
+}
+
+/// Per-peer path counts, kept as paths come and go (status output asks
+/// every second; counting by scanning the table would cost peers × routes).
+#[derive(Clone, Copy, Debug, Default)]
+struct Counts {
+    received: usize,
+    preferred: usize,
+    /// Of `received`, those kept stale across the peer's restart.
+    stale: usize,
 }
 
 /// A change of a prefix's best path, as the kernel sees it.
@@ -98,12 +219,18 @@ pub struct Rib {
     router_id: Ipv4Addr,
     cluster_id: Option<Ipv4Addr>,
     local_as: u32,
-    entries: HashMap<IpNet, Entry>,
-    peers: HashMap<PeerId, PeerInfo>,
+    entries: PrefixMap<Entry>,
+    /// Paths that were best at the last commit and have since been removed
+    /// or changed, by prefix.
+    retired: Map<IpNet, Path>,
+    counts: Map<PeerId, Counts>,
+    /// Peers removed since the last commit, whose counts go once it is done.
+    removed: Vec<PeerId>,
+    peers: Map<PeerId, PeerInfo>,
     /// Prefixes changed since the last commit.
-    dirty: HashSet<IpNet>,
+    dirty: Set<IpNet>,
     /// Per established peer: what it was last sent.
-    exports: HashMap<PeerId, PeerExport>,
+    exports: Map<PeerId, PeerExport>,
 }
 
 impl Rib {
@@ -112,10 +239,13 @@ impl Rib {
             router_id,
             cluster_id,
             local_as,
-            entries: HashMap::new(),
-            peers: HashMap::new(),
-            dirty: HashSet::new(),
-            exports: HashMap::new(),
+            entries: PrefixMap::default(),
+            retired: Map::default(),
+            counts: Map::default(),
+            removed: Vec::new(),
+            peers: Map::default(),
+            dirty: Set::default(),
+            exports: Map::default(),
         }
     }
 
@@ -155,6 +285,7 @@ impl Rib {
         self.drop_paths(|_, p| p.source == Source::Peer(id));
         self.exports.remove(&id);
         self.peers.remove(&id);
+        self.removed.push(id);
     }
 
     pub fn len(&self) -> usize {
@@ -165,37 +296,43 @@ impl Rib {
         self.entries.is_empty()
     }
 
+    /// The best path as of the last commit.
     pub fn best(&self, prefix: &IpNet) -> Option<&Path> {
-        self.entries.get(prefix)?.best.as_ref()
+        match self.retired.get(prefix) {
+            Some(p) => Some(p),
+            None => self.entries.get(prefix)?.best(),
+        }
     }
 
-    /// Every prefix with its paths (best first), for status output.
-    pub fn iter(&self) -> impl Iterator<Item = (&IpNet, Vec<&Path>)> {
+    /// Every prefix with its paths, for status output, and whether the
+    /// first is the best (false only for a prefix changed since the last
+    /// commit whose best is not settled yet).
+    pub fn iter(&self) -> impl Iterator<Item = (IpNet, Vec<&Path>, bool)> {
         self.entries
             .iter()
             .filter(|(_, e)| !e.paths.is_empty())
             .map(|(p, e)| {
-                let mut v: Vec<&Path> = e.best.iter().collect();
-                v.extend(e.paths.iter().filter(|p| Some(*p) != e.best.as_ref()));
-                (p, v)
+                let best = e.best();
+                let mut v: Vec<&Path> = best.into_iter().collect();
+                v.extend(
+                    e.paths
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| *i as u32 != e.best)
+                        .map(|(_, p)| p),
+                );
+                (p, v, best.is_some())
             })
     }
 
     /// Paths received from one peer (accepted after import checks).
     pub fn received_count(&self, id: PeerId) -> usize {
-        self.entries
-            .values()
-            .flat_map(|e| &e.paths)
-            .filter(|p| p.source == Source::Peer(id))
-            .count()
+        self.counts.get(&id).map_or(0, |c| c.received)
     }
 
+    /// Prefixes whose best path (as of the last commit) is from this peer.
     pub fn preferred_count(&self, id: PeerId) -> usize {
-        self.entries
-            .values()
-            .filter_map(|e| e.best.as_ref())
-            .filter(|p| p.source == Source::Peer(id))
-            .count()
+        self.counts.get(&id).map_or(0, |c| c.preferred)
     }
 
     /// What this peer was last sent.
@@ -212,7 +349,7 @@ impl Rib {
 
     /// Sets this node's own routes to exactly `routes`.
     pub fn set_local(&mut self, routes: &[(IpNet, PathAttributes)], now: Instant) {
-        let wanted: HashMap<IpNet, &PathAttributes> =
+        let wanted: Map<IpNet, &PathAttributes> =
             routes.iter().map(|(p, a)| (p.trunc(), a)).collect();
         let stale: Vec<IpNet> = self
             .entries
@@ -220,7 +357,7 @@ impl Rib {
             .filter(|(p, e)| {
                 e.paths.iter().any(|x| x.source == Source::Local) && !wanted.contains_key(p)
             })
-            .map(|(p, _)| *p)
+            .map(|(p, _)| p)
             .collect();
         for p in stale {
             self.remove_path(p, Source::Local, 0);
@@ -306,9 +443,13 @@ impl Rib {
             return;
         }
         for (prefix, e) in self.entries.iter_mut() {
-            for p in e.paths.iter_mut().filter(|p| p.source == Source::Peer(id)) {
-                p.stale = true;
-                self.dirty.insert(*prefix);
+            for i in 0..e.paths.len() {
+                if e.paths[i].source == Source::Peer(id) && !e.paths[i].stale {
+                    retire(&mut self.retired, &prefix, e, i);
+                    e.paths[i].stale = true;
+                    self.counts.entry(id).or_default().stale += 1;
+                    self.dirty.insert(prefix);
+                }
             }
         }
     }
@@ -316,6 +457,10 @@ impl Rib {
     /// The peer finished sending `family` (End-of-RIB), or its restart time
     /// ran out (`family` None: all): its paths still stale are gone.
     pub fn flush_stale(&mut self, id: PeerId, family: Option<Family>) {
+        if self.counts.get(&id).is_none_or(|c| c.stale == 0) {
+            // The usual End-of-RIB: nothing stale, no need to look.
+            return;
+        }
         self.drop_paths(|prefix, p| {
             p.source == Source::Peer(id)
                 && p.stale
@@ -327,7 +472,7 @@ impl Rib {
     /// commit sends it the whole table.
     pub fn peer_up(&mut self, id: PeerId) {
         self.exports.insert(id, PeerExport::default());
-        let all: Vec<IpNet> = self.entries.keys().copied().collect();
+        let all: Vec<IpNet> = self.entries.keys().collect();
         self.exports
             .get_mut(&id)
             .expect("just inserted")
@@ -337,7 +482,7 @@ impl Rib {
     /// The export policy changed: every peer's exports are worked out again
     /// (only differences are sent).
     pub fn reexport_all(&mut self) {
-        let all: Vec<IpNet> = self.entries.keys().copied().collect();
+        let all: Vec<IpNet> = self.entries.keys().collect();
         for e in self.exports.values_mut() {
             e.mark_all(all.iter().copied());
         }
@@ -347,17 +492,21 @@ impl Rib {
     pub fn refresh(&mut self, id: PeerId) {
         if let Some(e) = self.exports.get_mut(&id) {
             e.forget();
-            let all: Vec<IpNet> = self.entries.keys().copied().collect();
+            let all: Vec<IpNet> = self.entries.keys().collect();
             e.mark_all(all);
         }
     }
 
     fn drop_paths(&mut self, doomed: impl Fn(&IpNet, &Path) -> bool) {
         for (prefix, e) in self.entries.iter_mut() {
-            let before = e.paths.len();
-            e.paths.retain(|p| !doomed(prefix, p));
-            if e.paths.len() != before {
-                self.dirty.insert(*prefix);
+            let mut i = 0;
+            while i < e.paths.len() {
+                if doomed(&prefix, &e.paths[i]) {
+                    take_path(&mut self.retired, &mut self.counts, &prefix, e, i);
+                    self.dirty.insert(prefix);
+                } else {
+                    i += 1;
+                }
             }
         }
     }
@@ -370,18 +519,35 @@ impl Rib {
         attrs: Arc<PathAttributes>,
         now: Instant,
     ) {
-        let e = self.entries.entry(prefix).or_default();
+        let e = self.entries.get_or_default(prefix);
+        let since = Since::at(now);
         match e
             .paths
-            .iter_mut()
-            .find(|p| p.source == source && p.path_id == path_id)
+            .iter()
+            .position(|p| p.source == source && p.path_id == path_id)
         {
-            Some(old) => {
-                if old.attrs != attrs {
-                    old.since = now;
-                    old.attrs = attrs;
+            Some(i) => {
+                let old = &e.paths[i];
+                let path = Path {
+                    source,
+                    path_id,
+                    since: if old.attrs == attrs { old.since } else { since },
+                    attrs,
+                    stale: false,
+                    local_id: old.local_id,
+                };
+                if e.paths[i] == path {
+                    return;
                 }
-                old.stale = false;
+                retire(&mut self.retired, &prefix, e, i);
+                if e.paths[i].stale {
+                    if let Source::Peer(id) = source {
+                        if let Some(c) = self.counts.get_mut(&id) {
+                            c.stale = c.stale.saturating_sub(1);
+                        }
+                    }
+                }
+                e.paths[i] = path;
             }
             None => {
                 let local_id = 1 + e.paths.iter().map(|p| p.local_id).max().unwrap_or(0);
@@ -390,9 +556,12 @@ impl Rib {
                     path_id,
                     attrs,
                     stale: false,
-                    since: now,
+                    since,
                     local_id,
                 });
+                if let Source::Peer(id) = source {
+                    self.counts.entry(id).or_default().received += 1;
+                }
             }
         }
         self.dirty.insert(prefix);
@@ -402,12 +571,14 @@ impl Rib {
         let Some(e) = self.entries.get_mut(&prefix) else {
             return;
         };
-        let before = e.paths.len();
-        e.paths
-            .retain(|p| !(p.source == source && p.path_id == path_id));
-        if e.paths.len() == before {
+        let Some(i) = e
+            .paths
+            .iter()
+            .position(|p| p.source == source && p.path_id == path_id)
+        else {
             return;
-        }
+        };
+        take_path(&mut self.retired, &mut self.counts, &prefix, e, i);
         self.dirty.insert(prefix);
     }
 
@@ -418,43 +589,61 @@ impl Rib {
         &mut self,
         policy: &dyn ExportPolicy,
     ) -> (Vec<BestChange>, Vec<(PeerId, Vec<Update>)>) {
-        let dirty: BTreeSet<IpNet> = self.dirty.drain().collect();
+        // Taken, not drained: a burst's capacity is not kept for ever.
+        let mut dirty: Vec<IpNet> = std::mem::take(&mut self.dirty).into_iter().collect();
+        dirty.sort_unstable();
         let mut changes = Vec::new();
         for prefix in &dirty {
             let Some(e) = self.entries.get_mut(prefix) else {
                 continue;
             };
-            let after = best::select(&e.paths, &self.peers).map(|i| e.paths[i].clone());
-            let before = std::mem::replace(&mut e.best, after.clone());
+            let retired = self.retired.remove(prefix);
+            let before = retired.as_ref().or(e.best());
+            let after = best::select(&e.paths, &self.peers);
+            let changed = before != after.map(|i| &e.paths[i]);
+            if changed {
+                if let Some(Source::Peer(id)) = before.map(|p| p.source) {
+                    let c = self.counts.entry(id).or_default();
+                    c.preferred = c.preferred.saturating_sub(1);
+                }
+                if let Some(Source::Peer(id)) = after.map(|i| e.paths[i].source) {
+                    self.counts.entry(id).or_default().preferred += 1;
+                }
+                changes.push(BestChange {
+                    prefix: *prefix,
+                    best: after.map(|i| e.paths[i].clone()),
+                });
+            }
+            e.best = after.map_or(NO_BEST, |i| i as u32);
             if e.paths.is_empty() {
                 self.entries.remove(prefix);
             }
-            if before != after {
-                changes.push(BestChange {
-                    prefix: *prefix,
-                    best: after,
-                });
-            }
         }
-        for e in self.exports.values_mut() {
-            e.mark_all(dirty.iter().copied());
+        self.retired = Map::default();
+        for id in std::mem::take(&mut self.removed) {
+            if !self.peers.contains_key(&id)
+                && self
+                    .counts
+                    .get(&id)
+                    .is_some_and(|c| c.received == 0 && c.preferred == 0)
+            {
+                self.counts.remove(&id);
+            }
         }
         let ctx = export::Context {
             cluster_id: self.cluster_id,
             peers: &self.peers,
         };
+        let entries = &self.entries;
+        // Each changed prefix's entry, looked up once for all peers.
+        let changed: Vec<(IpNet, Option<&Entry>)> =
+            dirty.iter().map(|p| (*p, entries.get(p))).collect();
         let mut updates = Vec::new();
         for (id, exp) in self.exports.iter_mut() {
             let Some(peer) = self.peers.get(id) else {
                 continue;
             };
-            let msgs = exp.flush(*id, peer, &ctx, policy, |p| {
-                self.entries.get(p).map_or_else(Vec::new, |e| {
-                    let mut v: Vec<&Path> = e.best.iter().collect();
-                    v.extend(e.paths.iter().filter(|x| Some(*x) != e.best.as_ref()));
-                    v
-                })
-            });
+            let msgs = exp.flush(*id, peer, &ctx, policy, |p| entries.get(p), &changed);
             if !msgs.is_empty() {
                 updates.push((*id, msgs));
             }
@@ -476,6 +665,38 @@ fn unusable_next_hop(prefix: &IpNet, attrs: &PathAttributes) -> bool {
         IpNet::V6(_) => attrs.mp_next_hop.is_some_and(|nh| {
             nh.global.is_multicast() || (nh.global.is_unspecified() && nh.link_local.is_none())
         }),
+    }
+}
+
+/// Before path `i` of a prefix changes or goes: if it was the best at the
+/// last commit, the commit must still see it as it was.
+fn retire(retired: &mut Map<IpNet, Path>, prefix: &IpNet, e: &mut Entry, i: usize) {
+    if e.best == i as u32 {
+        retired.insert(*prefix, e.paths[i].clone());
+        e.best = NO_BEST;
+    }
+}
+
+/// Removes path `i` of a prefix, keeping the best index and the counts.
+fn take_path(
+    retired: &mut Map<IpNet, Path>,
+    counts: &mut Map<PeerId, Counts>,
+    prefix: &IpNet,
+    e: &mut Entry,
+    i: usize,
+) {
+    retire(retired, prefix, e, i);
+    let p = e.paths.remove(i);
+    if e.best != NO_BEST && e.best > i as u32 {
+        e.best -= 1;
+    }
+    if let Source::Peer(id) = p.source {
+        if let Some(c) = counts.get_mut(&id) {
+            c.received = c.received.saturating_sub(1);
+            if p.stale {
+                c.stale = c.stale.saturating_sub(1);
+            }
+        }
     }
 }
 

@@ -472,3 +472,154 @@ fn routes_with_a_martian_next_hop_are_ignored() {
         assert_eq!(kept, ll.is_some(), "{global} {ll:?}");
     }
 }
+
+mod model {
+    //! The RIB against a plain model: after any mix of announcements,
+    //! withdrawals, peer-downs and stale flushes, the best-path changes a
+    //! commit reports add up to what `best` says, `best` is what selection
+    //! over the paths gives, and the per-peer counts (kept as paths come and
+    //! go) equal a count over the table.
+
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// Peer (2..=4) announces prefix (0..6) with a MED.
+        Announce(u32, u8, u32),
+        Withdraw(u32, u8),
+        Down(u32, bool),
+        Flush(u32),
+        Local(Vec<u8>),
+        Commit,
+    }
+
+    fn prefix(i: u8) -> IpNet {
+        net(&format!("10.65.{i}.0/26"))
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (2u32..=4, 0u8..6, 0u32..3).prop_map(|(p, i, m)| Op::Announce(p, i, m)),
+            3 => (2u32..=4, 0u8..6).prop_map(|(p, i)| Op::Withdraw(p, i)),
+            1 => (2u32..=4, any::<bool>()).prop_map(|(p, g)| Op::Down(p, g)),
+            1 => (2u32..=4).prop_map(Op::Flush),
+            1 => proptest::collection::vec(0u8..6, 0..3).prop_map(Op::Local),
+            3 => Just(Op::Commit),
+        ]
+    }
+
+    fn check(rib: &Rib, model: &BTreeMap<IpNet, Path>) {
+        let mut received: BTreeMap<u32, usize> = BTreeMap::new();
+        let mut preferred: BTreeMap<u32, usize> = BTreeMap::new();
+        let mut stale: BTreeMap<u32, usize> = BTreeMap::new();
+        for i in 0..6 {
+            let p = prefix(i);
+            assert_eq!(rib.best(&p), model.get(&p), "best of {p}");
+        }
+        for (p, paths, best_first) in rib.iter() {
+            assert!(best_first, "settled after a commit");
+            let owned: Vec<Path> = paths.iter().map(|x| (*x).clone()).collect();
+            let want = best::select(&owned, &rib.peers).map(|i| &owned[i]);
+            assert_eq!(rib.best(&p), want, "best of {p} is the selection");
+            for x in &paths {
+                if let Source::Peer(PeerId(id)) = x.source {
+                    *received.entry(id).or_default() += 1;
+                    if x.stale {
+                        *stale.entry(id).or_default() += 1;
+                    }
+                }
+            }
+            if let Some(Source::Peer(PeerId(id))) = rib.best(&p).map(|x| x.source) {
+                *preferred.entry(id).or_default() += 1;
+            }
+        }
+        for id in 2..=4 {
+            let r = received.get(&id).copied().unwrap_or(0);
+            let b = preferred.get(&id).copied().unwrap_or(0);
+            assert_eq!(rib.received_count(PeerId(id)), r, "received from {id}");
+            assert_eq!(rib.preferred_count(PeerId(id)), b, "preferred from {id}");
+            let st = stale.get(&id).copied().unwrap_or(0);
+            let kept = rib.counts.get(&PeerId(id)).map_or(0, |c| c.stale);
+            assert_eq!(kept, st, "stale from {id}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn changes_best_paths_and_counts_agree(ops in proptest::collection::vec(op(), 1..60)) {
+            let mut rib = Rib::new(Ipv4Addr::new(10, 0, 0, 1), 64512, None);
+            for id in 2..=4u32 {
+                rib.set_peer(PeerId(id), peer(id as u8, 64512, false));
+                rib.peer_up(PeerId(id));
+            }
+            let now = Instant::now();
+            let mut model: BTreeMap<IpNet, Path> = BTreeMap::new();
+            let ops = ops.into_iter().chain([Op::Commit]);
+            for op in ops {
+                match op {
+                    Op::Announce(p, i, med) => {
+                        let mut u = announce(&prefix(i).to_string(), [10, 0, 0, p as u8], vec![]);
+                        u.attrs.med = Some(med);
+                        rib.apply_update(PeerId(p), &u, now, &ExportAll);
+                    }
+                    Op::Withdraw(p, i) => {
+                        rib.apply_update(PeerId(p), &withdraw(&prefix(i).to_string()), now, &ExportAll)
+                    }
+                    Op::Down(p, graceful) => rib.peer_down(PeerId(p), graceful),
+                    Op::Flush(p) => rib.flush_stale(PeerId(p), None),
+                    Op::Local(list) => {
+                        let routes: Vec<(IpNet, PathAttributes)> = list
+                            .iter()
+                            .map(|i| (prefix(*i), PathAttributes::default()))
+                            .collect();
+                        rib.set_local(&routes, now);
+                    }
+                    Op::Commit => {
+                        let (changes, _) = rib.commit(&ExportAll);
+                        for c in changes {
+                            prop_assert_ne!(model.get(&c.prefix), c.best.as_ref(), "a change changes something");
+                            match c.best {
+                                Some(b) => model.insert(c.prefix, b),
+                                None => model.remove(&c.prefix),
+                            };
+                        }
+                        check(&rib, &model);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_prefix_with_one_path_needs_no_allocation_of_its_own() {
+    // What a table entry costs: a path inline, the best as an index.
+    assert!(
+        std::mem::size_of::<Entry>() <= 48,
+        "{}",
+        std::mem::size_of::<Entry>()
+    );
+    let mut e = Entry::default();
+    let p = |id: u32| Path {
+        source: Source::Peer(PeerId(id)),
+        path_id: 0,
+        attrs: Arc::new(PathAttributes::default()),
+        stale: false,
+        since: Since::at(Instant::now()),
+        local_id: id,
+    };
+    e.paths.push(p(1));
+    assert!(matches!(e.paths, Paths::One(_)));
+    e.paths.push(p(2));
+    e.paths.push(p(3));
+    assert_eq!(e.paths.remove(0).source, Source::Peer(PeerId(1)));
+    assert_eq!(e.paths.remove(1).source, Source::Peer(PeerId(3)));
+    assert!(matches!(e.paths, Paths::One(_)));
+    assert_eq!(e.paths[0].source, Source::Peer(PeerId(2)));
+    e.paths.remove(0);
+    assert!(e.paths.is_empty());
+}

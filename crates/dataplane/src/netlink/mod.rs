@@ -6,6 +6,7 @@
 //! only see [`NetlinkBackend`], and refer to interfaces by name (the adapter
 //! resolves indices).
 
+mod batch;
 pub mod fake;
 pub mod rtnl;
 
@@ -206,10 +207,18 @@ impl KernelRoute {
     /// `self` asks for. A gateway route written without an interface is
     /// satisfied by the interface the kernel chose.
     pub fn satisfied_by(&self, actual: &KernelRoute) -> bool {
-        if self.dst != actual.dst || self.protocol != actual.protocol {
-            return false;
-        }
-        match (&self.kind, &actual.kind) {
+        self.dst == actual.dst
+            && self.protocol == actual.protocol
+            && self.kind.satisfied_by(&actual.kind)
+    }
+}
+
+impl RouteKind {
+    /// True if a route of kind `actual` already does what `self` asks for:
+    /// a gateway route written without an interface is satisfied by the
+    /// interface the kernel chose.
+    pub fn satisfied_by(&self, actual: &RouteKind) -> bool {
+        match (self, actual) {
             (
                 RouteKind::Via {
                     gateway: g1,

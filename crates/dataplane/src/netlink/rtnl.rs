@@ -22,9 +22,11 @@ use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
     RouteType,
 };
-use netlink_packet_route::AddressFamily;
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use rtnetlink::packet_core::{NLM_F_CREATE, NLM_F_REPLACE};
 use rtnetlink::{LinkIpIp, LinkUnspec, LinkVxlan, RouteMessageBuilder};
 
+use super::batch::{BatchSocket, BATCH_ROUTES};
 use super::{
     Addr, ErrorKind, FdbEntry, KernelRoute, Link, LinkChange, Mac, Neighbour, NetlinkBackend,
     NetlinkError, RouteKind, VxlanInfo, VxlanSpec, MAIN_TABLE,
@@ -33,6 +35,9 @@ use super::{
 pub struct RtNetlink {
     rt: tokio::runtime::Runtime,
     handle: rtnetlink::Handle,
+    /// Route writes in bulk (None if it could not be opened: then they
+    /// are pipelined over `handle`).
+    batch: Option<BatchSocket>,
     /// name -> index, refreshed by every `links()` dump and on misses.
     index_cache: HashMap<String, u32>,
 }
@@ -168,6 +173,7 @@ impl RtNetlink {
         Ok(RtNetlink {
             rt,
             handle,
+            batch: BatchSocket::open().ok(),
             index_cache: HashMap::new(),
         })
     }
@@ -312,6 +318,79 @@ impl RtNetlink {
             kind,
             protocol: u8::from(msg.header.protocol),
         })
+    }
+
+    /// Sends the requests that could be built in one batch; a request that
+    /// could not be built keeps its error. None: the batch socket is
+    /// missing or lost track of the answers (nothing is known).
+    fn send_batch(
+        &mut self,
+        msgs: Vec<Result<(u16, RouteNetlinkMessage), NetlinkError>>,
+        context: &dyn Fn(usize) -> String,
+    ) -> Option<Vec<Result<(), NetlinkError>>> {
+        let batch = self.batch.as_mut()?;
+        let mut out: Vec<Result<(), NetlinkError>> = Vec::with_capacity(msgs.len());
+        let mut sent = Vec::with_capacity(msgs.len());
+        let mut slots = Vec::with_capacity(msgs.len());
+        for (i, m) in msgs.into_iter().enumerate() {
+            match m {
+                Ok(m) => {
+                    sent.push(m);
+                    slots.push(i);
+                    out.push(Ok(()));
+                }
+                Err(e) => out.push(Err(e)),
+            }
+        }
+        let errnos = batch.send(sent)?;
+        for (slot, errno) in slots.into_iter().zip(errnos) {
+            if errno != 0 {
+                out[slot] = Err(NetlinkError::from_errno(errno, &context(slot)));
+            }
+        }
+        Some(out)
+    }
+
+    /// One request per route, many in flight, each acknowledged.
+    fn pipelined_replace(&mut self, routes: &[KernelRoute]) -> Vec<Result<(), NetlinkError>> {
+        let msgs: Vec<Result<RouteMessage, NetlinkError>> =
+            routes.iter().map(|r| self.route_message(r)).collect();
+        let handle = self.handle.clone();
+        self.rt.block_on(
+            futures_util::stream::iter(msgs.into_iter().zip(routes).map(|(m, route)| {
+                let handle = handle.clone();
+                async move {
+                    handle
+                        .route()
+                        .add(m?)
+                        .replace()
+                        .execute()
+                        .await
+                        .map_err(|e| nl_err(e, &format!("replace route {route}")))
+                }
+            }))
+            .buffered(PIPELINE)
+            .collect::<Vec<_>>(),
+        )
+    }
+
+    fn pipelined_del(&mut self, routes: &[KernelRoute]) -> Vec<Result<(), NetlinkError>> {
+        let handle = self.handle.clone();
+        self.rt.block_on(
+            futures_util::stream::iter(routes.iter().map(|route| {
+                let handle = handle.clone();
+                async move {
+                    handle
+                        .route()
+                        .del(del_message(route))
+                        .execute()
+                        .await
+                        .map_err(|e| nl_err(e, &format!("delete route {route}")))
+                }
+            }))
+            .buffered(PIPELINE)
+            .collect::<Vec<_>>(),
+        )
     }
 
     fn neighbour_message(idx: u32, family: AddressFamily) -> NeighbourMessage {
@@ -491,44 +570,53 @@ impl NetlinkBackend for RtNetlink {
     }
 
     fn replace_routes(&mut self, routes: &[KernelRoute]) -> Vec<Result<(), NetlinkError>> {
-        let msgs: Vec<Result<RouteMessage, NetlinkError>> =
-            routes.iter().map(|r| self.route_message(r)).collect();
-        let handle = self.handle.clone();
-        self.rt.block_on(
-            futures_util::stream::iter(msgs.into_iter().zip(routes).map(|(m, route)| {
-                let handle = handle.clone();
-                async move {
-                    handle
-                        .route()
-                        .add(m?)
-                        .replace()
-                        .execute()
-                        .await
-                        .map_err(|e| nl_err(e, &format!("replace route {route}")))
-                }
-            }))
-            .buffered(PIPELINE)
-            .collect::<Vec<_>>(),
-        )
+        let mut out = Vec::with_capacity(routes.len());
+        for chunk in routes.chunks(BATCH_ROUTES) {
+            let msgs: Vec<_> = chunk
+                .iter()
+                .map(|r| {
+                    self.route_message(r).map(|m| {
+                        (
+                            NLM_F_CREATE | NLM_F_REPLACE,
+                            RouteNetlinkMessage::NewRoute(m),
+                        )
+                    })
+                })
+                .collect();
+            match self.send_batch(msgs, &|i| format!("replace route {}", chunk[i])) {
+                Some(results) => out.extend(results),
+                None => out.extend(self.pipelined_replace(chunk)),
+            }
+        }
+        // A cached ifindex can be stale if the interface was recreated.
+        let stale: Vec<usize> = (0..routes.len())
+            .filter(|&i| {
+                routes[i].iface().is_some()
+                    && matches!(&out[i], Err(e) if e.kind == ErrorKind::NoDevice)
+            })
+            .collect();
+        if !stale.is_empty() {
+            self.index_cache.clear();
+            for i in stale {
+                out[i] = self.replace_route(&routes[i]);
+            }
+        }
+        out
     }
 
     fn del_routes(&mut self, routes: &[KernelRoute]) -> Vec<Result<(), NetlinkError>> {
-        let handle = self.handle.clone();
-        self.rt.block_on(
-            futures_util::stream::iter(routes.iter().map(|route| {
-                let handle = handle.clone();
-                async move {
-                    handle
-                        .route()
-                        .del(del_message(route))
-                        .execute()
-                        .await
-                        .map_err(|e| nl_err(e, &format!("delete route {route}")))
-                }
-            }))
-            .buffered(PIPELINE)
-            .collect::<Vec<_>>(),
-        )
+        let mut out = Vec::with_capacity(routes.len());
+        for chunk in routes.chunks(BATCH_ROUTES) {
+            let msgs = chunk
+                .iter()
+                .map(|r| Ok((0, RouteNetlinkMessage::DelRoute(del_message(r)))))
+                .collect();
+            match self.send_batch(msgs, &|i| format!("delete route {}", chunk[i])) {
+                Some(results) => out.extend(results),
+                None => out.extend(self.pipelined_del(chunk)),
+            }
+        }
+        out
     }
 
     fn add_vxlan(&mut self, spec: &VxlanSpec) -> Result<(), NetlinkError> {
