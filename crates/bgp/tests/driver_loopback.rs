@@ -2,9 +2,13 @@
 //! 127.0.0.2, both local): the session comes up, routes flow both ways,
 //! a withdrawal arrives, and stopping one side is seen by the other.
 
+mod common;
+
+use common::{wait_route, wait_until};
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use calico_bgp::driver::{Command, Driver};
 use calico_bgp::rib::BestChange;
@@ -54,13 +58,7 @@ fn wait_for(
     rx: &mpsc::Receiver<Vec<BestChange>>,
     what: impl Fn(&BestChange) -> bool,
 ) -> BestChange {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while let Ok(batch) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-        if let Some(c) = batch.into_iter().find(|c| what(c)) {
-            return c;
-        }
-    }
-    panic!("no such route change within 10 s");
+    wait_route(rx, what, 10).expect("no such route change within 10 s")
 }
 
 fn state(d: &Driver, name: &str) -> Option<State> {
@@ -130,17 +128,6 @@ fn two_speakers_exchange_routes_over_tcp() {
 fn established(d: &Driver) -> bool {
     d.snapshot(Duration::from_secs(2))
         .is_some_and(|s| s.peers.iter().all(|p| p.state == State::Established))
-}
-
-fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
 }
 
 /// TCP MD5 keys follow the configuration: a key removed or changed is

@@ -11,10 +11,14 @@
 //! directory. The daemons are killed by PID and the namespaces deleted when
 //! the lab is dropped, also when a check fails.
 
+mod common;
+
+use common::{established, net, wait_route, wait_until};
+
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use calico_bgp::driver::{Command, Driver};
 use calico_bgp::rib::BestChange;
@@ -22,7 +26,6 @@ use calico_bgp::session::{SessionConfig, State};
 use calico_bgp::speaker::{PeerConfig, Speaker};
 use calico_bgp::wire::{AddPathMode, Capability, Family, PathAttributes};
 use calico_testsupport::netns::{Netns, Proc};
-use ipnet::IpNet;
 
 const OUR_AS: u32 = 64512;
 const FRR_LIB: &str = "/usr/lib/frr";
@@ -315,47 +318,6 @@ router bgp {frr_as}
 "#,
         log = dir.join("frr.log").display(),
     )
-}
-
-/// Waits for a best-path change matching `what`; returns it.
-fn wait_route(
-    rx: &mpsc::Receiver<Vec<BestChange>>,
-    what: impl Fn(&BestChange) -> bool,
-    secs: u64,
-) -> Option<BestChange> {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while let Ok(batch) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-        if let Some(c) = batch.into_iter().find(|c| what(c)) {
-            return Some(c);
-        }
-    }
-    None
-}
-
-fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
-}
-
-fn established(d: &Driver) -> usize {
-    d.snapshot(Duration::from_secs(2))
-        .map(|s| {
-            s.peers
-                .iter()
-                .filter(|p| p.state == State::Established)
-                .count()
-        })
-        .unwrap_or(0)
-}
-
-fn net(s: &str) -> IpNet {
-    s.parse().unwrap()
 }
 
 fn tail(s: &str, n: usize) -> String {

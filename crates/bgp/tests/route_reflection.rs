@@ -18,15 +18,18 @@
 //!   on (split horizon), so a speaker whose direct session to the origin
 //!   goes away loses the origin's route even though the third still has it.
 
+mod common;
+
+use common::{net, wait_until};
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use calico_bgp::driver::{Command, Driver, RouteSink};
 use calico_bgp::session::{SessionConfig, State};
 use calico_bgp::speaker::{PeerConfig, Speaker};
 use calico_bgp::status::{RouteStatus, SpeakerStatus};
 use calico_bgp::wire::PathAttributes;
-use ipnet::IpNet;
 
 const AS: u32 = 64512;
 
@@ -123,23 +126,8 @@ impl Node {
     }
 }
 
-fn net(s: &str) -> IpNet {
-    s.parse().unwrap()
-}
-
 fn ip(a: Ipv4Addr) -> Option<IpAddr> {
     Some(IpAddr::V4(a))
-}
-
-fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
 }
 
 /// Every node's routes, for failure messages.

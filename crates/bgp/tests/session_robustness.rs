@@ -16,16 +16,19 @@
 //! The raw peer connects from 127.0.0.1 (what Linux picks towards any
 //! 127.x address); the drivers listen on other loopback addresses.
 
+mod common;
+
+use common::{net, wait_until};
+
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use calico_bgp::driver::{Command, Driver};
 use calico_bgp::session::{SessionConfig, State};
 use calico_bgp::speaker::{PeerConfig, Speaker};
 use calico_bgp::status::{PeerStatus, RouteStatus};
 use calico_bgp::wire::{Codec, Message, Notification, PathAttributes};
-use ipnet::IpNet;
 
 const OUR_AS: u32 = 64512;
 /// The raw peer is eBGP, so what it announces is passed on to the good peer.
@@ -336,21 +339,6 @@ impl Lab {
         );
         assert!(!self.routes(&self.d, "10.91.0.0/24").is_empty());
     }
-}
-
-fn net(s: &str) -> IpNet {
-    s.parse().unwrap()
-}
-
-fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
 }
 
 // ---- the tests -----------------------------------------------------------------
