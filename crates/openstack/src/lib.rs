@@ -48,6 +48,7 @@
 //!   (upstream writes `null`).
 
 pub mod driver;
+pub mod election;
 pub mod endpoint;
 pub mod error;
 pub mod felix;
@@ -58,8 +59,11 @@ pub mod policy;
 pub mod pyjson;
 pub mod qos;
 pub mod region;
+pub mod resync;
+pub mod status;
 pub mod store;
 pub mod subnet;
+pub mod sync;
 
 pub use endpoint::{workload_endpoint, Endpoint, PortExtras};
 pub use error::{Error, Result};
