@@ -135,13 +135,13 @@ fn world(resources: &[AnyResource], workloads: &[Workload]) -> Result<World> {
 
 /// Probes every (source, destination, port) from inside the source's
 /// namespace, a few at a time.
-fn probe_all(workloads: &[Workload]) -> Result<Vec<(usize, usize, u16, bool)>> {
+fn probe_all(workloads: &[Workload], ports: &[u16]) -> Result<Vec<(usize, usize, u16, bool)>> {
     let probe = sibling("calico-probe")?;
     let mut jobs = Vec::new();
     for (i, _) in workloads.iter().enumerate() {
         for (j, _) in workloads.iter().enumerate() {
             if i != j {
-                for p in PORTS {
+                for &p in ports {
                     jobs.push((i, j, p));
                 }
             }
@@ -184,7 +184,18 @@ fn probe_all(workloads: &[Workload]) -> Result<Vec<(usize, usize, u16, bool)>> {
 /// disagreed with the reference evaluator (marked `!`).
 fn matrix(title: &str, resources: &[AnyResource], workloads: &[Workload]) -> Result<usize> {
     let world = world(resources, workloads)?;
-    let results = probe_all(workloads)?;
+    matrix_in(title, &world, workloads, &PORTS)
+}
+
+/// `matrix` over a given world (e.g. the resources read back from the
+/// datastore) and ports.
+pub fn matrix_in(
+    title: &str,
+    world: &World,
+    workloads: &[Workload],
+    ports: &[u16],
+) -> Result<usize> {
+    let results = probe_all(workloads, ports)?;
     let mut legend: Vec<String> = Vec::new();
     let mut cells = vec![vec![String::new(); workloads.len()]; workloads.len()];
     let mut mismatches = 0;
@@ -199,7 +210,7 @@ fn matrix(title: &str, resources: &[AnyResource], workloads: &[Workload]) -> Res
             icmp_type: None,
             icmp_code: None,
         };
-        let v = evaluate(&world, &pkt);
+        let v = evaluate(world, &pkt);
         let by = match (&v.egress, &v.ingress) {
             (Some(e), _) if !e.allowed => format!("egress: {}", e.by),
             (_, Some(i)) => format!("ingress: {}", i.by),
@@ -329,7 +340,7 @@ fn show_bgp(state: &LabState) -> Result<()> {
 }
 
 /// Waits until every host routes to every workload (local /32 or remote).
-fn wait_programmed(state: &LabState) -> Result<()> {
+pub fn wait_programmed(state: &LabState) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let mut missing = Vec::new();

@@ -204,6 +204,7 @@ pub fn up(dir: &Path, opts: &LabOptions) -> Result<LabState> {
         hosts: Vec::new(),
         workloads: Vec::new(),
         extra_pids: Vec::new(),
+        openstack: None,
     };
     state.save()?;
     for i in 1..=hosts {
@@ -449,6 +450,9 @@ pub fn down(dir: &Path) -> Result<()> {
             pids.push(*pid);
         }
         pids.extend(&state.extra_pids);
+        if let Some(ctl) = &state.openstack {
+            pids.extend(ctl.pids());
+        }
         stopped = procs::stop(&pids, Until::Gone);
         if stopped.is_ok() {
             let _ = std::fs::remove_file(LabState::file(dir));

@@ -10,6 +10,7 @@ mod demo;
 mod fabric_bgp;
 mod lab;
 mod netns;
+mod openstack;
 mod procs;
 mod state;
 mod topology;
@@ -86,6 +87,41 @@ enum Cmd {
         /// Leave the lab running afterwards (remove it with `down`).
         #[arg(long)]
         keep: bool,
+    },
+    /// The article's OpenStack steps: neutron-server with the calico
+    /// driver, a network, security groups and VMs on two hosts; shows the
+    /// agents, the ports and the reachability matrix, then tears down.
+    Openstack {
+        #[arg(long, value_enum, default_value = "local")]
+        datastore: Store,
+        /// Leave the lab and controller running afterwards.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Create a lab with an OpenStack controller and leave it running.
+    OpenstackUp {
+        #[arg(long, value_enum, default_value = "local")]
+        datastore: Store,
+    },
+    /// Run the `openstack` CLI against the lab's neutron-server.
+    Os {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        args: Vec<String>,
+    },
+    /// Boot a VM (as Nova) for a port bound to a lab host.
+    Boot {
+        name: String,
+        #[arg(long)]
+        port: String,
+    },
+    /// Delete a VM booted with `boot`.
+    DeleteVm { name: String },
+    /// Start or stop a (further) neutron-server on PORT over the same data.
+    NeutronServer {
+        #[arg(value_parser = ["start", "stop"])]
+        action: String,
+        #[arg(long, default_value_t = openstack::controller::API_PORT)]
+        port: u16,
     },
     /// Create a lab and leave it running.
     Up {
@@ -195,6 +231,41 @@ fn run(cli: Cli) -> Result<ExitCode> {
             keep,
         } => {
             demo::run(&cli.dir, datastore.into(), route_reflectors, keep).map(|_| ExitCode::SUCCESS)
+        }
+        Cmd::Openstack { datastore, keep } => {
+            openstack::run(&cli.dir, datastore.into(), keep).map(|_| ExitCode::SUCCESS)
+        }
+        Cmd::OpenstackUp { datastore } => {
+            let state = openstack::up(&cli.dir, datastore.into()).inspect_err(|_| {
+                let _ = lab::down(&cli.dir);
+            })?;
+            print_status(&state);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Os { args } => {
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            print!("{}", openstack::openstack(&refs)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Boot { name, port } => {
+            let mut state = load(&cli.dir)?;
+            let vm = openstack::nova::boot(&mut state, &name, &port)?;
+            println!("{} on {}: {} via {}", vm.id(), vm.host, vm.ip, vm.iface);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::DeleteVm { name } => {
+            let mut state = load(&cli.dir)?;
+            openstack::nova::destroy(&mut state, &name)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::NeutronServer { action, port } => {
+            let mut state = load(&cli.dir)?;
+            if action == "start" {
+                openstack::controller::start_server(&mut state, port)?;
+            } else {
+                openstack::controller::stop_server(&mut state, port)?;
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Up {
             hosts,

@@ -18,7 +18,14 @@ static CHILDREN: Mutex<Vec<Child>> = Mutex::new(Vec::new());
 
 /// The programs the lab starts: a PID from the state file is signalled only
 /// if it still runs one of them (the PID may have been reused since).
-const LAB_PROGRAMS: [&str; 4] = ["calico-node", "calico-probe", "etcd", "bird"];
+const LAB_PROGRAMS: [&str; 6] = [
+    "calico-node",
+    "calico-probe",
+    "etcd",
+    "bird",
+    "mariadbd",
+    "neutron-server",
+];
 
 /// How long a process gets to exit on SIGTERM before SIGKILL.
 const GRACE: Duration = Duration::from_secs(3);
@@ -96,7 +103,10 @@ fn is_lab_process(pid: u32) -> bool {
     let program = |a: &str| LAB_PROGRAMS.contains(&a.rsplit('/').next().unwrap_or_default());
     match args.next() {
         Some(a) if program(&a) => true,
-        Some(a) if a.rsplit('/').next() == Some("ip") => args.any(|a| program(&a)),
+        // `ip netns exec <ns> <program>`, or `python3 <script>` (neutron-server).
+        Some(a) if matches!(a.rsplit('/').next(), Some("ip" | "python3")) => {
+            args.any(|a| program(&a))
+        }
         _ => false,
     }
 }

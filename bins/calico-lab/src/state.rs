@@ -29,6 +29,9 @@ pub struct LabState {
     /// Other processes the lab started (e.g. servers in the fabric).
     #[serde(default)]
     pub extra_pids: Vec<u32>,
+    /// The OpenStack controller (`calico-lab openstack`), if started.
+    #[serde(default)]
+    pub openstack: Option<crate::openstack::controller::Controller>,
 }
 
 impl LabState {

@@ -132,11 +132,25 @@ pub fn create_workload(
     name: &str,
     addr: Ipv4Addr,
 ) -> Result<Workload> {
+    let iface = tap_name(namespace, name);
+    plug(host, namespace, name, &iface, addr, WORKLOAD_GW)
+}
+
+/// Plugs a VM as Nova does for a bound Neutron port: tap `iface` on the
+/// host, the port's address as a /32 in the VM, default route via the
+/// subnet's gateway (which the host answers by proxy ARP).
+pub fn plug(
+    host: &Host,
+    namespace: &str,
+    name: &str,
+    iface: &str,
+    addr: Ipv4Addr,
+    gateway: &str,
+) -> Result<Workload> {
     let ns = ns_name(&format!("w-{namespace}-{name}"));
     add_ns(&ns)?;
-    let iface = tap_name(namespace, name);
     ip(&[
-        "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &iface, "netns",
+        "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", iface, "netns",
         &host.ns,
     ])?;
     ip(&[
@@ -149,35 +163,20 @@ pub fn create_workload(
         "eth0",
     ])?;
     ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+    ip(&["-n", &ns, "link", "set", "lo", "up"])?;
     ip(&[
-        "-n",
-        &ns,
-        "route",
-        "add",
-        WORKLOAD_GW,
-        "dev",
-        "eth0",
-        "scope",
-        "link",
+        "-n", &ns, "route", "add", gateway, "dev", "eth0", "scope", "link",
     ])?;
     ip(&[
-        "-n",
-        &ns,
-        "route",
-        "add",
-        "default",
-        "via",
-        WORKLOAD_GW,
-        "dev",
-        "eth0",
+        "-n", &ns, "route", "add", "default", "via", gateway, "dev", "eth0",
     ])?;
-    ip(&["-n", &host.ns, "link", "set", &iface, "up"])?;
+    ip(&["-n", &host.ns, "link", "set", iface, "up"])?;
     Ok(Workload {
         namespace: namespace.to_string(),
         name: name.to_string(),
         host: host.name.clone(),
         ns,
-        iface,
+        iface: iface.to_string(),
         ip: addr,
         labels: Default::default(),
         server_pid: None,

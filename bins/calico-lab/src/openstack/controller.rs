@@ -1,0 +1,345 @@
+//! The lab's OpenStack controller: MariaDB and Debian's neutron-server with
+//! the `calico` mechanism driver, inside the fabric namespace (so it reaches
+//! the lab's etcd there, and its ports never touch the machine's own
+//! loopback). Configured as the article says (`core_plugin = ml2`,
+//! `service_plugins = router`, the article's `ml2_conf.ini`), plus the
+//! lines a lab needs: no Keystone (`noauth`), no message bus (`fake://`),
+//! and `[calico]` pointing at the lab's datastore.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::lab::{say, sibling};
+use crate::netns::{exec, exec_ok, ip, spawn};
+use crate::procs::{self, Until};
+use crate::state::{Datastore, LabState};
+use crate::topology::fabric_ns;
+
+/// MariaDB's port on the fabric namespace's loopback.
+pub const DB_PORT: u16 = 13306;
+/// neutron-server's API port (the first server; others take the next ones).
+pub const API_PORT: u16 = 9696;
+/// Neutron declares an agent dead this long after its last report (the
+/// lab's agents report every 5 s; Neutron's default is 75 s).
+pub const AGENT_DOWN_TIME: u64 = 15;
+
+/// What the lab records of its controller, for later commands and `down`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Controller {
+    pub dir: PathBuf,
+    pub db_pid: Option<u32>,
+    /// neutron-server parents by API port.
+    pub servers: Vec<(u16, u32)>,
+}
+
+impl Controller {
+    pub fn endpoint(port: u16) -> String {
+        format!("http://127.0.0.1:{port}")
+    }
+
+    pub fn neutron_conf(&self) -> PathBuf {
+        self.dir.join("neutron.conf")
+    }
+
+    pub fn ml2_conf(&self) -> PathBuf {
+        self.dir.join("ml2_conf.ini")
+    }
+
+    pub fn pids(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self.servers.iter().map(|(_, p)| *p).collect();
+        v.extend(self.db_pid);
+        v
+    }
+}
+
+/// The article's ml2_conf.ini (its `[ml2_type_flat]` physnet and VNI range
+/// included).
+pub const ML2_CONF: &str = "[ml2]
+type_drivers = flat,vlan,vxlan
+tenant_network_types = vxlan
+mechanism_drivers = calico
+extension_drivers = port_security
+[ml2_type_flat]
+flat_networks = provider
+[ml2_type_vxlan]
+vni_ranges = 1:10000
+[securitygroup]
+enable_ipset = True
+";
+
+fn neutron_conf(dir: &Path, state: &LabState, port: u16) -> Result<String> {
+    let d = dir.display();
+    let calico = match &state.datastore {
+        Datastore::Local { path } => format!(
+            "datastore_type = local\nlocal_datastore_path = {}\n",
+            path.display()
+        ),
+        Datastore::Etcd { endpoint, .. } => {
+            let hostport = endpoint.trim_start_matches("http://");
+            let (host, p) = hostport.rsplit_once(':').context("etcd endpoint")?;
+            format!("etcd_host = {host}\netcd_port = {p}\n")
+        }
+    };
+    Ok(format!(
+        "[DEFAULT]
+core_plugin = ml2
+service_plugins = router
+allow_overlapping_ips = True
+auth_strategy = noauth
+transport_url = fake://
+bind_host = 127.0.0.1
+bind_port = {port}
+api_workers = 1
+rpc_workers = 1
+rpc_state_report_workers = 0
+api_paste_config = /etc/neutron/api-paste.ini
+state_path = {d}/state
+notify_nova_on_port_status_changes = false
+notify_nova_on_port_data_changes = false
+agent_down_time = {AGENT_DOWN_TIME}
+log_dir = {d}/log
+log_file = neutron-server-{port}.log
+[database]
+connection = mysql+pymysql://neutron:neutron@127.0.0.1:{DB_PORT}/neutron
+[oslo_concurrency]
+lock_path = {d}/lock
+[calico]
+{calico}calico_neutron_path = {}
+status_poll_secs = 2
+",
+        sibling("calico-neutron")?.display()
+    ))
+}
+
+/// The repository's driver, put first on neutron-server's Python path, so
+/// the lab runs the shim of this checkout (`setup.sh --openstack` installed
+/// the package and its entry points).
+fn shim_dir() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../openstack");
+    p.join("networking_calico_rs").exists().then_some(p)
+}
+
+fn check_installed() -> Result<()> {
+    let ok = Command::new("/usr/bin/python3")
+        .args(["-c", "import networking_calico_rs, neutron"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok || which("neutron-server").is_none() || which("mariadbd").is_none() {
+        bail!(
+            "neutron-server, MariaDB or the calico driver is not installed: \
+             run `bash scripts/setup.sh --openstack` first"
+        );
+    }
+    Ok(())
+}
+
+fn which(prog: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(prog))
+            .find(|p| p.exists())
+    })
+}
+
+/// Starts MariaDB and one neutron-server; records both in the lab state.
+pub fn start(state: &mut LabState) -> Result<()> {
+    check_installed()?;
+    let dir = state.dir.join("openstack");
+    let _ = std::fs::remove_dir_all(&dir);
+    for sub in ["state", "log", "lock", "db"] {
+        std::fs::create_dir_all(dir.join(sub))?;
+    }
+    let fabric = fabric_ns();
+    ip(&["-n", &fabric, "link", "set", "lo", "up"])?;
+    state.openstack = Some(Controller {
+        dir: dir.clone(),
+        ..Controller::default()
+    });
+    state.save()?;
+    say("starting MariaDB and neutron-server (ML2, mechanism_drivers = calico) in the fabric");
+    start_db(state, &dir)?;
+    std::fs::write(dir.join("ml2_conf.ini"), ML2_CONF)?;
+    std::fs::write(
+        dir.join("neutron.conf"),
+        neutron_conf(&dir, state, API_PORT)?,
+    )?;
+    let ctl = state.openstack.clone().expect("set above");
+    let out = exec(
+        &fabric,
+        &[
+            "neutron-db-manage",
+            "--config-file",
+            &ctl.neutron_conf().display().to_string(),
+            "--config-file",
+            &ctl.ml2_conf().display().to_string(),
+            "upgrade",
+            "heads",
+        ],
+    );
+    out.context("neutron-db-manage upgrade heads failed")?;
+    start_server(state, API_PORT)
+}
+
+fn start_db(state: &mut LabState, dir: &Path) -> Result<()> {
+    let fabric = fabric_ns();
+    let datadir = dir.join("db").display().to_string();
+    exec(
+        &fabric,
+        &[
+            "mariadb-install-db",
+            "--no-defaults",
+            "--user=root",
+            &format!("--datadir={datadir}"),
+            "--auth-root-authentication-method=normal",
+        ],
+    )
+    .context("mariadb-install-db failed")?;
+    let socket = dir.join("mysql.sock").display().to_string();
+    let pid = spawn(
+        &fabric,
+        &[
+            "mariadbd",
+            "--no-defaults",
+            "--user=root",
+            &format!("--datadir={datadir}"),
+            "--bind-address=127.0.0.1",
+            &format!("--port={DB_PORT}"),
+            &format!("--socket={socket}"),
+            "--skip-log-bin",
+            "--innodb-flush-log-at-trx-commit=0",
+        ],
+        &[],
+        &dir.join("log/mariadb.log"),
+    )?;
+    if let Some(c) = state.openstack.as_mut() {
+        c.db_pid = Some(pid);
+    }
+    state.save()?;
+    let client = |sql: &str| {
+        exec_ok(
+            &fabric,
+            &[
+                "mariadb",
+                "--no-defaults",
+                "-S",
+                &socket,
+                "-uroot",
+                "-e",
+                sql,
+            ],
+        )
+    };
+    wait_for("MariaDB", Duration::from_secs(30), || client("SELECT 1"))?;
+    let setup = "CREATE DATABASE neutron; \
+                 CREATE USER 'neutron'@'127.0.0.1' IDENTIFIED BY 'neutron'; \
+                 GRANT ALL ON neutron.* TO 'neutron'@'127.0.0.1';";
+    if !client(setup) {
+        bail!("cannot create the neutron database");
+    }
+    Ok(())
+}
+
+/// Starts (another) neutron-server on `port` over the same database and
+/// datastore, and waits until its API answers.
+pub fn start_server(state: &mut LabState, port: u16) -> Result<()> {
+    let ctl = state
+        .openstack
+        .clone()
+        .context("no OpenStack controller in this lab")?;
+    let conf = ctl.dir.join(format!("neutron-{port}.conf"));
+    std::fs::write(&conf, neutron_conf(&ctl.dir, state, port)?)?;
+    let env: Vec<(String, String)> = shim_dir()
+        .map(|p| vec![("PYTHONPATH".to_string(), p.display().to_string())])
+        .unwrap_or_default();
+    let pid = spawn(
+        &fabric_ns(),
+        &[
+            "/usr/bin/python3",
+            "/usr/bin/neutron-server",
+            "--config-file",
+            &conf.display().to_string(),
+            "--config-file",
+            &ctl.ml2_conf().display().to_string(),
+        ],
+        &env,
+        &ctl.dir.join(format!("log/neutron-server-{port}.out")),
+    )?;
+    if let Some(c) = state.openstack.as_mut() {
+        c.servers.push((port, pid));
+    }
+    state.save()?;
+    let me = sibling("calico-lab")?.display().to_string();
+    let addr = format!("127.0.0.1:{port}");
+    wait_for("neutron-server", Duration::from_secs(90), || {
+        exec_ok(
+            &fabric_ns(),
+            &[&me, "internal-http-ok", &addr, "/v2.0/networks"],
+        )
+    })
+    .with_context(|| format!("see {}", ctl.dir.join("log").display()))
+}
+
+/// Stops the neutron-server on `port` (SIGTERM: its workers stop with it
+/// and the leader resigns).
+pub fn stop_server(state: &mut LabState, port: u16) -> Result<()> {
+    let Some(ctl) = state.openstack.as_mut() else {
+        bail!("no OpenStack controller in this lab")
+    };
+    let pids: Vec<u32> = ctl
+        .servers
+        .iter()
+        .filter(|(p, _)| *p == port)
+        .map(|(_, pid)| *pid)
+        .collect();
+    ctl.servers.retain(|(p, _)| *p != port);
+    procs::stop(&pids, Until::Exited)?;
+    state.save()
+}
+
+fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    while !ok() {
+        if Instant::now() > deadline {
+            bail!("{what} did not come up within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    Ok(())
+}
+
+/// Runs the `openstack` CLI against the first neutron-server (no Keystone:
+/// `--os-auth-type none`), inside the fabric namespace; returns stdout.
+pub fn openstack(args: &[&str]) -> Result<String> {
+    openstack_at(API_PORT, args)
+}
+
+pub fn openstack_at(port: u16, args: &[&str]) -> Result<String> {
+    let endpoint = Controller::endpoint(port);
+    let out = Command::new("ip")
+        .args(["netns", "exec", &fabric_ns(), "openstack"])
+        .args(["--os-auth-type", "none", "--os-endpoint", &endpoint])
+        .args(args)
+        .output()
+        .context("cannot run the openstack CLI (apt-get install python3-openstackclient)")?;
+    if !out.status.success() {
+        bail!(
+            "openstack {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `openstack ... -f json`, parsed.
+pub fn openstack_json(args: &[&str]) -> Result<serde_json::Value> {
+    let mut a = args.to_vec();
+    a.extend(["-f", "json"]);
+    let text = openstack(&a)?;
+    serde_json::from_str(&text).with_context(|| format!("openstack {}: not JSON", args.join(" ")))
+}
