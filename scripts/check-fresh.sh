@@ -5,7 +5,9 @@
 # it; then, with CI=true so that a missing tool fails instead of skipping, the
 # tests that use the packages: the datastore's (etcd, etcdctl, openssl) and the
 # dataplane's kernel tests (ip, bridge, ping, nft, sysctl) in namespaces of
-# their own. Root only. Each step is timed. The root, its mounts and anything
+# their own; and `calico-lab openstack` (neutron-server, MariaDB, the openstack
+# CLI and our driver, all from `setup.sh --openstack`). Root only. Each step
+# is timed. The root, its mounts and anything
 # still running in it are removed on exit, also on failure.
 #
 # Rust itself comes from the host (its sysroot bind-mounted read-only), as a
@@ -105,12 +107,16 @@ if [ -d "$cargo_home/registry" ]; then
   cp -a "$cargo_home/registry" "$root/root/.cargo/"
 fi
 
-say "setup.sh"
-inside bash -c 'cd /src/calico-rs && bash scripts/setup.sh'
+say "setup.sh --openstack"
+inside bash -c 'cd /src/calico-rs && bash scripts/setup.sh --openstack'
 say "build: every binary"
 inside bash -c 'cd /src/calico-rs && cargo build -q --workspace --bins --locked'
 say "build: every test target"
 inside bash -c 'cd /src/calico-rs && cargo test -q --workspace --no-run --locked'
 say "tests: datastore and dataplane, CI=true"
 inside bash -c 'cd /src/calico-rs && CI=true cargo test -q --locked -p calico-datastore -p calico-dataplane'
-say "ok: setup.sh installs all the build and these tests need"
+say "OpenStack: calico-lab openstack (neutron-server with the driver, VMs on two hosts)"
+inside bash -c 'cd /src/calico-rs && target/debug/calico-lab --dir /tmp/fresh-lab --prefix cf- openstack >/tmp/fresh-openstack.log 2>&1' ||
+  { tail -40 "$root/tmp/fresh-openstack.log" >&2; exit 1; }
+grep -q 'every probe agreed' "$root/tmp/fresh-openstack.log"
+say "ok: setup.sh installs all the build, these tests and the OpenStack lab need"
