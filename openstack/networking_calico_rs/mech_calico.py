@@ -106,6 +106,19 @@ class CalicoMechanismDriver(mech_agent.SimpleAgentMechanismDriverBase):
             LOG.error("calico: port %s not written: %s", port["id"], e)
             if e.kind == "translate":
                 self._report_port_error(plugin, ctx, port)
+            return
+        if port.get("status") == "ERROR":
+            self._recover_port_status(plugin, ctx, port)
+
+    def _recover_port_status(self, plugin, ctx, port):
+        """A port we reported in ERROR is written again: back to what its
+        host's agent last said (no new status key comes for it)."""
+        host = port.get(portbindings.HOST_ID)
+        if not host:
+            return
+        status = self.core.call("port_status", host=host,
+                                port_id=port["id"]) or "DOWN"
+        plugin.update_port_status(ctx, port["id"], status, host=host)
 
     def _report_port_error(self, plugin, ctx, port):
         try:

@@ -8,7 +8,7 @@ use calico_datastore::Datastore;
 use calico_openstack::driver::is_status_only_change;
 use calico_openstack::election::{Elector, LEASE_TTL};
 use calico_openstack::resync::{resync, Snapshot};
-use calico_openstack::status::StatusWatcher;
+use calico_openstack::status::{current_port_status, StatusWatcher};
 use calico_openstack::sync::{SyncError, Syncer};
 use calico_openstack::PortExtras;
 use serde::Deserialize;
@@ -69,6 +69,10 @@ enum Request {
     PollStatus {
         #[serde(default)]
         timeout_ms: u64,
+    },
+    PortStatus {
+        host: String,
+        port_id: String,
     },
 }
 
@@ -206,6 +210,12 @@ impl State {
                 self.elector.resign();
                 json!({"leader": false})
             }
+            Request::PortStatus { host, port_id } => json!(current_port_status(
+                s.store().as_ref(),
+                &s.config().region,
+                &host,
+                &port_id
+            )?),
             Request::PollStatus { timeout_ms } => {
                 json!(self.status.poll(Duration::from_millis(timeout_ms))?)
             }

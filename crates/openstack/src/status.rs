@@ -113,6 +113,30 @@ impl StatusWatcher {
     }
 }
 
+/// The Neutron status a port's endpoint on `host` has now (from its
+/// status key), `None` when its agent has not reported it. Used when a port
+/// recovers from an error the driver reported: no new status key is
+/// written then, so the driver looks it up.
+pub fn current_port_status(
+    store: &dyn Datastore,
+    region: &Region,
+    host: &str,
+    port_id: &str,
+) -> Result<Option<String>, StoreError> {
+    let dir = format!("{}/", felix_status_dir(region));
+    let prefix = format!("{dir}{host}/workload/openstack/");
+    for kv in store.list(&prefix)?.kvs {
+        if let Some(Key::Endpoint { port_id: p, .. }) = parse_key(&kv.key[dir.len()..]) {
+            if p == port_id {
+                let v: serde_json::Value = serde_json::from_slice(&kv.value).unwrap_or_default();
+                let status = v.get("status").and_then(|s| s.as_str());
+                return Ok(Some(port_status(status).to_string()));
+            }
+        }
+    }
+    Ok(None)
+}
+
 #[derive(Debug, PartialEq, Eq)]
 enum Key {
     Agent { host: String },

@@ -53,6 +53,45 @@ impl Lab {
         lab
     }
 
+    /// `calico-lab openstack-up`: two hosts and a neutron-server with the
+    /// calico driver.
+    pub fn openstack_up(name: &str, datastore: &str) -> Lab {
+        for b in ["calico-node", "calicoctl", "calico-probe", "calico-neutron"] {
+            sibling(b);
+        }
+        let lab = Lab {
+            dir: tempfile::tempdir().unwrap(),
+            prefix: format!("e2{name}-"),
+        };
+        let _ = lab.run(&["down"]);
+        lab.ok(&["openstack-up", "--datastore", datastore]);
+        lab
+    }
+
+    /// The `openstack` CLI against the lab's first neutron-server.
+    pub fn os(&self, args: &[&str]) -> Output {
+        let mut a = vec!["os"];
+        a.extend_from_slice(args);
+        self.run(&a)
+    }
+
+    /// `openstack ... -f json`, which must succeed.
+    pub fn os_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = args.to_vec();
+        a.extend(["-f", "json"]);
+        let out = self.ok(&[&["os"][..], &a].concat());
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("openstack {args:?}: {e}: {out}"))
+    }
+
+    /// Runs a command in the lab's fabric namespace (the controller's).
+    pub fn in_fabric(&self, cmd: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &format!("{}fabric", self.prefix)])
+            .args(cmd)
+            .output()
+            .unwrap()
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         // Global flags first: `exec` takes everything after its target.
         Command::new(LAB)

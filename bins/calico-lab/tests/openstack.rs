@@ -1,0 +1,197 @@
+//! The Neutron ML2 driver `calico` end to end: Debian's neutron-server
+//! (with MariaDB, no Keystone, no message bus) and the `openstack` CLI
+//! driving the lab's hosts, whose calico-node programs VMs the lab boots as
+//! Nova would. Root only; the lab (controller included) is torn down by a
+//! guard, even when an assertion fails.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Lab, SERIAL};
+use serde_json::Value;
+
+fn require(test: &str) -> bool {
+    calico_testsupport::require_root(test)
+        && calico_testsupport::require_tools(
+            test,
+            &[
+                ("neutron-server", "neutron-server"),
+                ("openstack", "python3-openstackclient"),
+                ("mariadbd", "mariadb-server"),
+            ],
+        )
+}
+
+/// Polls `f` until it returns true; panics with `what` after `limit`.
+fn eventually(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < deadline, "{what} (after {limit:?})");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn agent_alive(lab: &Lab, host: &str) -> Option<bool> {
+    let agents = lab.os_json(&["network", "agent", "list"]);
+    agents
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["Host"] == host)
+        .map(|a| {
+            assert_eq!(a["Agent Type"], "Calico per-host agent (felix)");
+            assert_eq!(a["Binary"], "calico-felix");
+            a["Alive"] == Value::Bool(true)
+        })
+}
+
+fn port_create(lab: &Lab, name: &str, host: &str, sg: &str) -> Value {
+    lab.os_json(&[
+        "port", "create", name, "--network", "net1", "--host", host, "--device-owner",
+        "compute:nova", "--device", &format!("vm-{name}"), "--security-group", sg,
+    ])
+}
+
+fn port_status(lab: &Lab, port: &str) -> String {
+    lab.os_json(&["port", "show", port])["status"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Boots VM `name` for `port`; returns its address.
+fn boot(lab: &Lab, name: &str, port: &str) -> String {
+    let out = lab.ok(&["boot", name, "--port", port]);
+    // "vm/<name> on <host>: <ip> via <tap>"
+    out.split_whitespace().nth(3).unwrap().to_string()
+}
+
+fn weps(lab: &Lab) -> Vec<Value> {
+    let out = lab.calicoctl(&["get", "workloadendpoints", "-n", "openstack", "-o", "json"], "");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    v["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn routes_on(lab: &Lab, host: &str) -> String {
+    String::from_utf8_lossy(&lab.exec(host, &["ip", "route"]).stdout).into_owned()
+}
+
+#[test]
+fn neutron_binds_ports_and_security_groups_take_effect() {
+    if !require("neutron_binds_ports_and_security_groups_take_effect") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::openstack_up("os", "local");
+
+    // Every host's agent is a live Neutron agent.
+    assert_eq!(agent_alive(&lab, "host1"), Some(true));
+    assert_eq!(agent_alive(&lab, "host2"), Some(true));
+
+    // A tenant network as the article's ml2_conf.ini makes it: vxlan.
+    let net = lab.os_json(&["network", "create", "net1"]);
+    assert_eq!(net["provider:network_type"], "vxlan");
+    lab.os_json(&["subnet", "create", "sub1", "--network", "net1", "--subnet-range", "10.65.0.0/24"]);
+    lab.os_json(&["security", "group", "create", "web"]);
+    lab.os_json(&["security", "group", "create", "client"]);
+    let http = lab.os_json(&[
+        "security", "group", "rule", "create", "web", "--ingress", "--protocol", "tcp",
+        "--dst-port", "80", "--remote-group", "client",
+    ]);
+
+    // Ports bind on live hosts (vif tap), VMs boot, ports go ACTIVE.
+    let web_port = port_create(&lab, "web-port", "host1", "web");
+    assert_eq!(web_port["binding_vif_type"], "tap", "{web_port}");
+    let client_port = port_create(&lab, "client-port", "host2", "client");
+    assert_eq!(client_port["binding_vif_type"], "tap");
+    let web_ip = boot(&lab, "web", web_port["id"].as_str().unwrap());
+    let client_ip = boot(&lab, "client", client_port["id"].as_str().unwrap());
+    for p in ["web-port", "client-port"] {
+        eventually(&format!("{p} ACTIVE"), Duration::from_secs(60), || {
+            port_status(&lab, p) == "ACTIVE"
+        });
+    }
+
+    // Traffic exactly as the security groups say.
+    lab.expect_reach("vm/client", &web_ip, 80, true, "web allows http from client");
+    lab.expect_reach("vm/client", &web_ip, 22, false, "web has no ssh rule");
+    lab.expect_reach("vm/web", &client_ip, 80, false, "client has no ingress rules");
+
+    // A rule added on the running VM takes effect, and a removed one stops.
+    lab.os_json(&[
+        "security", "group", "rule", "create", "web", "--ingress", "--protocol", "tcp",
+        "--dst-port", "22", "--remote-group", "client",
+    ]);
+    lab.expect_reach("vm/client", &web_ip, 22, true, "ssh rule added");
+    let o = lab.os(&["security", "group", "rule", "delete", http["id"].as_str().unwrap()]);
+    assert!(o.status.success());
+    lab.expect_reach("vm/client", &web_ip, 80, false, "http rule removed");
+
+    // What Calico cannot express is refused, with the reason, and nothing
+    // of it is written.
+    let before = lab.calicoctl(&["get", "networkpolicies", "-n", "openstack", "-o", "yaml"], "");
+    lab.os_json(&["address", "group", "create", "ag1", "--address", "10.9.0.0/16"]);
+    let o = lab.os(&[
+        "security", "group", "rule", "create", "web", "--ingress", "--remote-address-group", "ag1",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("calico cannot express"), "{err}");
+    let after = lab.calicoctl(&["get", "networkpolicies", "-n", "openstack", "-o", "yaml"], "");
+    assert_eq!(before, after, "a refused rule changes no policy");
+    // A port whose data cannot be translated (an address pair wider than a
+    // host) goes ERROR and keeps its last good endpoint; fixed, it recovers.
+    let wep_before = weps(&lab);
+    let o = lab.os(&["port", "set", "web-port", "--allowed-address", "ip-address=10.66.0.0/24"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    eventually("web-port ERROR", Duration::from_secs(20), || port_status(&lab, "web-port") == "ERROR");
+    assert_eq!(weps(&lab), wep_before, "nothing of the bad port was written");
+    let o = lab.os(&["port", "unset", "web-port", "--allowed-address", "ip-address=10.66.0.0/24"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    eventually("web-port ACTIVE again", Duration::from_secs(20), || {
+        port_status(&lab, "web-port") == "ACTIVE"
+    });
+
+    // A port moved to another host: Nova moves the VM, the endpoint follows.
+    lab.ok(&["delete-vm", "web"]);
+    let o = lab.os(&["port", "set", "web-port", "--host", "host2"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    eventually("the endpoint moves to host2", Duration::from_secs(20), || {
+        let w = weps(&lab);
+        w.iter().any(|e| e["spec"]["endpoint"] == web_port["id"] && e["spec"]["node"] == "host2")
+            && !w.iter().any(|e| e["spec"]["node"] == "host1")
+    });
+    let web_ip2 = boot(&lab, "web", web_port["id"].as_str().unwrap());
+    assert_eq!(web_ip, web_ip2);
+    eventually("web-port ACTIVE on host2", Duration::from_secs(60), || {
+        port_status(&lab, "web-port") == "ACTIVE"
+    });
+    lab.expect_reach("vm/client", &web_ip, 22, true, "ssh after the move");
+
+    // A deleted port takes its endpoint, route and rules with it.
+    lab.ok(&["delete-vm", "client"]);
+    let o = lab.os(&["port", "delete", "client-port"]);
+    assert!(o.status.success());
+    eventually("the client endpoint is gone", Duration::from_secs(20), || {
+        !weps(&lab).iter().any(|e| e["spec"]["endpoint"] == client_port["id"])
+    });
+    let dst = format!("{client_ip} ");
+    eventually("no host routes to the deleted port", Duration::from_secs(20), || {
+        ["host1", "host2"].iter().all(|h| !routes_on(&lab, h).lines().any(|l| l.starts_with(&dst)))
+    });
+
+    // An agent that stops goes dead in Neutron, and no port binds there;
+    // started again, it is alive and binds.
+    lab.ok(&["stop-agent", "host1"]);
+    eventually("host1's agent dead", Duration::from_secs(60), || {
+        agent_alive(&lab, "host1") == Some(false)
+    });
+    let refused = port_create(&lab, "late-port", "host1", "web");
+    assert_eq!(refused["binding_vif_type"], "binding_failed", "{refused}");
+    lab.ok(&["start-agent", "host1"]);
+    eventually("host1's agent alive again", Duration::from_secs(60), || {
+        agent_alive(&lab, "host1") == Some(true)
+    });
+    let bound = port_create(&lab, "later-port", "host1", "web");
+    assert_eq!(bound["binding_vif_type"], "tap", "{bound}");
+}
