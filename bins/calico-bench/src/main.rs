@@ -10,6 +10,7 @@
 //!   calico-bench conn-rate           new TCP connections/s through 1..1,000 rules (root)
 //!   calico-bench bgp-receive         100,000 routes from one BIRD peer: calico-rs vs BIRD 2 (root)
 //!   calico-bench bgp-mesh            999 iBGP peers, one /26 each: calico-rs vs BIRD 2 (root)
+//!   calico-bench openstack-resync [local|etcd]  the driver's resync of 3,000 ports, 100 groups
 //!
 //! Build in release mode first (`cargo build --release -p calicoctl -p calico-bench`).
 
@@ -27,6 +28,7 @@ mod calc;
 mod connrate;
 mod dataplane;
 mod ipam;
+mod openstack;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -60,7 +62,8 @@ fn main() -> Result<()> {
         Some("bgp-receive") => bgp::receive::run(&args[1..]),
         Some("bgp-mesh") => bgp::mesh::run(&args[1..]),
         Some("bgp-receiver") => bgp::receiver::run(&args[1..]),
-        _ => bail!("usage: calico-bench selector | apply [local|etcd] | ipam [local|etcd] | calc | latency [local|etcd] | pps | conn-rate | bgp-receive | bgp-mesh"),
+        Some("openstack-resync") => openstack::run(&args[1..]),
+        _ => bail!("usage: calico-bench selector | apply [local|etcd] | ipam [local|etcd] | calc | latency [local|etcd] | pps | conn-rate | bgp-receive | bgp-mesh | openstack-resync [local|etcd]"),
     }
 }
 

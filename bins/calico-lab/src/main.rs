@@ -105,6 +105,9 @@ enum Cmd {
     },
     /// Run the `openstack` CLI against the lab's neutron-server.
     Os {
+        /// The API port of the neutron-server to ask.
+        #[arg(long, default_value_t = openstack::controller::API_PORT)]
+        api_port: u16,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         args: Vec<String>,
     },
@@ -242,9 +245,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             print_status(&state);
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Os { args } => {
+        Cmd::Os { api_port, args } => {
             let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-            print!("{}", openstack::openstack(&refs)?);
+            print!("{}", openstack::controller::openstack_at(api_port, &refs)?);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Boot { name, port } => {

@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Lab, SERIAL};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 fn require(test: &str) -> bool {
     calico_testsupport::require_root(test)
@@ -48,8 +48,19 @@ fn agent_alive(lab: &Lab, host: &str) -> Option<bool> {
 
 fn port_create(lab: &Lab, name: &str, host: &str, sg: &str) -> Value {
     lab.os_json(&[
-        "port", "create", name, "--network", "net1", "--host", host, "--device-owner",
-        "compute:nova", "--device", &format!("vm-{name}"), "--security-group", sg,
+        "port",
+        "create",
+        name,
+        "--network",
+        "net1",
+        "--host",
+        host,
+        "--device-owner",
+        "compute:nova",
+        "--device",
+        &format!("vm-{name}"),
+        "--security-group",
+        sg,
     ])
 }
 
@@ -68,7 +79,10 @@ fn boot(lab: &Lab, name: &str, port: &str) -> String {
 }
 
 fn weps(lab: &Lab) -> Vec<Value> {
-    let out = lab.calicoctl(&["get", "workloadendpoints", "-n", "openstack", "-o", "json"], "");
+    let out = lab.calicoctl(
+        &["get", "workloadendpoints", "-n", "openstack", "-o", "json"],
+        "",
+    );
     let v: Value = serde_json::from_str(&out).unwrap();
     v["items"].as_array().cloned().unwrap_or_default()
 }
@@ -92,12 +106,30 @@ fn neutron_binds_ports_and_security_groups_take_effect() {
     // A tenant network as the article's ml2_conf.ini makes it: vxlan.
     let net = lab.os_json(&["network", "create", "net1"]);
     assert_eq!(net["provider:network_type"], "vxlan");
-    lab.os_json(&["subnet", "create", "sub1", "--network", "net1", "--subnet-range", "10.65.0.0/24"]);
+    lab.os_json(&[
+        "subnet",
+        "create",
+        "sub1",
+        "--network",
+        "net1",
+        "--subnet-range",
+        "10.65.0.0/24",
+    ]);
     lab.os_json(&["security", "group", "create", "web"]);
     lab.os_json(&["security", "group", "create", "client"]);
     let http = lab.os_json(&[
-        "security", "group", "rule", "create", "web", "--ingress", "--protocol", "tcp",
-        "--dst-port", "80", "--remote-group", "client",
+        "security",
+        "group",
+        "rule",
+        "create",
+        "web",
+        "--ingress",
+        "--protocol",
+        "tcp",
+        "--dst-port",
+        "80",
+        "--remote-group",
+        "client",
     ]);
 
     // Ports bind on live hosts (vif tap), VMs boot, ports go ACTIVE.
@@ -114,39 +146,108 @@ fn neutron_binds_ports_and_security_groups_take_effect() {
     }
 
     // Traffic exactly as the security groups say.
-    lab.expect_reach("vm/client", &web_ip, 80, true, "web allows http from client");
+    lab.expect_reach(
+        "vm/client",
+        &web_ip,
+        80,
+        true,
+        "web allows http from client",
+    );
     lab.expect_reach("vm/client", &web_ip, 22, false, "web has no ssh rule");
-    lab.expect_reach("vm/web", &client_ip, 80, false, "client has no ingress rules");
+    lab.expect_reach(
+        "vm/web",
+        &client_ip,
+        80,
+        false,
+        "client has no ingress rules",
+    );
 
     // A rule added on the running VM takes effect, and a removed one stops.
     lab.os_json(&[
-        "security", "group", "rule", "create", "web", "--ingress", "--protocol", "tcp",
-        "--dst-port", "22", "--remote-group", "client",
+        "security",
+        "group",
+        "rule",
+        "create",
+        "web",
+        "--ingress",
+        "--protocol",
+        "tcp",
+        "--dst-port",
+        "22",
+        "--remote-group",
+        "client",
     ]);
     lab.expect_reach("vm/client", &web_ip, 22, true, "ssh rule added");
-    let o = lab.os(&["security", "group", "rule", "delete", http["id"].as_str().unwrap()]);
+    let o = lab.os(&[
+        "security",
+        "group",
+        "rule",
+        "delete",
+        http["id"].as_str().unwrap(),
+    ]);
     assert!(o.status.success());
     lab.expect_reach("vm/client", &web_ip, 80, false, "http rule removed");
 
     // What Calico cannot express is refused, with the reason, and nothing
     // of it is written.
-    let before = lab.calicoctl(&["get", "networkpolicies", "-n", "openstack", "-o", "yaml"], "");
-    lab.os_json(&["address", "group", "create", "ag1", "--address", "10.9.0.0/16"]);
+    let before = lab.calicoctl(
+        &["get", "networkpolicies", "-n", "openstack", "-o", "yaml"],
+        "",
+    );
+    lab.os_json(&[
+        "address",
+        "group",
+        "create",
+        "ag1",
+        "--address",
+        "10.9.0.0/16",
+    ]);
     let o = lab.os(&[
-        "security", "group", "rule", "create", "web", "--ingress", "--remote-address-group", "ag1",
+        "security",
+        "group",
+        "rule",
+        "create",
+        "web",
+        "--ingress",
+        "--remote-address-group",
+        "ag1",
     ]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("calico cannot express"), "{err}");
-    let after = lab.calicoctl(&["get", "networkpolicies", "-n", "openstack", "-o", "yaml"], "");
+    assert!(
+        !o.status.success() && err.contains("calico cannot express"),
+        "{err}"
+    );
+    let after = lab.calicoctl(
+        &["get", "networkpolicies", "-n", "openstack", "-o", "yaml"],
+        "",
+    );
     assert_eq!(before, after, "a refused rule changes no policy");
     // A port whose data cannot be translated (an address pair wider than a
     // host) goes ERROR and keeps its last good endpoint; fixed, it recovers.
     let wep_before = weps(&lab);
-    let o = lab.os(&["port", "set", "web-port", "--allowed-address", "ip-address=10.66.0.0/24"]);
+    let o = lab.os(&[
+        "port",
+        "set",
+        "web-port",
+        "--allowed-address",
+        "ip-address=10.66.0.0/24",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    eventually("web-port ERROR", Duration::from_secs(20), || port_status(&lab, "web-port") == "ERROR");
-    assert_eq!(weps(&lab), wep_before, "nothing of the bad port was written");
-    let o = lab.os(&["port", "unset", "web-port", "--allowed-address", "ip-address=10.66.0.0/24"]);
+    eventually("web-port ERROR", Duration::from_secs(20), || {
+        port_status(&lab, "web-port") == "ERROR"
+    });
+    assert_eq!(
+        weps(&lab),
+        wep_before,
+        "nothing of the bad port was written"
+    );
+    let o = lab.os(&[
+        "port",
+        "unset",
+        "web-port",
+        "--allowed-address",
+        "ip-address=10.66.0.0/24",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     eventually("web-port ACTIVE again", Duration::from_secs(20), || {
         port_status(&lab, "web-port") == "ACTIVE"
@@ -156,11 +257,16 @@ fn neutron_binds_ports_and_security_groups_take_effect() {
     lab.ok(&["delete-vm", "web"]);
     let o = lab.os(&["port", "set", "web-port", "--host", "host2"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    eventually("the endpoint moves to host2", Duration::from_secs(20), || {
-        let w = weps(&lab);
-        w.iter().any(|e| e["spec"]["endpoint"] == web_port["id"] && e["spec"]["node"] == "host2")
-            && !w.iter().any(|e| e["spec"]["node"] == "host1")
-    });
+    eventually(
+        "the endpoint moves to host2",
+        Duration::from_secs(20),
+        || {
+            let w = weps(&lab);
+            w.iter()
+                .any(|e| e["spec"]["endpoint"] == web_port["id"] && e["spec"]["node"] == "host2")
+                && !w.iter().any(|e| e["spec"]["node"] == "host1")
+        },
+    );
     let web_ip2 = boot(&lab, "web", web_port["id"].as_str().unwrap());
     assert_eq!(web_ip, web_ip2);
     eventually("web-port ACTIVE on host2", Duration::from_secs(60), || {
@@ -172,13 +278,25 @@ fn neutron_binds_ports_and_security_groups_take_effect() {
     lab.ok(&["delete-vm", "client"]);
     let o = lab.os(&["port", "delete", "client-port"]);
     assert!(o.status.success());
-    eventually("the client endpoint is gone", Duration::from_secs(20), || {
-        !weps(&lab).iter().any(|e| e["spec"]["endpoint"] == client_port["id"])
-    });
+    eventually(
+        "the client endpoint is gone",
+        Duration::from_secs(20),
+        || {
+            !weps(&lab)
+                .iter()
+                .any(|e| e["spec"]["endpoint"] == client_port["id"])
+        },
+    );
     let dst = format!("{client_ip} ");
-    eventually("no host routes to the deleted port", Duration::from_secs(20), || {
-        ["host1", "host2"].iter().all(|h| !routes_on(&lab, h).lines().any(|l| l.starts_with(&dst)))
-    });
+    eventually(
+        "no host routes to the deleted port",
+        Duration::from_secs(20),
+        || {
+            ["host1", "host2"]
+                .iter()
+                .all(|h| !routes_on(&lab, h).lines().any(|l| l.starts_with(&dst)))
+        },
+    );
 
     // An agent that stops goes dead in Neutron, and no port binds there;
     // started again, it is alive and binds.
@@ -194,4 +312,189 @@ fn neutron_binds_ports_and_security_groups_take_effect() {
     });
     let bound = port_create(&lab, "later-port", "host1", "web");
     assert_eq!(bound["binding_vif_type"], "tap", "{bound}");
+}
+
+/// The driver's data as compared across a resync: names, labels and specs
+/// (revisions and timestamps aside).
+fn driver_data(lab: &Lab) -> Vec<Value> {
+    let mut out = Vec::new();
+    for kind in ["workloadendpoints", "networkpolicies"] {
+        let text = lab.calicoctl(&["get", kind, "-n", "openstack", "-o", "json"], "");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        for item in v["items"].as_array().cloned().unwrap_or_default() {
+            out.push(json!({
+                "kind": item["kind"], "name": item["metadata"]["name"],
+                "labels": item["metadata"]["labels"], "spec": item["spec"],
+            }));
+        }
+    }
+    out.sort_by_key(|v| v.to_string());
+    out
+}
+
+fn etcd_get(lab: &Lab, key: &str) -> String {
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(lab.dir.path().join("lab.json")).unwrap())
+            .unwrap();
+    let endpoint = state["datastore"]["Etcd"]["endpoint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let o = lab.in_fabric(&[
+        "etcdctl",
+        "--endpoints",
+        &endpoint,
+        "get",
+        key,
+        "--print-value-only",
+    ]);
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+const ELECTION_KEY: &str = "/calico/openstack/v2/no-region/neutron_election";
+
+#[test]
+fn resync_repairs_the_datastore_and_one_leader_is_elected() {
+    if !require("resync_repairs_the_datastore_and_one_leader_is_elected") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::openstack_up("or", "etcd");
+
+    lab.os_json(&["network", "create", "net1"]);
+    lab.os_json(&[
+        "subnet",
+        "create",
+        "sub1",
+        "--network",
+        "net1",
+        "--subnet-range",
+        "10.65.0.0/24",
+    ]);
+    let web = lab.os_json(&["security", "group", "create", "web"]);
+    lab.os_json(&["security", "group", "create", "db"]);
+    lab.os_json(&[
+        "security",
+        "group",
+        "rule",
+        "create",
+        "web",
+        "--ingress",
+        "--protocol",
+        "tcp",
+        "--dst-port",
+        "80",
+    ]);
+    for i in 0..6 {
+        let p = port_create(
+            &lab,
+            &format!("p{i}"),
+            ["host1", "host2"][i % 2],
+            ["web", "db"][i % 3 / 2],
+        );
+        assert_eq!(p["binding_vif_type"], "tap");
+    }
+    eventually("six endpoints", Duration::from_secs(20), || {
+        weps(&lab).len() == 6
+    });
+    let before = driver_data(&lab);
+    // An operator's own policy in the same namespace: not the driver's.
+    lab.calicoctl(
+        &["apply", "-f", "-"],
+        "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata:\n  name: operator-allow\n  namespace: openstack\nspec:\n  selector: all()\n  ingress:\n  - action: Allow\n    protocol: TCP\n",
+    );
+    let operator_rv = |lab: &Lab| {
+        let t = lab.calicoctl(
+            &[
+                "get",
+                "networkpolicy",
+                "-n",
+                "openstack",
+                "operator-allow",
+                "-o",
+                "json",
+            ],
+            "",
+        );
+        serde_json::from_str::<Value>(&t).unwrap()["metadata"]["resourceVersion"].clone()
+    };
+    let rv = operator_rv(&lab);
+
+    // Behind the driver's back: half the endpoints deleted, a policy
+    // corrupted.
+    for w in weps(&lab).iter().take(3) {
+        lab.calicoctl(
+            &[
+                "delete",
+                "workloadendpoint",
+                "-n",
+                "openstack",
+                w["metadata"]["name"].as_str().unwrap(),
+            ],
+            "",
+        );
+    }
+    let name = format!("ossg.default.{}", web["id"].as_str().unwrap());
+    lab.calicoctl(
+        &["apply", "-f", "-"],
+        &format!("apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata:\n  name: {name}\n  namespace: openstack\nspec:\n  selector: all()\n  ingress:\n  - action: Allow\n"),
+    );
+    assert_ne!(driver_data(&lab), before);
+
+    let dir = lab.dir.path().join("openstack");
+    let shim = concat!(env!("CARGO_MANIFEST_DIR"), "/../../openstack");
+    let o = lab.in_fabric(&[
+        "env",
+        &format!("PYTHONPATH={shim}"),
+        "calico-resync",
+        "--json",
+        "--config-file",
+        dir.join("neutron-9696.conf").to_str().unwrap(),
+        "--config-file",
+        dir.join("ml2_conf.ini").to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "calico-resync: {stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["endpoints"]["created"], 3, "{report}");
+    assert_eq!(report["policies"]["updated"], 1, "{report}");
+    assert_eq!(report["ports"], 6);
+    assert_eq!(driver_data(&lab), before, "everything is back as it was");
+    assert_eq!(operator_rv(&lab), rv, "the operator's policy is untouched");
+
+    // Two neutron-servers on one datastore: one leader; when it stops, the
+    // other takes over, and keeps the agents alive in Neutron.
+    let leader = etcd_get(&lab, ELECTION_KEY);
+    assert!(leader.contains(':'), "leader {leader:?}");
+    lab.ok(&["neutron-server", "start", "--port", "9697"]);
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        etcd_get(&lab, ELECTION_KEY),
+        leader,
+        "the first leader stays"
+    );
+    lab.ok(&["neutron-server", "stop", "--port", "9696"]);
+    eventually("the second server leads", Duration::from_secs(30), || {
+        let now = etcd_get(&lab, ELECTION_KEY);
+        !now.is_empty() && now != leader
+    });
+    std::thread::sleep(Duration::from_secs(20));
+    let out = lab.ok(&[
+        "os",
+        "--api-port",
+        "9697",
+        "network",
+        "agent",
+        "list",
+        "-f",
+        "json",
+    ]);
+    let agents: Value = serde_json::from_str(&out).unwrap();
+    for a in agents.as_array().unwrap() {
+        assert_eq!(a["Alive"], true, "heartbeats from the new leader: {a}");
+    }
 }

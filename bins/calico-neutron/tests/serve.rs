@@ -23,7 +23,11 @@ impl CoProcess {
             .unwrap();
         let stdin = child.stdin.take().unwrap();
         let stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut c = CoProcess { child, stdin, stdout };
+        let mut c = CoProcess {
+            child,
+            stdin,
+            stdout,
+        };
         let r = c.call(json!({"op": "init", "elector_id": "test:1", "options": {
             "datastore_type": "local", "local_datastore_path": db}}));
         assert_eq!(r["ok"], true, "{r}");
@@ -78,7 +82,10 @@ fn requests_replies_and_errors() {
 
     // A malformed request is an error reply, not the end of the process.
     let r = c.call(json!({"op": "no_such_op"}));
-    assert_eq!((r["ok"].clone(), r["kind"].clone()), (json!(false), json!("request")));
+    assert_eq!(
+        (r["ok"].clone(), r["kind"].clone()),
+        (json!(false), json!("request"))
+    );
     assert_eq!(c.call(json!({"op": "ping"}))["result"], "pong");
 
     // One leader; it can resign.
@@ -101,5 +108,8 @@ fn requests_before_init_are_refused() {
     let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(reply["ok"], false);
     assert!(reply["error"].as_str().unwrap().contains("init"));
-    assert!(out.status.success(), "the process ends when its stdin closes");
+    assert!(
+        out.status.success(),
+        "the process ends when its stdin closes"
+    );
 }

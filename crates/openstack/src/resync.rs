@@ -15,8 +15,9 @@ use serde_json::Value;
 use crate::driver::wep_desired_on;
 use crate::endpoint::{is_endpoint_port, Endpoint};
 use crate::neutron::Port;
-use crate::sync::{Outcome, SyncError, SyncResult, Syncer};
+use crate::sync::{render_resource, same_value, Outcome, SyncError, SyncResult, Syncer};
 use crate::PortExtras;
+use calico_datastore::{Error as StoreError, Op};
 
 /// Everything resync needs from Neutron, read in one go.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -184,7 +185,12 @@ fn reconcile_endpoints(syncer: &Syncer, ports: &[PortWithExtras]) -> SyncResult<
 
 /// Writes `desired`, then removes whatever is stored under `prefixes` that
 /// is neither desired nor the key of an object that failed to translate
-/// (that one keeps its last good value).
+/// (that one keeps its last good value). One list per prefix; the writes
+/// go in transactions of conditional operations (each create only if the
+/// key is still absent, each update and delete only at the revision
+/// listed), so a resync of thousands of objects is a few round trips. A
+/// transaction that loses a race is redone key by key, each with its own
+/// compare-and-swap.
 fn reconcile(
     syncer: &Syncer,
     prefixes: &[String],
@@ -203,27 +209,99 @@ fn reconcile(
             stored.insert(kv.key.clone(), kv);
         }
     }
+    let mut plan = Vec::new();
     let mut wanted = BTreeSet::new();
     for (key, value) in desired {
-        let known = Some(stored.get(&key));
-        let outcome = match &value {
-            Desired::Resource(v) => syncer.put_resource_over(&key, v, known),
-            Desired::Bytes(b) => syncer.put_bytes_over(&key, b, known),
+        let known = stored.get(&key);
+        let bytes = match &value {
+            Desired::Resource(v) => render_resource(v, known),
+            Desired::Bytes(b) => b.clone(),
         };
-        match outcome {
-            Ok(o) => report.count(o),
-            Err(SyncError::Translate(e)) => report.errors.push(e.to_string()),
-            Err(e) => return Err(e),
-        }
-        wanted.insert(key);
+        wanted.insert(key.clone());
+        let (op, outcome) = match known {
+            Some(kv) if same_value(&kv.value, &bytes) => {
+                report.count(Outcome::Unchanged);
+                continue;
+            }
+            Some(kv) => (
+                Op::Update {
+                    key: key.clone(),
+                    value: bytes,
+                    mod_revision: kv.mod_revision,
+                    lease: None,
+                },
+                Outcome::Updated,
+            ),
+            None => (
+                Op::Create {
+                    key: key.clone(),
+                    value: bytes,
+                    lease: None,
+                },
+                Outcome::Created,
+            ),
+        };
+        plan.push(Planned {
+            op,
+            outcome,
+            redo: Some(value),
+        });
     }
-    for key in stored.keys() {
+    for (key, kv) in &stored {
         if !wanted.contains(key) && !failed.contains(key) {
-            report.count(syncer.remove(key)?);
+            plan.push(Planned {
+                op: Op::Delete {
+                    key: key.clone(),
+                    mod_revision: Some(kv.mod_revision),
+                },
+                outcome: Outcome::Deleted,
+                redo: None,
+            });
         }
     }
+    apply(syncer, plan, &mut report)?;
     report.seconds = start.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// One write of a resync, and how to redo it alone if its batch fails.
+struct Planned {
+    op: Op,
+    outcome: Outcome,
+    /// The value to write again (`None`: a delete).
+    redo: Option<Desired>,
+}
+
+fn apply(syncer: &Syncer, plan: Vec<Planned>, report: &mut KindReport) -> SyncResult<()> {
+    let store = syncer.store();
+    let batch = store.max_txn_ops().max(1);
+    for chunk in plan.chunks(batch) {
+        let ops: Vec<Op> = chunk.iter().map(|p| p.op.clone()).collect();
+        match store.txn(&ops) {
+            Ok(_) => chunk.iter().for_each(|p| report.count(p.outcome)),
+            Err(
+                StoreError::Conflict { .. }
+                | StoreError::AlreadyExists { .. }
+                | StoreError::NotFound { .. },
+            ) => {
+                for p in chunk {
+                    let key = p.op.key();
+                    let outcome = match &p.redo {
+                        Some(Desired::Resource(v)) => syncer.put_resource(key, v),
+                        Some(Desired::Bytes(b)) => syncer.put_bytes(key, b),
+                        None => syncer.remove(key),
+                    };
+                    match outcome {
+                        Ok(o) => report.count(o),
+                        Err(SyncError::Translate(e)) => report.errors.push(e.to_string()),
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 fn id_of(v: &Value) -> &str {

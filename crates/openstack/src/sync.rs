@@ -70,38 +70,12 @@ impl Syncer {
     /// Writes a v3 resource at `key`, keeping the stored uid and creation
     /// time, replacing labels, annotations and spec (as upstream's put).
     pub fn put_resource(&self, key: &str, new: &Value) -> SyncResult<Outcome> {
-        self.put_resource_over(key, new, None)
-    }
-
-    /// `put_resource`, given what a list already read at `key` (`Some(None)`:
-    /// nothing), which saves a read per key when it is still current.
-    pub fn put_resource_over(
-        &self,
-        key: &str,
-        new: &Value,
-        known: Option<Option<&KeyValue>>,
-    ) -> SyncResult<Outcome> {
-        self.cas_write(key, known, |existing| {
-            let uid = uuid::Uuid::new_v4().to_string();
-            let now = chrono::Utc::now().format(TIMESTAMP_FORMAT).to_string();
-            let value = put_value(new, existing.map(|kv| kv.value.as_slice()), &uid, &now);
-            serde_json::to_vec(&value).expect("JSON values always serialise")
-        })
+        self.cas_write(key, |existing| render_resource(new, existing))
     }
 
     /// Writes `bytes` at `key` as they are (the DHCP agents' subnet data).
     pub fn put_bytes(&self, key: &str, bytes: &[u8]) -> SyncResult<Outcome> {
-        self.put_bytes_over(key, bytes, None)
-    }
-
-    /// `put_bytes`, given what a list already read (see `put_resource_over`).
-    pub fn put_bytes_over(
-        &self,
-        key: &str,
-        bytes: &[u8],
-        known: Option<Option<&KeyValue>>,
-    ) -> SyncResult<Outcome> {
-        self.cas_write(key, known, |_| bytes.to_vec())
+        self.cas_write(key, |_| bytes.to_vec())
     }
 
     /// Read, derive, write conditionally on what was read; again on a race.
@@ -110,16 +84,11 @@ impl Syncer {
     fn cas_write(
         &self,
         key: &str,
-        known: Option<Option<&KeyValue>>,
         derive: impl Fn(Option<&KeyValue>) -> Vec<u8>,
     ) -> SyncResult<Outcome> {
         let mut last_err = None;
-        let mut known = known.map(|k| k.cloned());
         for _ in 0..CAS_ATTEMPTS {
-            let existing = match known.take() {
-                Some(k) => k,
-                None => self.store.get(key)?,
-            };
+            let existing = self.store.get(key)?;
             let bytes = derive(existing.as_ref());
             let result = match &existing {
                 Some(kv) if same_value(&kv.value, &bytes) => return Ok(Outcome::Unchanged),
@@ -316,7 +285,7 @@ impl Syncer {
         kind: &str,
         spec_for: impl Fn(Option<&Value>) -> Option<Value>,
     ) -> SyncResult<Written> {
-        let outcome = self.cas_write(key, None, |existing| {
+        let outcome = self.cas_write(key, |existing| {
             let stored: Option<Value> =
                 existing.and_then(|kv| serde_json::from_slice(&kv.value).ok());
             match spec_for(stored.as_ref()) {
@@ -348,9 +317,18 @@ impl Syncer {
     }
 }
 
+/// The bytes to store for resource `new` over what is stored (see
+/// `store::put_value`).
+pub(crate) fn render_resource(new: &Value, existing: Option<&KeyValue>) -> Vec<u8> {
+    let uid = uuid::Uuid::new_v4().to_string();
+    let now = chrono::Utc::now().format(TIMESTAMP_FORMAT).to_string();
+    let value = put_value(new, existing.map(|kv| kv.value.as_slice()), &uid, &now);
+    serde_json::to_vec(&value).expect("JSON values always serialise")
+}
+
 /// Equal as JSON when both parse (key order and spacing aside), else as
 /// bytes.
-fn same_value(stored: &[u8], new: &[u8]) -> bool {
+pub(crate) fn same_value(stored: &[u8], new: &[u8]) -> bool {
     if stored == new {
         return true;
     }

@@ -65,7 +65,8 @@ fn an_endpoint_follows_its_port_and_keeps_its_identity() {
     let outcomes: Vec<_> = w.iter().map(|w| (w.key.as_str(), w.outcome)).collect();
     assert!(outcomes.contains(&(wep_key("h1", "p1").as_str(), Outcome::Created)));
     assert!(
-        w.iter().any(|w| w.key.ends_with("ossg.default.sg-web") && w.outcome == Outcome::Created),
+        w.iter()
+            .any(|w| w.key.ends_with("ossg.default.sg-web") && w.outcome == Outcome::Created),
         "the group's policy is written before its first member: {w:?}"
     );
     let first = value(s.as_ref(), &wep_key("h1", "p1"));
@@ -74,7 +75,10 @@ fn an_endpoint_follows_its_port_and_keeps_its_identity() {
 
     // The same port again writes nothing.
     let again = sync.sync_port(Some(&p), &p, &extras()).unwrap();
-    assert!(again.iter().all(|w| w.outcome == Outcome::Unchanged), "{again:?}");
+    assert!(
+        again.iter().all(|w| w.outcome == Outcome::Unchanged),
+        "{again:?}"
+    );
 
     // A changed address updates in place: uid and creation time are kept.
     let p2 = port("p1", "h1", "10.65.0.6");
@@ -90,8 +94,12 @@ fn an_endpoint_follows_its_port_and_keeps_its_identity() {
     // Moved to h2: written there, removed from h1.
     let p3 = port("p1", "h2", "10.65.0.6");
     let w = sync.sync_port(Some(&p2), &p3, &extras()).unwrap();
-    assert!(w.iter().any(|w| w.key == wep_key("h2", "p1") && w.outcome == Outcome::Created));
-    assert!(w.iter().any(|w| w.key == wep_key("h1", "p1") && w.outcome == Outcome::Deleted));
+    assert!(w
+        .iter()
+        .any(|w| w.key == wep_key("h2", "p1") && w.outcome == Outcome::Created));
+    assert!(w
+        .iter()
+        .any(|w| w.key == wep_key("h1", "p1") && w.outcome == Outcome::Deleted));
     assert!(s.get(&wep_key("h1", "p1")).unwrap().is_none());
 
     // Unbound: gone. Deleted afterwards: nothing left to do.
@@ -136,7 +144,13 @@ impl Datastore for Racing {
     fn create(&self, key: &str, value: &[u8], lease: Option<LeaseId>) -> Result<Revision> {
         self.inner.create(key, value, lease)
     }
-    fn update(&self, key: &str, value: &[u8], rev: Revision, lease: Option<LeaseId>) -> Result<Revision> {
+    fn update(
+        &self,
+        key: &str,
+        value: &[u8],
+        rev: Revision,
+        lease: Option<LeaseId>,
+    ) -> Result<Revision> {
         if !self.raced.swap(true, Ordering::SeqCst) {
             let other = self.inner.get(key)?.unwrap().value;
             self.inner.put(key, &other, None)?;
@@ -150,6 +164,10 @@ impl Datastore for Racing {
         self.inner.delete(key, rev)
     }
     fn txn(&self, ops: &[Op]) -> Result<Revision> {
+        if !self.raced.swap(true, Ordering::SeqCst) {
+            self.inner
+                .put(ops[0].key(), br#"{"written":"by someone else"}"#, None)?;
+        }
         self.inner.txn(ops)
     }
     fn max_txn_ops(&self) -> usize {
@@ -188,25 +206,61 @@ fn a_write_that_loses_a_race_reads_again_and_wins() {
     let sync = Syncer::new(racing, Config::default());
     let p2 = port("p1", "h1", "10.65.0.9");
     let w = sync.sync_port(Some(&p), &p2, &extras()).unwrap();
-    assert!(w.iter().any(|w| w.key == wep_key("h1", "p1") && w.outcome == Outcome::Updated));
+    assert!(w
+        .iter()
+        .any(|w| w.key == wep_key("h1", "p1") && w.outcome == Outcome::Updated));
     assert_eq!(
         value(s.as_ref(), &wep_key("h1", "p1"))["spec"]["ipNetworks"],
         json!(["10.65.0.9/32"])
     );
 }
 
+#[test]
+fn a_resync_batch_that_loses_a_race_is_redone_key_by_key() {
+    let (_d, s) = store();
+    let racing: Arc<dyn Datastore> = Arc::new(Racing {
+        inner: s.clone(),
+        raced: AtomicBool::new(false),
+    });
+    let sync = Syncer::new(racing, Config::default());
+    let report = resync(&sync, &snapshot(6)).unwrap();
+    assert_eq!(report.errors(), 0);
+    for i in 0..6 {
+        let v = value(s.as_ref(), &wep_key(["h1", "h2"][i % 2], &format!("p{i}")));
+        assert_eq!(v["spec"]["endpoint"], format!("p{i}"));
+    }
+    let sub = keys::subnet_key(&calico_openstack::Region::none(), "sub-1");
+    assert_eq!(
+        value(s.as_ref(), &sub)["cidr"],
+        "10.65.0.0/24",
+        "the raced key was rewritten"
+    );
+    let again = resync(&sync, &snapshot(6)).unwrap();
+    assert_eq!(
+        again.subnets.unchanged + again.endpoints.unchanged,
+        7,
+        "{again:?}"
+    );
+}
+
 fn snapshot(n: usize) -> Snapshot {
     let ports = (0..n)
         .map(|i| PortWithExtras {
-            port: port(&format!("p{i}"), ["h1", "h2"][i % 2], &format!("10.65.0.{}", 10 + i)),
+            port: port(
+                &format!("p{i}"),
+                ["h1", "h2"][i % 2],
+                &format!("10.65.0.{}", 10 + i),
+            ),
             extras: extras(),
         })
         .collect();
     Snapshot {
         ports,
         security_groups: vec![group("sg-web", 80), group("sg-db", 5432)],
-        subnets: vec![json!({"id": "sub-1", "network_id": "net-1", "cidr": "10.65.0.0/24",
-                             "gateway_ip": "10.65.0.1", "enable_dhcp": true})],
+        subnets: vec![
+            json!({"id": "sub-1", "network_id": "net-1", "cidr": "10.65.0.0/24",
+                             "gateway_ip": "10.65.0.1", "enable_dhcp": true}),
+        ],
     }
 }
 
@@ -217,7 +271,11 @@ fn resync_restores_what_neutron_has_and_touches_nothing_else() {
     let snap = snapshot(10);
     let first = resync(&sync, &snap).unwrap();
     assert_eq!(
-        (first.endpoints.created, first.policies.created, first.subnets.created),
+        (
+            first.endpoints.created,
+            first.policies.created,
+            first.subnets.created
+        ),
         (10, 2, 1)
     );
 
@@ -225,15 +283,21 @@ fn resync_restores_what_neutron_has_and_touches_nothing_else() {
     // corrupted, an orphan endpoint added; and data that is not the
     // driver's: a policy of the operator's in the same namespace.
     for i in (0..10).step_by(2) {
-        s.delete(&wep_key(["h1", "h2"][i % 2], &format!("p{i}")), None).unwrap();
+        s.delete(&wep_key(["h1", "h2"][i % 2], &format!("p{i}")), None)
+            .unwrap();
     }
     let web = keys::network_policy_key("openstack", "ossg.default.sg-web");
     let mut corrupt = value(s.as_ref(), &web);
     corrupt["spec"]["ingress"] = json!([{"action": "Allow"}]);
-    s.put(&web, &serde_json::to_vec(&corrupt).unwrap(), None).unwrap();
-    let orphan = wep_key("h1", "gone");
-    s.put(&orphan, &serde_json::to_vec(&value(s.as_ref(), &wep_key("h2", "p1"))).unwrap(), None)
+    s.put(&web, &serde_json::to_vec(&corrupt).unwrap(), None)
         .unwrap();
+    let orphan = wep_key("h1", "gone");
+    s.put(
+        &orphan,
+        &serde_json::to_vec(&value(s.as_ref(), &wep_key("h2", "p1"))).unwrap(),
+        None,
+    )
+    .unwrap();
     let mine = keys::network_policy_key("openstack", "operator-policy");
     s.put(&mine, br#"{"kind":"NetworkPolicy"}"#, None).unwrap();
     let mine_rev = s.get(&mine).unwrap().unwrap().mod_revision;
@@ -246,7 +310,11 @@ fn resync_restores_what_neutron_has_and_touches_nothing_else() {
     assert_eq!(second.policies.unchanged, 1);
     assert_eq!(second.errors(), 0);
     assert!(s.get(&orphan).unwrap().is_none());
-    assert_eq!(value(s.as_ref(), &web)["spec"]["ingress"][0]["protocol"], 6, "tcp, as upstream writes it");
+    assert_eq!(
+        value(s.as_ref(), &web)["spec"]["ingress"][0]["protocol"],
+        6,
+        "tcp, as upstream writes it"
+    );
     assert_eq!(s.get(&mine).unwrap().unwrap().mod_revision, mine_rev);
 
     // In sync: a third resync writes nothing at all.
@@ -267,7 +335,11 @@ fn a_group_that_cannot_be_expressed_keeps_its_last_good_policy() {
     let report = resync(&sync, &snap).unwrap();
     assert_eq!(report.policies.errors.len(), 1, "{report:?}");
     assert!(report.policies.errors[0].contains("security group sg-web"));
-    assert_eq!(s.get(&web).unwrap().unwrap(), good, "neither rewritten nor deleted");
+    assert_eq!(
+        s.get(&web).unwrap().unwrap(),
+        good,
+        "neither rewritten nor deleted"
+    );
 }
 
 #[test]
