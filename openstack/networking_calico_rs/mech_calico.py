@@ -100,14 +100,17 @@ class CalicoMechanismDriver(mech_agent.SimpleAgentMechanismDriverBase):
             return
         extras = neutron_data.port_extras(plugin, ctx, port)
         try:
-            self.core.call("sync_port", original=original, current=port,
-                           event_current=current, extras=extras)
+            written = self.core.call(
+                "sync_port", original=original, current=port,
+                event_current=current, extras=extras)
         except core_mod.CoreError as e:
             LOG.error("calico: port %s not written: %s", port["id"], e)
             if e.kind == "translate":
                 self._report_port_error(plugin, ctx, port)
             return
-        if port.get("status") == "ERROR":
+        # Written again after an error we reported (not our own status
+        # change coming back, which writes nothing).
+        if written and port.get("status") == "ERROR":
             self._recover_port_status(plugin, ctx, port)
 
     def _recover_port_status(self, plugin, ctx, port):
@@ -122,8 +125,9 @@ class CalicoMechanismDriver(mech_agent.SimpleAgentMechanismDriverBase):
 
     def _report_port_error(self, plugin, ctx, port):
         try:
-            plugin.update_port_status(ctx, port["id"], "ERROR",
-                                      host=port.get(portbindings.HOST_ID))
+            done = plugin.update_port_status(
+                ctx, port["id"], "ERROR", host=port.get(portbindings.HOST_ID))
+            LOG.info("calico: port %s reported ERROR (%s)", port["id"], done)
         except Exception:
             LOG.exception("calico: cannot set port %s to ERROR", port["id"])
 

@@ -18,8 +18,9 @@ static CHILDREN: Mutex<Vec<Child>> = Mutex::new(Vec::new());
 
 /// The programs the lab starts: a PID from the state file is signalled only
 /// if it still runs one of them (the PID may have been reused since).
-const LAB_PROGRAMS: [&str; 6] = [
+const LAB_PROGRAMS: [&str; 7] = [
     "calico-node",
+    "calico-neutron",
     "calico-probe",
     "etcd",
     "bird",
@@ -99,8 +100,17 @@ fn is_lab_process(pid: u32) -> bool {
     };
     // Agents are started as `ip netns exec <ns> calico-node`: until `ip`
     // has exec'd, the program is a later argument.
-    let mut args = cmdline.split(|b| *b == 0).map(String::from_utf8_lossy);
-    let program = |a: &str| LAB_PROGRAMS.contains(&a.rsplit('/').next().unwrap_or_default());
+    // Python's setproctitle (neutron-server) rewrites its command line as
+    // one space-separated string: split on spaces too.
+    let mut args = cmdline
+        .split(|b| *b == 0 || *b == b' ')
+        .filter(|a| !a.is_empty())
+        .map(String::from_utf8_lossy);
+    // A forked neutron-server worker calls itself `neutron-server: <role>`.
+    let program = |a: &str| {
+        let name = a.rsplit('/').next().unwrap_or_default();
+        LAB_PROGRAMS.contains(&name.trim_end_matches(':'))
+    };
     match args.next() {
         Some(a) if program(&a) => true,
         // `ip netns exec <ns> <program>`, or `python3 <script>` (neutron-server).
@@ -120,6 +130,41 @@ fn signal(sig: &str, pids: &BTreeSet<u32>) {
         .args(pids.iter().map(u32::to_string))
         .stderr(std::process::Stdio::null())
         .status();
+}
+
+/// `pid` and every process descended from it (neutron-server's forked
+/// workers and their co-processes), read from /proc.
+pub fn with_descendants(pid: u32) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            // "pid (comm) S ppid ...": the parent is the second field after ')'.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|s| s.parse::<u32>().ok());
+            if let Some(pp) = ppid {
+                parent_of.push((p, pp));
+            }
+        }
+    }
+    let mut all = vec![pid];
+    let mut i = 0;
+    while i < all.len() {
+        let parent = all[i];
+        all.extend(
+            parent_of
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
+    }
+    all
 }
 
 /// Stops every process in `pids` at once: SIGTERM, SIGKILL to those still

@@ -18,6 +18,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("serve") => {
+            ignore_termination_signals();
             let stdin = std::io::stdin().lock();
             let stdout = std::io::stdout().lock();
             if let Err(e) = serve_lines(stdin, stdout) {
@@ -39,10 +40,34 @@ fn main() {
     }
 }
 
+/// The co-process lives exactly as long as the Neutron process it serves:
+/// a shutdown signals the whole process group (or systemd's cgroup), and
+/// the Python side still needs us to resign its leadership then. We end
+/// when our stdin closes, which also happens when the parent is killed.
+fn ignore_termination_signals() {
+    // SAFETY: setting a signal's disposition to SIG_IGN has no handler code
+    // and is async-signal-safe; done once before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGTERM, libc::SIG_IGN);
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+    }
+}
+
 /// One reply per request line until stdin closes (the shim's process
-/// ended).
+/// ended); then leadership, if held, is given up at once rather than when
+/// the lease expires.
 fn serve_lines(input: impl BufRead, mut output: impl Write) -> std::io::Result<()> {
     let mut server = serve::Server::default();
+    let result = serve_requests(&mut server, input, &mut output);
+    server.shutdown();
+    result
+}
+
+fn serve_requests(
+    server: &mut serve::Server,
+    input: impl BufRead,
+    mut output: impl Write,
+) -> std::io::Result<()> {
     for line in input.lines() {
         let line = line?;
         if line.trim().is_empty() {

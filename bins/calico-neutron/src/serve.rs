@@ -114,6 +114,13 @@ impl From<calico_openstack::Error> for Failure {
 }
 
 impl Server {
+    /// Gives up leadership, if held (the process is ending).
+    pub fn shutdown(&mut self) {
+        if let Some(state) = self.state.as_mut() {
+            state.elector.resign();
+        }
+    }
+
     pub fn handle_line(&mut self, line: &str) -> Value {
         let result = match serde_json::from_str::<Request>(line) {
             Ok(req) => self.handle(req),

@@ -49,8 +49,15 @@ impl Controller {
         self.dir.join("ml2_conf.ini")
     }
 
+    /// Every process of the controller: the servers with their forked
+    /// workers and co-processes (a worker outliving its parent would keep
+    /// serving), and MariaDB.
     pub fn pids(&self) -> Vec<u32> {
-        let mut v: Vec<u32> = self.servers.iter().map(|(_, p)| *p).collect();
+        let mut v: Vec<u32> = self
+            .servers
+            .iter()
+            .flat_map(|(_, p)| procs::with_descendants(*p))
+            .collect();
         v.extend(self.db_pid);
         v
     }
@@ -294,7 +301,7 @@ pub fn stop_server(state: &mut LabState, port: u16) -> Result<()> {
         .servers
         .iter()
         .filter(|(p, _)| *p == port)
-        .map(|(_, pid)| *pid)
+        .flat_map(|(_, pid)| procs::with_descendants(*pid))
         .collect();
     ctl.servers.retain(|(p, _)| *p != port);
     procs::stop(&pids, Until::Exited)?;
