@@ -46,6 +46,35 @@ fn agent_alive(lab: &Lab, host: &str) -> Option<bool> {
         })
 }
 
+/// `net1` with subnet `sub1` (10.65.0.0/24); returns the network.
+fn create_network(lab: &Lab) -> Value {
+    let net = lab.os_json(&["network", "create", "net1"]);
+    lab.os_json(&[
+        "subnet",
+        "create",
+        "sub1",
+        "--network",
+        "net1",
+        "--subnet-range",
+        "10.65.0.0/24",
+    ]);
+    net
+}
+
+/// `openstack security group rule create SG --ingress ARGS...`.
+fn try_ingress_rule(lab: &Lab, sg: &str, args: &str) -> std::process::Output {
+    let mut a = vec!["security", "group", "rule", "create", sg, "--ingress"];
+    a.extend(args.split_whitespace());
+    lab.os(&a)
+}
+
+/// `try_ingress_rule`, which must succeed; returns the rule.
+fn ingress_rule(lab: &Lab, sg: &str, args: &str) -> Value {
+    let o = try_ingress_rule(lab, sg, &format!("{args} -f json"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap_or(Value::Null)
+}
+
 fn port_create(lab: &Lab, name: &str, host: &str, sg: &str) -> Value {
     lab.os_json(&[
         "port",
@@ -104,33 +133,15 @@ fn neutron_binds_ports_and_security_groups_take_effect() {
     assert_eq!(agent_alive(&lab, "host2"), Some(true));
 
     // A tenant network as the article's ml2_conf.ini makes it: vxlan.
-    let net = lab.os_json(&["network", "create", "net1"]);
+    let net = create_network(&lab);
     assert_eq!(net["provider:network_type"], "vxlan");
-    lab.os_json(&[
-        "subnet",
-        "create",
-        "sub1",
-        "--network",
-        "net1",
-        "--subnet-range",
-        "10.65.0.0/24",
-    ]);
     lab.os_json(&["security", "group", "create", "web"]);
     lab.os_json(&["security", "group", "create", "client"]);
-    let http = lab.os_json(&[
-        "security",
-        "group",
-        "rule",
-        "create",
+    let http = ingress_rule(
+        &lab,
         "web",
-        "--ingress",
-        "--protocol",
-        "tcp",
-        "--dst-port",
-        "80",
-        "--remote-group",
-        "client",
-    ]);
+        "--protocol tcp --dst-port 80 --remote-group client",
+    );
 
     // Ports bind on live hosts (vif tap), VMs boot, ports go ACTIVE.
     let web_port = port_create(&lab, "web-port", "host1", "web");
@@ -163,20 +174,11 @@ fn neutron_binds_ports_and_security_groups_take_effect() {
     );
 
     // A rule added on the running VM takes effect, and a removed one stops.
-    lab.os_json(&[
-        "security",
-        "group",
-        "rule",
-        "create",
+    ingress_rule(
+        &lab,
         "web",
-        "--ingress",
-        "--protocol",
-        "tcp",
-        "--dst-port",
-        "22",
-        "--remote-group",
-        "client",
-    ]);
+        "--protocol tcp --dst-port 22 --remote-group client",
+    );
     lab.expect_reach("vm/client", &web_ip, 22, true, "ssh rule added");
     let o = lab.os(&[
         "security",
@@ -187,6 +189,60 @@ fn neutron_binds_ports_and_security_groups_take_effect() {
     ]);
     assert!(o.status.success());
     lab.expect_reach("vm/client", &web_ip, 80, false, "http rule removed");
+
+    // A floating IP (an external network, a router as the article's
+    // service_plugins = router gives) becomes the endpoint's ipNATs, and
+    // goes with it.
+    lab.os_json(&[
+        "network",
+        "create",
+        "ext",
+        "--external",
+        "--provider-network-type",
+        "flat",
+        "--provider-physical-network",
+        "provider",
+    ]);
+    lab.os_json(&[
+        "subnet",
+        "create",
+        "ext-sub",
+        "--network",
+        "ext",
+        "--subnet-range",
+        "203.0.113.0/24",
+        "--no-dhcp",
+    ]);
+    lab.os_json(&["router", "create", "r1"]);
+    assert!(lab
+        .os(&["router", "set", "r1", "--external-gateway", "ext"])
+        .status
+        .success());
+    assert!(lab
+        .os(&["router", "add", "subnet", "r1", "sub1"])
+        .status
+        .success());
+    let fip = lab.os_json(&["floating", "ip", "create", "ext", "--port", "web-port"]);
+    let fip_addr = fip["floating_ip_address"].as_str().unwrap().to_string();
+    let nats = |lab: &Lab| {
+        weps(lab)
+            .iter()
+            .find(|e| e["spec"]["endpoint"] == web_port["id"])
+            .map(|e| e["spec"]["ipNATs"].clone())
+            .unwrap_or(Value::Null)
+    };
+    eventually("the floating IP in ipNATs", Duration::from_secs(20), || {
+        nats(&lab) == json!([{"internalIP": web_ip, "externalIP": fip_addr}])
+    });
+    assert!(lab
+        .os(&["floating", "ip", "delete", fip["id"].as_str().unwrap()])
+        .status
+        .success());
+    eventually(
+        "no ipNATs once the floating IP is gone",
+        Duration::from_secs(20),
+        || nats(&lab).is_null(),
+    );
 
     // What Calico cannot express is refused, with the reason, and nothing
     // of it is written.
@@ -206,16 +262,7 @@ fn neutron_binds_ports_and_security_groups_take_effect() {
         "--address",
         "10.9.0.0/16",
     ]);
-    let o = lab.os(&[
-        "security",
-        "group",
-        "rule",
-        "create",
-        "web",
-        "--ingress",
-        "--remote-address-group",
-        "ag1",
-    ]);
+    let o = try_ingress_rule(&lab, "web", "--remote-address-group ag1");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         !o.status.success() && err.contains("calico cannot express"),
@@ -359,30 +406,10 @@ fn resync_repairs_the_datastore_and_one_leader_is_elected() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let lab = Lab::openstack_up("or", "etcd");
 
-    lab.os_json(&["network", "create", "net1"]);
-    lab.os_json(&[
-        "subnet",
-        "create",
-        "sub1",
-        "--network",
-        "net1",
-        "--subnet-range",
-        "10.65.0.0/24",
-    ]);
+    create_network(&lab);
     let web = lab.os_json(&["security", "group", "create", "web"]);
     lab.os_json(&["security", "group", "create", "db"]);
-    lab.os_json(&[
-        "security",
-        "group",
-        "rule",
-        "create",
-        "web",
-        "--ingress",
-        "--protocol",
-        "tcp",
-        "--dst-port",
-        "80",
-    ]);
+    ingress_rule(&lab, "web", "--protocol tcp --dst-port 80");
     for i in 0..6 {
         let p = port_create(
             &lab,
