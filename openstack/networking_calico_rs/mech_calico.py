@@ -6,6 +6,8 @@ calico-rs a tenant network is routed at L3 whatever Neutron calls it.
 Every change is handed to the co-process with the object as Neutron's
 database now has it."""
 
+import time
+
 from neutron.plugins.ml2.drivers import mech_agent
 from neutron_lib.api.definitions import portbindings
 from neutron_lib.callbacks import events
@@ -98,15 +100,26 @@ class CalicoMechanismDriver(mech_agent.SimpleAgentMechanismDriverBase):
         if not neutron_data.is_endpoint_port(port) and not (
                 original and neutron_data.is_endpoint_port(original)):
             return
+        start = time.monotonic()
         extras = neutron_data.port_extras(plugin, ctx, port)
         try:
             written = self.core.call(
                 "sync_port", original=original, current=port,
                 event_current=current, extras=extras)
+            if written:
+                LOG.info("calico: port %s synced in %.1f ms (%s)", port["id"],
+                         (time.monotonic() - start) * 1000,
+                         ", ".join("%s %s" % (w["outcome"], w["key"].rsplit("/", 1)[-1])
+                                   for w in written))
         except core_mod.CoreError as e:
             LOG.error("calico: port %s not written: %s", port["id"], e)
             if e.kind == "translate":
                 self._report_port_error(plugin, ctx, port)
+            return
+        except Exception:
+            # Never fail Neutron's request for our sake: the leader's next
+            # resync writes what this call could not.
+            LOG.exception("calico: port %s not written", port["id"])
             return
         # Written again after an error we reported (not our own status
         # change coming back, which writes nothing).
@@ -181,7 +194,12 @@ class CalicoMechanismDriver(mech_agent.SimpleAgentMechanismDriverBase):
             if e.kind == "translate":
                 raise CalicoRuleNotSupported(
                     error_message="calico cannot express this rule: %s" % e)
-            raise
+            # The check could not run (e.g. the datastore is down at the
+            # co-process's start): the rule is accepted, and a group that
+            # cannot be expressed keeps its last good policy when written.
+            LOG.warning("calico: rule not checked: %s", e)
+        except Exception:
+            LOG.exception("calico: rule not checked")
 
     def sync_security_group(self, sg_id):
         plugin = directory.get_plugin()
@@ -206,3 +224,5 @@ class CalicoMechanismDriver(mech_agent.SimpleAgentMechanismDriverBase):
             return self.core.call(op, **args)
         except core_mod.CoreError as e:
             LOG.error("calico: %s not written: %s", what, e)
+        except Exception:
+            LOG.exception("calico: %s not written", what)

@@ -216,7 +216,7 @@ impl Drop for Lab {
     }
 }
 
-fn sibling(name: &str) -> Result<PathBuf> {
+pub(crate) fn sibling(name: &str) -> Result<PathBuf> {
     let p = std::env::current_exe()?
         .parent()
         .context("exe dir")?

@@ -11,6 +11,8 @@
 //!   calico-bench bgp-receive         100,000 routes from one BIRD peer: calico-rs vs BIRD 2 (root)
 //!   calico-bench bgp-mesh            999 iBGP peers, one /26 each: calico-rs vs BIRD 2 (root)
 //!   calico-bench openstack-resync [local|etcd]  the driver's resync of 3,000 ports, 100 groups
+//!   calico-bench openstack-latency   port create → ACTIVE through neutron-server (root)
+//!   calico-bench openstack-resync-full  calico-resync of 3,000 ports through neutron-server (root)
 //!
 //! Build in release mode first (`cargo build --release -p calicoctl -p calico-bench`).
 
@@ -28,6 +30,7 @@ mod calc;
 mod connrate;
 mod dataplane;
 mod ipam;
+mod neutron;
 mod openstack;
 
 fn main() -> Result<()> {
@@ -63,7 +66,9 @@ fn main() -> Result<()> {
         Some("bgp-mesh") => bgp::mesh::run(&args[1..]),
         Some("bgp-receiver") => bgp::receiver::run(&args[1..]),
         Some("openstack-resync") => openstack::run(&args[1..]),
-        _ => bail!("usage: calico-bench selector | apply [local|etcd] | ipam [local|etcd] | calc | latency [local|etcd] | pps | conn-rate | bgp-receive | bgp-mesh | openstack-resync [local|etcd]"),
+        Some("openstack-latency") => neutron::latency(&args[1..]),
+        Some("openstack-resync-full") => neutron::resync_full(&args[1..]),
+        _ => bail!("usage: calico-bench selector | apply [local|etcd] | ipam [local|etcd] | calc | latency [local|etcd] | pps | conn-rate | bgp-receive | bgp-mesh | openstack-resync [local|etcd] | openstack-latency | openstack-resync-full"),
     }
 }
 

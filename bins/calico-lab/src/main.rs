@@ -116,6 +116,14 @@ enum Cmd {
         name: String,
         #[arg(long)]
         port: String,
+        /// The port's host, address and gateway, when the caller knows
+        /// them (skips asking Neutron; benchmarks).
+        #[arg(long, requires_all = ["ip", "gateway"])]
+        host: Option<String>,
+        #[arg(long)]
+        ip: Option<std::net::Ipv4Addr>,
+        #[arg(long)]
+        gateway: Option<String>,
     },
     /// Delete a VM booted with `boot`.
     DeleteVm { name: String },
@@ -250,9 +258,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
             print!("{}", openstack::controller::openstack_at(api_port, &refs)?);
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Boot { name, port } => {
+        Cmd::Boot {
+            name,
+            port,
+            host,
+            ip,
+            gateway,
+        } => {
             let mut state = load(&cli.dir)?;
-            let vm = openstack::nova::boot(&mut state, &name, &port)?;
+            let vm = match (host, ip, gateway) {
+                (Some(h), Some(ip), Some(gw)) => {
+                    openstack::nova::plug_vm(&mut state, &name, &port, &h, ip, &gw)?
+                }
+                _ => openstack::nova::boot(&mut state, &name, &port)?,
+            };
             println!("{} on {}: {} via {}", vm.id(), vm.host, vm.ip, vm.iface);
             Ok(ExitCode::SUCCESS)
         }

@@ -190,6 +190,35 @@ fn neutron_binds_ports_and_security_groups_take_effect() {
     assert!(o.status.success());
     lab.expect_reach("vm/client", &web_ip, 80, false, "http rule removed");
 
+    // Membership: a port joining a group carries its label (and so its
+    // policy), and leaving drops it.
+    let client_sg = lab.os_json(&["security", "group", "show", "client"])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let label = format!("sg.projectcalico.org/openstack-{client_sg}");
+    let web_labels = |lab: &Lab| {
+        weps(lab)
+            .iter()
+            .find(|e| e["spec"]["endpoint"] == web_port["id"])
+            .map(|e| e["metadata"]["labels"].clone())
+            .unwrap_or(Value::Null)
+    };
+    assert!(lab
+        .os(&["port", "set", "web-port", "--security-group", "client"])
+        .status
+        .success());
+    eventually("web-port joins client", Duration::from_secs(20), || {
+        web_labels(&lab).get(&label).is_some()
+    });
+    assert!(lab
+        .os(&["port", "unset", "web-port", "--security-group", "client"])
+        .status
+        .success());
+    eventually("web-port leaves client", Duration::from_secs(20), || {
+        web_labels(&lab).get(&label).is_none()
+    });
+
     // A floating IP (an external network, a router as the article's
     // service_plugins = router gives) becomes the endpoint's ipNATs, and
     // goes with it.
@@ -316,6 +345,14 @@ fn neutron_binds_ports_and_security_groups_take_effect() {
     lab.expect_reach("vm/client", &web_ip, 22, true, "ssh after the move");
 
     // A deleted port takes its endpoint, route and rules with it.
+    let client_tap = format!("tap{}", &client_port["id"].as_str().unwrap()[..11]);
+    let ruleset = |lab: &Lab| {
+        String::from_utf8_lossy(&lab.exec("host2", &["nft", "list", "ruleset"]).stdout).into_owned()
+    };
+    assert!(
+        ruleset(&lab).contains(&client_tap),
+        "the client's rules are in host2's kernel"
+    );
     lab.ok(&["delete-vm", "client"]);
     let o = lab.os(&["port", "delete", "client-port"]);
     assert!(o.status.success());
@@ -329,6 +366,11 @@ fn neutron_binds_ports_and_security_groups_take_effect() {
         },
     );
     let dst = format!("{client_ip} ");
+    eventually(
+        "no rules for the deleted port",
+        Duration::from_secs(20),
+        || !ruleset(&lab).contains(&client_tap),
+    );
     eventually(
         "no host routes to the deleted port",
         Duration::from_secs(20),
@@ -502,11 +544,30 @@ fn resync_repairs_the_datastore_and_one_leader_is_elected() {
         leader,
         "the first leader stays"
     );
+    // Behind the driver's back again: the next leader's resync on taking
+    // over repairs it.
+    let gone = weps(&lab)[0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    lab.calicoctl(
+        &["delete", "workloadendpoint", "-n", "openstack", &gone],
+        "",
+    );
     lab.ok(&["neutron-server", "stop", "--port", "9696"]);
     eventually("the second server leads", Duration::from_secs(30), || {
         let now = etcd_get(&lab, ELECTION_KEY);
         !now.is_empty() && now != leader
     });
+    eventually(
+        "the new leader's resync restores the endpoint",
+        Duration::from_secs(20),
+        || {
+            weps(&lab)
+                .iter()
+                .any(|e| e["metadata"]["name"] == gone.as_str())
+        },
+    );
     std::thread::sleep(Duration::from_secs(20));
     let out = lab.ok(&[
         "os",

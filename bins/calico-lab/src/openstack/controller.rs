@@ -114,6 +114,14 @@ log_file = neutron-server-{port}.log
 connection = mysql+pymysql://neutron:neutron@127.0.0.1:{DB_PORT}/neutron
 [oslo_concurrency]
 lock_path = {d}/lock
+[quotas]
+quota_network = -1
+quota_subnet = -1
+quota_port = -1
+quota_security_group = -1
+quota_security_group_rule = -1
+quota_router = -1
+quota_floatingip = -1
 [calico]
 {calico}calico_neutron_path = {}
 status_poll_secs = 2

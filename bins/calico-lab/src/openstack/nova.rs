@@ -42,6 +42,22 @@ pub fn boot(state: &mut LabState, name: &str, port_id: &str) -> Result<Workload>
     let gateway = subnet["gateway_ip"]
         .as_str()
         .with_context(|| format!("subnet {subnet_id} has no gateway"))?;
+    plug_vm(state, name, port_id, &host.name, addr, gateway)
+}
+
+/// Plugs VM `name` for a port whose host, address and gateway are known.
+pub fn plug_vm(
+    state: &mut LabState,
+    name: &str,
+    port_id: &str,
+    host: &str,
+    addr: Ipv4Addr,
+    gateway: &str,
+) -> Result<Workload> {
+    let host = state
+        .host(host)
+        .with_context(|| format!("{host:?} is not a lab host"))?
+        .clone();
     let mut vm = plug(
         &host,
         VM_NAMESPACE,
