@@ -1,6 +1,13 @@
-//! The translation core of the OpenStack (Neutron ML2) driver: pure
-//! functions from the dicts Neutron hands a mechanism driver to exactly the
-//! datastore keys and values upstream's networking-calico writes.
+//! The logic of the OpenStack (Neutron ML2) driver `calico`; the Python
+//! shim in `openstack/` only adapts Neutron's interfaces and hands every
+//! change to `bins/calico-neutron`, which runs this crate.
+//!
+//! The translation is pure: from the dicts Neutron hands a mechanism driver
+//! to exactly the datastore keys and values upstream's networking-calico
+//! writes. Around it, over any `Datastore` (etcd or the embedded store):
+//! compare-and-swap writes (`sync`), reconciling with Neutron's database
+//! (`resync`), the leader election (`election`) and agent and endpoint
+//! status for Neutron (`status`).
 //!
 //! - a bound port → a WorkloadEndpoint in namespace `openstack` (or
 //!   `openstack-region-<region>`), named `<host>-openstack-<device>-<port>`
