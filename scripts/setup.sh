@@ -41,7 +41,7 @@ packages=(
 if [ "$openstack" = 1 ]; then
   packages+=(
     # --- OpenStack (the ML2 driver's end-to-end tests, `calico-lab openstack`)
-    neutron-server neutron-plugin-ml2   # Debian's neutron (Zed); the monolithic neutron-server is in neutron-common
+    neutron-server neutron-common       # Debian's neutron (Zed): neutron-common has the monolithic neutron-server and ML2
     python3-openstackclient             # the `openstack` CLI
     mariadb-server mariadb-client       # Neutron's database (SQLite cannot run its migrations)
     python3-pip python3-setuptools      # installing the driver package into /usr/bin/python3
