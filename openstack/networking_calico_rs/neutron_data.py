@@ -3,8 +3,15 @@ subnets, security groups (with their rules), network and floating IPs, and
 the whole snapshot a resync compares against. Bulk reads for the snapshot,
 so a resync costs a handful of queries, not several per port."""
 
+import json
+
+from neutron_lib.db import api as db_api
 from neutron_lib.plugins import constants as plugin_constants
 from neutron_lib.plugins import directory
+from oslo_log import log
+import sqlalchemy as sa
+
+LOG = log.getLogger(__name__)
 
 ENDPOINT_OWNER_PREFIXES = ("compute:", "kuryr:container")
 
@@ -44,14 +51,91 @@ def port_extras(plugin, context, port):
     return extras
 
 
+# Extensions whose port fields are computed rather than stored (the DNS
+# assignment): with them, ports are read through the plugin.
+COMPUTED_PORT_EXTENSIONS = {"dns-integration", "dns-domain-ports",
+                            "dns-integration-domain-keywords"}
+
+
 def snapshot(plugin, context):
-    """Neutron's ports (with their extras), security groups and subnets."""
+    """Neutron's ports (with their extras), security groups and subnets.
+
+    The ports come straight from Neutron's tables, in five bulk queries of
+    the columns the translation reads, shaped as the plugin shapes them
+    (fixed IPs ordered as the Port model orders them): building 3,000 whole
+    port dictionaries through the plugin costs seconds of Python."""
+    aliases = set(getattr(plugin, "supported_extension_aliases", []) or [])
+    if aliases & COMPUTED_PORT_EXTENSIONS:
+        LOG.info("calico: resync reads ports through the plugin (%s)",
+                 ", ".join(sorted(aliases & COMPUTED_PORT_EXTENSIONS)))
+        return snapshot_through_plugin(plugin, context)
+    return _assemble(plugin, context, _ports_from_tables(context))
+
+
+def _ports_from_tables(context):
+    def rows(sql):
+        return context.session.execute(sa.text(sql)).fetchall()
+
+    with db_api.CONTEXT_READER.using(context):
+        ports = rows(
+            "SELECT id, name, network_id, project_id, mac_address, device_id,"
+            " device_owner, status FROM ports"
+            " WHERE device_owner LIKE 'compute:%'"
+            " OR device_owner LIKE 'kuryr:container%'")
+        ips = rows("SELECT port_id, ip_address, subnet_id FROM ipallocations"
+                   " ORDER BY port_id, ip_address, subnet_id")
+        bindings = rows("SELECT port_id, host, vif_type, profile"
+                        " FROM ml2_port_bindings WHERE status = 'ACTIVE'")
+        groups = rows("SELECT port_id, security_group_id"
+                      " FROM securitygroupportbindings")
+        pairs = rows("SELECT port_id, mac_address, ip_address"
+                     " FROM allowedaddresspairs"
+                     " ORDER BY port_id, mac_address, ip_address")
+    by_id = {}
+    for p in ports:
+        by_id[p.id] = {
+            "id": p.id, "name": p.name, "network_id": p.network_id,
+            "project_id": p.project_id, "tenant_id": p.project_id,
+            "mac_address": p.mac_address, "device_id": p.device_id,
+            "device_owner": p.device_owner, "status": p.status,
+            "fixed_ips": [], "allowed_address_pairs": [],
+            "security_groups": [], "binding:host_id": "",
+            "binding:vif_type": "unbound", "binding:profile": {},
+        }
+    for r in ips:
+        if r.port_id in by_id:
+            by_id[r.port_id]["fixed_ips"].append(
+                {"subnet_id": r.subnet_id, "ip_address": r.ip_address})
+    for r in bindings:
+        if r.port_id in by_id:
+            port = by_id[r.port_id]
+            port["binding:host_id"] = r.host
+            port["binding:vif_type"] = r.vif_type
+            port["binding:profile"] = json.loads(r.profile) if r.profile \
+                else {}
+    for r in groups:
+        if r.port_id in by_id:
+            by_id[r.port_id]["security_groups"].append(r.security_group_id)
+    for r in pairs:
+        if r.port_id in by_id:
+            by_id[r.port_id]["allowed_address_pairs"].append(
+                {"mac_address": r.mac_address, "ip_address": r.ip_address})
+    return list(by_id.values())
+
+
+def snapshot_through_plugin(plugin, context):
+    """`snapshot`, with the ports read through the plugin."""
+    ports = [p for p in plugin.get_ports(context) if is_endpoint_port(p)]
+    return _assemble(plugin, context, ports)
+
+
+def _assemble(plugin, context, ports):
+    """Each port with its extras, and the groups and subnets."""
     subnets = plugin.get_subnets(context)
     groups = plugin.get_security_groups(context)
     networks = {n["id"]: n for n in plugin.get_networks(context)}
     subnets_by_id = {s["id"]: s for s in subnets}
     groups_by_id = {g["id"]: g for g in groups}
-    ports = [p for p in plugin.get_ports(context) if is_endpoint_port(p)]
     fips = {}
     for fip in _floating_ips(context, [p["id"] for p in ports]):
         fips.setdefault(fip.get("port_id"), []).append(fip)

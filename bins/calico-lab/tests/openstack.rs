@@ -461,8 +461,45 @@ fn resync_repairs_the_datastore_and_one_leader_is_elected() {
         );
         assert_eq!(p["binding_vif_type"], "tap");
     }
-    eventually("six endpoints", Duration::from_secs(20), || {
-        weps(&lab).len() == 6
+    // One with several addresses and address pairs in two subnets and two
+    // groups: resync reads Neutron's tables and must build exactly the
+    // endpoint the live path built (order included).
+    lab.os_json(&[
+        "subnet",
+        "create",
+        "sub2",
+        "--network",
+        "net1",
+        "--subnet-range",
+        "10.66.0.0/24",
+    ]);
+    lab.os_json(&[
+        "port",
+        "create",
+        "pm",
+        "--network",
+        "net1",
+        "--host",
+        "host1",
+        "--device-owner",
+        "compute:nova",
+        "--device",
+        "vm-pm",
+        "--security-group",
+        "web",
+        "--security-group",
+        "db",
+        "--fixed-ip",
+        "subnet=sub2",
+        "--fixed-ip",
+        "subnet=sub1",
+        "--allowed-address",
+        "ip-address=10.65.0.250",
+        "--allowed-address",
+        "ip-address=10.65.0.9",
+    ]);
+    eventually("seven endpoints", Duration::from_secs(20), || {
+        weps(&lab).len() == 7
     });
     let before = driver_data(&lab);
     // An operator's own policy in the same namespace: not the driver's.
@@ -529,7 +566,8 @@ fn resync_repairs_the_datastore_and_one_leader_is_elected() {
     let report: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["endpoints"]["created"], 3, "{report}");
     assert_eq!(report["policies"]["updated"], 1, "{report}");
-    assert_eq!(report["ports"], 6);
+    assert_eq!(report["endpoints"]["updated"], 0, "{report}");
+    assert_eq!(report["ports"], 7);
     assert_eq!(driver_data(&lab), before, "everything is back as it was");
     assert_eq!(operator_rv(&lab), rv, "the operator's policy is untouched");
 
