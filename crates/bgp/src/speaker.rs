@@ -12,7 +12,8 @@ use ipnet::IpNet;
 
 use crate::rib::{BestChange, ExportAll, ExportPolicy, Map, PeerId, PeerInfo, Rib};
 use crate::session::{
-    Action, Negotiated, Session, SessionConfig, Side, CEASE_ADMIN_RESET, CEASE_PEER_DECONFIGURED,
+    Action, Negotiated, Session, SessionConfig, Side, State, CEASE_ADMIN_RESET,
+    CEASE_PEER_DECONFIGURED,
 };
 use crate::wire::{Family, PathAttributes, Update};
 
@@ -72,6 +73,18 @@ const STALE_AFTER_REESTABLISH: Duration = Duration::from_secs(120);
 /// holds its End-of-RIB back waiting for its peers' tables.
 const SELECTION_DEFERRAL: Duration = Duration::from_secs(120);
 
+/// How this process started: sets the graceful-restart flags of the first
+/// OPEN to each peer (RFC 4724 §3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// Nothing we announced in an earlier life is still forwarded (the
+    /// host booted): Forwarding State clear, so helpers drop it at once.
+    Cold,
+    /// The speaker restarted while the kernel kept forwarding: Restart
+    /// State and Forwarding State set, End-of-RIB deferred (§4.1).
+    Warm,
+}
+
 pub struct Speaker {
     rib: Rib,
     policy: Box<dyn ExportPolicy + Send>,
@@ -91,6 +104,10 @@ pub struct Speaker {
     timers: BTreeSet<(Instant, PeerId)>,
     /// Peers owed End-of-RIB markers at the next commit.
     eor_pending: Vec<PeerId>,
+    start: Start,
+    /// Peers configured before this time are part of the start (set at
+    /// the first `set_peers`); later ones meet a running speaker.
+    startup_ends: Option<Instant>,
 }
 
 impl Speaker {
@@ -107,7 +124,27 @@ impl Speaker {
             deadlines: Map::default(),
             timers: BTreeSet::new(),
             eor_pending: Vec::new(),
+            start: Start::Cold,
+            startup_ends: None,
         }
+    }
+
+    /// Says how this process started; call before the first `set_peers`.
+    pub fn set_start(&mut self, start: Start) {
+        self.start = start;
+    }
+
+    /// The session settings a new peer starts with: its own, plus the
+    /// restart flags of this start while the start lasts.
+    fn starting_session(&mut self, now: Instant, cfg: &SessionConfig) -> SessionConfig {
+        let ends = *self.startup_ends.get_or_insert(now + SELECTION_DEFERRAL);
+        let mut session = cfg.clone();
+        if now >= ends || self.deferral_over {
+            session.forwarding_preserved = true;
+        } else if self.start == Start::Warm {
+            session.restarting = true;
+        }
+        session
     }
 
     pub fn rib(&self) -> &Rib {
@@ -229,12 +266,13 @@ impl Speaker {
             if self.by_name.contains_key(&name) {
                 continue;
             }
-            if cfg.session.restarting && !self.deferral_over {
+            let session_cfg = self.starting_session(now, &cfg.session);
+            if session_cfg.restarting && !self.deferral_over {
                 self.deferral.get_or_insert(now + SELECTION_DEFERRAL);
             }
             let id = PeerId(self.next_id);
             self.next_id += 1;
-            let mut session = Session::new(cfg.session.clone(), now);
+            let mut session = Session::new(session_cfg, now);
             session.start(now);
             self.rib.set_peer(id, peer_info(&cfg, None));
             self.by_name.insert(name, id);
@@ -356,6 +394,11 @@ impl Speaker {
                     },
                 );
             }
+            if p.eor_due.is_empty() && p.session.state() == State::Established {
+                // Our restart is over for this peer: should the session
+                // drop, we come back still forwarding, not restarting.
+                p.session.set_restart_flags(false, true);
+            }
             self.drain(now, id);
         }
     }
@@ -367,7 +410,7 @@ impl Speaker {
     /// sent early, a route reflector's clients would drop the routes it
     /// has not yet learned back from the other clients.
     fn eor_held(&self, id: PeerId, family: Family) -> bool {
-        if self.deferral.is_none() || !self.peers[&id].cfg.session.restarting {
+        if self.deferral.is_none() || !self.peers[&id].session.config().restarting {
             return false;
         }
         self.peers.iter().any(|(other, q)| {
@@ -457,8 +500,15 @@ impl Speaker {
         p.eor_received.clear();
         if p.stale_deadline.is_some() {
             // Back after a graceful restart: its stale routes wait for its
-            // End-of-RIB, but not for ever.
+            // End-of-RIB, but not for ever; those of families it did not
+            // keep forwarding go now (RFC 4724 §4.2).
             p.stale_deadline = Some(now + STALE_AFTER_REESTABLISH);
+            let kept = neg.graceful_restart.as_ref().map(|g| &g.forwarding);
+            for f in &p.cfg.session.families {
+                if kept.is_none_or(|k| !k.contains(f)) {
+                    self.rib.flush_stale(id, Some(*f));
+                }
+            }
         }
         self.rib.set_peer(id, peer_info(&p.cfg, Some(neg)));
         self.rib.peer_up(id);
@@ -661,6 +711,85 @@ mod tests {
         eor_from(&mut s, now, b);
         s.commit(now);
         assert_eq!(eor_sent(&mut s), vec![ip(2)]);
+    }
+
+    /// The Restart State and Forwarding State bits of the OPEN the
+    /// speaker would send the peer at 10.0.0.`last` now.
+    fn restart_bits(s: &Speaker, last: u8) -> (bool, bool) {
+        let id = s.peer_by_address(ip(last)).unwrap();
+        let open = s.session(id).unwrap().config().open();
+        match open.graceful_restart() {
+            Some(crate::wire::Capability::GracefulRestart {
+                restarting,
+                families,
+                ..
+            }) => (*restarting, families.iter().all(|(_, _, f)| *f)),
+            other => panic!("no graceful restart capability: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn restart_bits_follow_how_the_speaker_started_and_clear_after_its_end_of_rib() {
+        let now = Instant::now();
+        for (start, first) in [(Start::Warm, (true, true)), (Start::Cold, (false, false))] {
+            let mut s = Speaker::new(Ipv4Addr::new(10, 0, 0, 1), 64512, None);
+            s.set_start(start);
+            s.set_peers(now, vec![peer_cfg(2, false)]);
+            assert_eq!(restart_bits(&s, 2), first, "{start:?}: first OPEN");
+            let a = up(&mut s, now, 2);
+            eor_from(&mut s, now, a);
+            s.commit(now);
+            assert_eq!(eor_sent(&mut s), vec![ip(2)]);
+            assert_eq!(restart_bits(&s, 2), (false, true), "{start:?}: start over");
+            // A peer configured long after the start meets a running speaker.
+            let later = now + SELECTION_DEFERRAL;
+            s.set_peers(later, vec![peer_cfg(2, false), peer_cfg(3, false)]);
+            assert_eq!(restart_bits(&s, 3), (false, true), "{start:?}: new peer");
+        }
+    }
+
+    /// The peer at 10.0.0.`last` announces `prefix`, then its session
+    /// drops (gracefully: both sides offered graceful restart).
+    fn announce_then_drop(s: &mut Speaker, now: Instant, last: u8, prefix: &str) -> PeerId {
+        let id = up(s, now, last);
+        let update = Update {
+            announced: vec![crate::wire::Nlri::new(prefix.parse().unwrap(), None)],
+            attrs: PathAttributes {
+                next_hop: Some(Ipv4Addr::new(10, 0, 0, last)),
+                local_pref: Some(100),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        s.received(now, id, Side::Incoming, &bytes(&[Message::Update(update)]));
+        s.commit(now);
+        s.closed(now, id, Side::Incoming, "Connection reset");
+        s.commit(now);
+        assert!(s
+            .rib()
+            .best(&prefix.parse().unwrap())
+            .is_some_and(|p| p.stale));
+        id
+    }
+
+    #[test]
+    fn stale_routes_go_at_once_when_the_peer_comes_back_without_forwarding_state() {
+        let now = Instant::now();
+        let prefix: IpNet = "10.65.2.0/26".parse().unwrap();
+        for forwarding in [true, false] {
+            let mut s = Speaker::new(Ipv4Addr::new(10, 0, 0, 1), 64512, None);
+            s.set_peers(now, vec![peer_cfg(2, false)]);
+            let id = announce_then_drop(&mut s, now, 2, "10.65.2.0/26");
+            s.connected(now, id, Side::Incoming);
+            let mut theirs = SessionConfig::new(64512, 64512, Ipv4Addr::new(10, 0, 0, 2));
+            theirs.add_path = None;
+            theirs.restarting = forwarding;
+            let open = Message::Open(theirs.open());
+            s.received(now, id, Side::Incoming, &bytes(&[open, Message::Keepalive]));
+            s.commit(now);
+            let kept = s.rib().best(&prefix).is_some();
+            assert_eq!(kept, forwarding, "Forwarding State bit {forwarding}");
+        }
     }
 
     #[test]

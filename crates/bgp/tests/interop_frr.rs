@@ -283,7 +283,7 @@ fn peer(
 }
 
 /// FRR as a ToR: one block per family, a session per family, graceful
-/// restart, ADD-PATH both ways (its path ids reach our decoder), what it
+/// restart keeping forwarding state (the F bit), ADD-PATH both ways (its path ids reach our decoder), what it
 /// learns from us in its kernel (zebra does that).
 fn frr_conf(frr_as: u32, password: Option<&str>, dir: &Path) -> String {
     let pw = password
@@ -300,6 +300,7 @@ router bgp {frr_as}
  no bgp network import-check
  no bgp default ipv4-unicast
  bgp graceful-restart
+ bgp graceful-restart preserve-fw-state
  neighbor {OUR_V4} remote-as {OUR_AS}
  neighbor {OUR_V6} remote-as {OUR_AS}
 {pw} !

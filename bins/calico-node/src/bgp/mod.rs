@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use calico_bgp::driver::{Command, Driver};
 use calico_bgp::rib::BestChange;
-use calico_bgp::speaker::Speaker;
+use calico_bgp::speaker::{Speaker, Start};
 use calico_bgp::status::SpeakerStatus;
 use calico_calc::bgp::BgpIntent;
 use calico_dataplane::netlink::KernelRoute;
@@ -115,7 +115,10 @@ impl Bgp {
 
     fn start(&mut self, intent: &BgpIntent, listen: SocketAddr) {
         self.policy = None;
-        let speaker = Speaker::new(intent.router_id, intent.local_as, intent.rr_cluster_id);
+        let mut speaker = Speaker::new(intent.router_id, intent.local_as, intent.rr_cluster_id);
+        let start = start_kind(&self.run_dir);
+        info!(?start, "BGP speaker starting");
+        speaker.set_start(start);
         let events = self.events.clone();
         let sink = Box::new(move |changes: Vec<BestChange>| {
             let _ = events.send(Event::BgpRoutes(changes));
@@ -182,6 +185,28 @@ impl Bgp {
 }
 
 /// The status JSON `calicoctl node status --node` reads.
+/// Marks, in the run directory, that a speaker ran since the host booted.
+const STARTED_MARK: &str = "bgp.started";
+
+/// Warm when a speaker already ran on this host since it booted: the run
+/// directory is a tmpfs (`/var/run`), so the mark goes with the kernel's
+/// routes, and while it is there the routes we announced (workloads,
+/// blocks) and those learned (`proto bird`) are still in the kernel, as
+/// upstream's `bird -R` assumes. Peers then keep forwarding to us while we
+/// come back; after a boot they drop what they kept at once.
+fn start_kind(run_dir: &std::path::Path) -> Start {
+    let mark = run_dir.join(STARTED_MARK);
+    let start = if mark.exists() {
+        Start::Warm
+    } else {
+        Start::Cold
+    };
+    if let Err(e) = std::fs::create_dir_all(run_dir).and_then(|()| std::fs::write(&mark, b"")) {
+        warn!(path = %mark.display(), error = %e, "cannot mark the BGP start; the next start will be cold");
+    }
+    start
+}
+
 pub fn status_json(node: &str, s: &SpeakerStatus) -> String {
     use calico_client::bgp_status::{peer_type_of, BgpPeerStatus, BgpStatus};
     let rfc3339 = |t: std::time::SystemTime| {
@@ -361,6 +386,15 @@ mod tests {
     use calico_bgp::session::{SessionStats, State};
     use calico_bgp::status::PeerStatus;
     use std::time::SystemTime;
+
+    #[test]
+    fn the_first_start_since_boot_is_cold_and_later_ones_warm() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("calico");
+        assert_eq!(start_kind(&run), Start::Cold);
+        assert_eq!(start_kind(&run), Start::Warm);
+        assert_eq!(start_kind(&run), Start::Warm);
+    }
 
     fn peer(name: &str, ip: &str, state: State, err: Option<&str>) -> PeerStatus {
         PeerStatus {

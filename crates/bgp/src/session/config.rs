@@ -31,8 +31,15 @@ pub struct SessionConfig {
     pub add_path: Option<AddPathMode>,
     /// Graceful restart time offered (None: capability not sent).
     pub graceful_restart: Option<Duration>,
-    /// Set the Restart State bit: we restarted and kept forwarding state.
+    /// Set the Restart State bit (RFC 4724 §3): we have just restarted and
+    /// our peers should not wait for our End-of-RIB before sending theirs.
     pub restarting: bool,
+    /// Set the Forwarding State bit for every family: the routes we
+    /// announced before this OPEN are still forwarded. Implied by
+    /// `restarting`. Left clear after a cold start, so a helper drops what
+    /// it kept from our previous life at once rather than after the restart
+    /// time.
+    pub forwarding_preserved: bool,
     pub extended_message: bool,
 }
 
@@ -52,6 +59,7 @@ impl SessionConfig {
             add_path: Some(AddPathMode::Both),
             graceful_restart: Some(Duration::from_secs(120)),
             restarting: false,
+            forwarding_preserved: false,
             extended_message: false,
         }
     }
@@ -75,13 +83,14 @@ impl SessionConfig {
             caps.push(Capability::ExtendedMessage);
         }
         if let Some(t) = self.graceful_restart {
+            let forwarding = self.restarting || self.forwarding_preserved;
             caps.push(Capability::GracefulRestart {
                 restarting: self.restarting,
                 restart_time: t.as_secs().min(4095) as u16,
                 families: self
                     .families
                     .iter()
-                    .map(|f| (f.afi(), f.safi(), true))
+                    .map(|f| (f.afi(), f.safi(), forwarding))
                     .collect(),
             });
         }

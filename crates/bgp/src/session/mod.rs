@@ -140,6 +140,13 @@ impl Session {
         &self.cfg
     }
 
+    /// The graceful-restart flags of our next OPEN (RFC 4724 §3): they
+    /// change once our restart is over, without touching the session.
+    pub fn set_restart_flags(&mut self, restarting: bool, forwarding_preserved: bool) {
+        self.cfg.restarting = restarting;
+        self.cfg.forwarding_preserved = forwarding_preserved;
+    }
+
     pub fn state(&self) -> State {
         self.state
     }
