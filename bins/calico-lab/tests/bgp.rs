@@ -56,6 +56,20 @@ fn bgp_rows(show_protocols: &str) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// Polls `cond` every 200 ms for up to `secs` seconds.
+fn wait(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 fn routes(lab: &Lab, host: &str) -> String {
     let o = lab.exec(host, &["ip", "route", "show", "proto", "bird"]);
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -127,6 +141,36 @@ fn a_mesh_of_three_routes_natively_and_reports_the_truth() {
     );
     let r = birdc(&socket(&lab, "host1"), "show route");
     assert!(r.contains("via 192.0.2.12 on eth0 [Mesh_192_0_2_12"), "{r}");
+
+    // reachableBy: a static route to the ToR through the fabric's gateway,
+    // as upstream's template makes it; the session stays up; it goes with
+    // the field.
+    let article_peer = "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: bgp-peer-1\nspec:\n  peerIP: 192.168.10.254\n  asNumber: 64512\n";
+    lab.calicoctl(
+        &["apply", "-f", "-"],
+        &format!("{article_peer}  reachableBy: 192.0.2.1\n"),
+    );
+    let tor_route = |lab: &Lab| {
+        routes(lab, "host1")
+            .lines()
+            .any(|l| l.starts_with("192.168.10.254 via 192.0.2.1"))
+    };
+    assert!(
+        wait(15, || tor_route(&lab)),
+        "static route to the ToR:\n{}",
+        routes(&lab, "host1")
+    );
+    lab.calicoctl(&["apply", "-f", "-"], article_peer);
+    assert!(
+        wait(15, || !tor_route(&lab)),
+        "static route gone:\n{}",
+        routes(&lab, "host1")
+    );
+    let status = lab.calicoctl(&["node", "status", "--node", "host1"], "");
+    assert!(
+        status.contains("192.168.10.254 | global            | up"),
+        "{status}"
+    );
 
     // Upstream's CalicoNodeStatus: the agent fills the status it asks for.
     lab.calicoctl(&["apply", "-f", "-"], NODE_STATUS);

@@ -277,7 +277,11 @@ impl Agent {
         // BGP starts from a complete snapshot only, like the dataplane.
         if self.calc_in_sync {
             if let Some(intent) = self.calc.take_bgp_intent() {
-                self.bgp.on_intent(intent);
+                let statics = self.bgp.on_intent(intent);
+                if !statics.is_empty() {
+                    self.dataplane.set_learned(statics);
+                    self.dirty = true;
+                }
             }
             if self.bgp.poll_converged() {
                 self.dataplane.learned_converged();

@@ -27,6 +27,9 @@ pub struct PeerConfig {
     pub session: SessionConfig,
     pub rr_client: bool,
     pub keep_next_hop: bool,
+    /// Next hop self on everything sent to this peer, reflected iBGP routes
+    /// included (BGPPeer `nextHopMode: Self`, BIRD's `next hop self`).
+    pub next_hop_self: bool,
     /// Our addresses given as next hop to this peer.
     pub local_v4: Option<Ipv4Addr>,
     pub local_v6: Option<Ipv6Addr>,
@@ -36,6 +39,11 @@ pub struct PeerConfig {
     pub password: Option<String>,
     /// Accept routes carrying our own AS up to this many times.
     pub allow_local_as: u32,
+    /// GTSM (RFC 5082, BGPPeer `ttlSecurity`): the peer is at most this
+    /// many hops away; we send with TTL 255 and drop segments that arrive
+    /// with less than 256 - hops, as BIRD's `ttl security on` with
+    /// `multihop hops`.
+    pub ttl_security: Option<u8>,
 }
 
 /// What the driver must do.
@@ -525,6 +533,7 @@ fn peer_info(cfg: &PeerConfig, neg: Option<&Negotiated>) -> PeerInfo {
         local_v4: cfg.local_v4,
         local_v6: cfg.local_v6,
         keep_next_hop: cfg.keep_next_hop,
+        next_hop_self: cfg.next_hop_self,
         allow_local_as: cfg.allow_local_as,
         families: neg.map_or_else(Vec::new, |n| n.families.clone()),
         add_path_tx: neg.map_or_else(Vec::new, |n| n.codec.add_path_tx.clone()),
@@ -543,11 +552,13 @@ mod tests {
             session: SessionConfig::new(64512, peer_as, Ipv4Addr::new(10, 0, 0, 1)),
             rr_client: false,
             keep_next_hop: false,
+            next_hop_self: false,
             local_v4: Some(Ipv4Addr::new(10, 0, 0, 1)),
             local_v6: None,
             source_address: None,
             password: None,
             allow_local_as: 0,
+            ttl_security: None,
         }
     }
 
@@ -614,11 +625,13 @@ mod tests {
             session,
             rr_client: true,
             keep_next_hop: false,
+            next_hop_self: false,
             local_v4: Some(Ipv4Addr::new(10, 0, 0, 1)),
             local_v6: None,
             source_address: None,
             password: None,
             allow_local_as: 0,
+            ttl_security: None,
         }
     }
 

@@ -46,11 +46,13 @@ fn peer(name: &str, me: &str, to: SocketAddr, id: [u8; 4]) -> PeerConfig {
         session: s,
         rr_client: false,
         keep_next_hop: false,
+        next_hop_self: false,
         local_v4: me.parse().ok(),
         local_v6: None,
         source_address: Some(ip(me)),
         password: None,
         allow_local_as: 0,
+        ttl_security: None,
     }
 }
 

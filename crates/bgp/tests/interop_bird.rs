@@ -29,10 +29,12 @@ struct Lab {
     bird: Option<Proc>,
     bird_as: u32,
     password: Option<String>,
+    /// GTSM on both sides (BIRD's `ttl security on`, our `ttl_security`).
+    gtsm: bool,
 }
 
 impl Lab {
-    fn new(tag: &str, bird_as: u32, password: Option<&str>) -> Lab {
+    fn new(tag: &str, bird_as: u32, password: Option<&str>, gtsm: bool) -> Lab {
         let ours = Netns::create("cbgpi", &format!("{tag}a"));
         let bird_ns = Netns::create("cbgpi", &format!("{tag}b"));
         let (va, vb) = (format!("cbi{tag}a"), format!("cbi{tag}b"));
@@ -63,6 +65,7 @@ impl Lab {
             bird: None,
             bird_as,
             password: password.map(str::to_string),
+            gtsm,
         };
         lab.start_bird(false);
         lab
@@ -70,7 +73,11 @@ impl Lab {
 
     fn start_bird(&mut self, recovering: bool) {
         let conf = self.dir.join("bird.conf");
-        std::fs::write(&conf, bird_conf(self.bird_as, self.password.as_deref())).unwrap();
+        std::fs::write(
+            &conf,
+            bird_conf(self.bird_as, self.password.as_deref(), self.gtsm),
+        )
+        .unwrap();
         let sock = self.dir.join("bird.ctl");
         let conf = conf.to_str().unwrap().to_string();
         let sock = sock.to_str().unwrap().to_string();
@@ -94,6 +101,7 @@ impl Lab {
         let ns = self.ours.name.clone();
         let password = self.password.clone();
         let bird_as = self.bird_as;
+        let hops = self.gtsm.then_some(1);
         std::thread::spawn(move || {
             let path = format!("/run/netns/{ns}");
             let f = std::fs::File::open(&path).unwrap();
@@ -112,6 +120,7 @@ impl Lab {
                     Family::Ipv4Unicast,
                     bird_as,
                     password.clone(),
+                    hops,
                 ),
                 peer(
                     "Node_fd00__201__2",
@@ -119,6 +128,7 @@ impl Lab {
                     Family::Ipv6Unicast,
                     bird_as,
                     password,
+                    hops,
                 ),
             ]));
             d.send(Command::LocalRoutes(vec![
@@ -146,6 +156,7 @@ fn peer(
     family: Family,
     peer_as: u32,
     password: Option<String>,
+    ttl_security: Option<u8>,
 ) -> PeerConfig {
     let mut s = SessionConfig::new(OUR_AS, peer_as, Ipv4Addr::new(10, 201, 0, 1));
     s.families = vec![family];
@@ -159,6 +170,7 @@ fn peer(
         session: s,
         rr_client: false,
         keep_next_hop: false,
+        next_hop_self: false,
         local_v4: Some(Ipv4Addr::new(10, 201, 0, 1)),
         local_v6: Some("fd00:201::1".parse().unwrap()),
         source_address: Some(if address.is_ipv4() {
@@ -168,15 +180,20 @@ fn peer(
         }),
         password,
         allow_local_as: 0,
+        ttl_security,
     }
 }
 
 /// BIRD as the article's ToR: originates one block per family, puts
 /// what it learns from us into its kernel.
-fn bird_conf(bird_as: u32, password: Option<&str>) -> String {
-    let pw = password
+fn bird_conf(bird_as: u32, password: Option<&str>, gtsm: bool) -> String {
+    let mut pw = password
         .map(|p| format!("password \"{p}\";"))
         .unwrap_or_default();
+    if gtsm {
+        // Direct neighbours: BIRD sends with TTL 255 and drops less.
+        pw.push_str(" ttl security on;");
+    }
     format!(
         r#"router id 10.201.0.2;
 protocol device {{ scan time 2; }}
@@ -211,8 +228,9 @@ fn exchange(
     tag: &str,
     bird_as: u32,
     password: Option<&str>,
+    gtsm: bool,
 ) -> (Lab, Driver, mpsc::Receiver<Vec<BestChange>>) {
-    let lab = Lab::new(tag, bird_as, password);
+    let lab = Lab::new(tag, bird_as, password, gtsm);
     let (tx, rx) = mpsc::channel();
     let d = lab.speaker(tx);
     assert!(
@@ -252,7 +270,7 @@ fn ibgp_with_bird_both_families_withdrawal_and_graceful_restart() {
     if !can_run("ibgp_with_bird_both_families_withdrawal_and_graceful_restart") {
         return;
     }
-    let (mut lab, d, rx) = exchange("i", OUR_AS, None);
+    let (mut lab, d, rx) = exchange("i", OUR_AS, None, false);
     let proto = lab.bird_ns.ip(&["route", "show", "10.65.1.0/26"]);
     assert!(proto.contains("proto bird"), "{proto}");
     // IPv6 from BIRD reached us too (it was sent in the same dump).
@@ -303,11 +321,13 @@ fn ibgp_with_bird_both_families_withdrawal_and_graceful_restart() {
 }
 
 #[test]
-fn ebgp_with_bird_and_md5() {
-    if !can_run("ebgp_with_bird_and_md5") {
+fn ebgp_with_bird_md5_and_ttl_security() {
+    if !can_run("ebgp_with_bird_md5_and_ttl_security") {
         return;
     }
-    let (lab, d, _rx) = exchange("e", 65001, Some("s3cret"));
+    // BIRD drops our segments unless they arrive with TTL 255: no session
+    // without our GTSM.
+    let (lab, d, _rx) = exchange("e", 65001, Some("s3cret"), true);
     let snap = d.snapshot(Duration::from_secs(2)).unwrap();
     let r = snap
         .routes

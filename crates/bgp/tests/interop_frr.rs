@@ -270,6 +270,7 @@ fn peer(
         session: s,
         rr_client: false,
         keep_next_hop: false,
+        next_hop_self: false,
         local_v4: Some(OUR_V4.parse().unwrap()),
         local_v6: Some(OUR_V6.parse().unwrap()),
         source_address: Some(if address.is_ipv4() {
@@ -279,6 +280,7 @@ fn peer(
         }),
         password,
         allow_local_as: 0,
+        ttl_security: None,
     }
 }
 

@@ -84,11 +84,13 @@ impl Node {
             session: s,
             rr_client: client,
             keep_next_hop: false,
+            next_hop_self: false,
             local_v4: Some(self.addr),
             local_v6: None,
             source_address: Some(IpAddr::V4(self.addr)),
             password: None,
             allow_local_as: 0,
+            ttl_security: None,
         }
     }
 

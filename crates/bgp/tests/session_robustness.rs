@@ -241,11 +241,13 @@ fn peer_cfg(name: &str, to: SocketAddr, me: Ipv4Addr, s: SessionConfig) -> PeerC
         session: s,
         rr_client: false,
         keep_next_hop: false,
+        next_hop_self: false,
         local_v4: Some(me),
         local_v6: None,
         source_address: Some(IpAddr::V4(me)),
         password: None,
         allow_local_as: 0,
+        ttl_security: None,
     }
 }
 

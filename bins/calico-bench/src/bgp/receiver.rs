@@ -127,11 +127,13 @@ pub fn run(args: &[String]) -> Result<()> {
                     session: s,
                     rr_client: false,
                     keep_next_hop: false,
+                    next_hop_self: false,
                     local_v4: Some(local),
                     local_v6: None,
                     source_address: None,
                     password: None,
                     allow_local_as: 0,
+                    ttl_security: None,
                 }
             })
             .collect(),

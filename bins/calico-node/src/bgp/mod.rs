@@ -8,6 +8,7 @@
 
 pub mod birdctl;
 pub mod policy;
+pub mod statics;
 pub mod translate;
 
 use std::net::SocketAddr;
@@ -41,6 +42,8 @@ pub struct Bgp {
     policy: Option<policy::CalicoPolicy>,
     started: Instant,
     converged: bool,
+    /// Routes to peers behind a gateway (`reachableBy`).
+    statics: statics::PeerStatics,
 }
 
 impl Bgp {
@@ -55,6 +58,7 @@ impl Bgp {
             policy: None,
             started: Instant::now(),
             converged: false,
+            statics: statics::PeerStatics::default(),
         }
     }
 
@@ -62,10 +66,18 @@ impl Bgp {
         self.intent.as_ref()
     }
 
-    /// Applies a new intent: the speaker starts when this node has a BGP
-    /// address, restarts only when its identity or listening address
-    /// changes, and otherwise just gets the new peers, routes and policy.
-    pub fn on_intent(&mut self, intent: Option<BgpIntent>) {
+    /// Applies a new intent; returns the kernel changes of the static
+    /// routes to peers behind a gateway.
+    pub fn on_intent(&mut self, intent: Option<BgpIntent>) -> statics::Changes {
+        let wanted = statics::wanted(intent.as_ref());
+        self.apply_intent(intent);
+        self.statics.set(wanted)
+    }
+
+    /// The speaker starts when this node has a BGP address, restarts only
+    /// when its identity or listening address changes, and otherwise just
+    /// gets the new peers, routes and policy.
+    fn apply_intent(&mut self, intent: Option<BgpIntent>) {
         let Some(intent) = intent else {
             if let Some(d) = self.driver.take() {
                 info!("BGP off for this node: stopping the speaker");
@@ -139,12 +151,14 @@ impl Bgp {
         }
     }
 
-    /// Kernel routes for a batch of best-path changes.
-    pub fn kernel_changes(&self, changes: &[BestChange]) -> Vec<(IpNet, Option<KernelRoute>)> {
-        changes
+    /// Kernel routes for a batch of best-path changes (less those a
+    /// static route to a peer hides).
+    pub fn kernel_changes(&mut self, changes: &[BestChange]) -> Vec<(IpNet, Option<KernelRoute>)> {
+        let routes = changes
             .iter()
             .map(|c| (c.prefix, translate::kernel_route(c, self.intent.as_ref())))
-            .collect()
+            .collect();
+        self.statics.filter(routes)
     }
 
     /// True once (and then always) when every configured peer has sent its

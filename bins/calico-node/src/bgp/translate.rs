@@ -43,11 +43,13 @@ fn peer_config(intent: &BgpIntent, p: &PeerIntent) -> PeerConfig {
         session: s,
         rr_client: p.rr_client,
         keep_next_hop: p.keep_next_hop || p.next_hop_mode == Some(NextHopMode::Keep),
+        next_hop_self: p.next_hop_mode == Some(NextHopMode::ForceSelf),
         local_v4: intent.ipv4.map(|n| n.addr()),
         local_v6: intent.ipv6.map(|n| n.addr()),
         source_address: p.source_address,
         password: p.password.as_ref().map(|pw| pw.0.clone()),
         allow_local_as: p.num_allowed_local_as.unwrap_or(0),
+        ttl_security: p.ttl_security,
     }
 }
 
@@ -202,6 +204,36 @@ mod tests {
                 local_id: 1,
             }),
         }
+    }
+
+    #[test]
+    fn bgppeer_ttl_security_and_next_hop_self_reach_the_session() {
+        let mut i = intent(vec![]);
+        let peer = calico_calc::bgp::PeerIntent {
+            name: "Global_192_168_10_254".into(),
+            kind: calico_calc::bgp::PeerKind::Global,
+            bgp_peer: Some("tor".into()),
+            address: "192.168.10.254".parse().unwrap(),
+            port: 179,
+            peer_as: 64512,
+            local_as: 64512,
+            passive: false,
+            source_address: None,
+            rr_client: false,
+            keep_next_hop: false,
+            next_hop_mode: Some(NextHopMode::ForceSelf),
+            restart_time: None,
+            password: None,
+            filters: vec![],
+            ttl_security: Some(2),
+            num_allowed_local_as: None,
+            reachable_by: None,
+        };
+        i.peers.insert(peer.name.clone(), peer);
+        let cfgs = peer_configs(&i);
+        assert_eq!(cfgs.len(), 1);
+        assert_eq!(cfgs[0].ttl_security, Some(2));
+        assert!(cfgs[0].next_hop_self && !cfgs[0].keep_next_hop);
     }
 
     #[test]

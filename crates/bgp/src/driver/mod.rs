@@ -7,6 +7,7 @@
 //! Kernel programming is not done here: best-path changes go to the
 //! `RouteSink` the agent gives, which runs on the agent's own thread.
 
+mod gtsm;
 mod md5;
 
 use std::collections::HashMap;
@@ -340,10 +341,20 @@ impl Loop {
                 // and Close after its last bytes) must go to that one, not to
                 // the connection that takes its place now.
                 self.dispatch();
-                let Some(id) = self.speaker.peer_by_address(canonical(addr.ip())) else {
+                let peer = canonical(addr.ip());
+                let Some(id) = self.speaker.peer_by_address(peer) else {
                     // Not a configured peer: refuse by closing.
                     return;
                 };
+                let ttl_security = self.speaker.peer_config(id).and_then(|c| c.ttl_security);
+                if let Some(hops) = ttl_security {
+                    // The handshake is done, but nothing further from a
+                    // sender too far away reaches the session.
+                    if let Err(e) = gtsm::apply(&stream, peer, hops) {
+                        tracing::warn!(%peer, error = %e, "cannot apply ttlSecurity: connection refused");
+                        return;
+                    }
+                }
                 if self.conns.remove(&(id, Side::Incoming)).is_some() {
                     // The peer's earlier connection is dead to it.
                     self.speaker
@@ -418,14 +429,15 @@ impl Loop {
         };
         self.generation += 1;
         let generation = self.generation;
-        let (addr, source, password) = (
-            SocketAddr::new(cfg.address, cfg.port),
-            cfg.source_address,
-            cfg.password.clone(),
-        );
+        let addr = SocketAddr::new(cfg.address, cfg.port);
+        let security = Security {
+            password: cfg.password.clone(),
+            ttl_security: cfg.ttl_security,
+        };
+        let source = cfg.source_address;
         let tx = self.io_tx.clone();
         let task = tokio::spawn(async move {
-            let ev = match open(addr, source, password.as_deref()).await {
+            let ev = match open(addr, source, &security).await {
                 Ok(s) => IoEvent::Connected(id, generation, s),
                 Err(e) => IoEvent::ConnectFailed(id, generation, format!("Socket: {e}")),
             };
@@ -543,11 +555,20 @@ impl Loop {
     }
 }
 
-/// Opens a TCP connection, bound to `source` and signed with `password`.
+/// What an outgoing connection is protected with.
+struct Security {
+    /// TCP MD5 key.
+    password: Option<String>,
+    /// GTSM hops.
+    ttl_security: Option<u8>,
+}
+
+/// Opens a TCP connection, bound to `source`, signed and TTL-protected as
+/// `security` says.
 async fn open(
     addr: SocketAddr,
     source: Option<IpAddr>,
-    password: Option<&str>,
+    security: &Security,
 ) -> std::io::Result<TcpStream> {
     let sock = if addr.is_ipv4() {
         TcpSocket::new_v4()?
@@ -557,8 +578,11 @@ async fn open(
     if let Some(src) = source {
         sock.bind(SocketAddr::new(src, 0))?;
     }
-    if let Some(p) = password {
+    if let Some(p) = &security.password {
         md5::set_key(&sock, addr.ip(), p.as_bytes())?;
+    }
+    if let Some(hops) = security.ttl_security {
+        gtsm::apply(&sock, addr.ip(), hops)?;
     }
     match tokio::time::timeout(Duration::from_secs(5), sock.connect(addr)).await {
         Ok(r) => r,
@@ -624,11 +648,13 @@ mod tests {
                 session,
                 rr_client: false,
                 keep_next_hop: false,
+                next_hop_self: false,
                 local_v4: None,
                 local_v6: None,
                 source_address: None,
                 password: None,
                 allow_local_as: 0,
+                ttl_security: None,
             };
             let speaker = Speaker::new(me, 64512, None);
             let mut lp = Loop::new(speaker, Box::new(|_| {}), Arc::default(), listener);

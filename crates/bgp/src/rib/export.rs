@@ -265,7 +265,7 @@ fn outgoing_attrs(
     path: &Path,
 ) -> Option<PathAttributes> {
     let mut a = (*path.attrs).clone();
-    let mut next_hop_self = path.source == Source::Local;
+    let mut next_hop_self = path.source == Source::Local || peer.next_hop_self;
     if peer.ibgp() {
         a.local_pref = Some(a.local_pref.unwrap_or(DEFAULT_LOCAL_PREF));
         if let Source::Peer(src) = path.source {

@@ -53,6 +53,8 @@ pub struct PeerInfo {
     pub local_v6: Option<std::net::Ipv6Addr>,
     /// Keep the next hop of routes sent to this eBGP peer.
     pub keep_next_hop: bool,
+    /// Next hop self on every route sent to this peer (`nextHopMode: Self`).
+    pub next_hop_self: bool,
     /// Routes from this peer may carry our AS this many times
     /// (`numAllowedLocalASNumbers`, BIRD's `allow local as`).
     pub allow_local_as: u32,

@@ -18,6 +18,7 @@ fn peer(last: u8, peer_as: u32, rr_client: bool) -> PeerInfo {
         local_v4: Some(Ipv4Addr::new(10, 0, 0, 1)),
         local_v6: Some("fd00::1".parse().unwrap()),
         keep_next_hop: false,
+        next_hop_self: false,
         allow_local_as: 0,
         families: vec![Family::Ipv4Unicast, Family::Ipv6Unicast],
         add_path_tx: vec![],
@@ -136,6 +137,25 @@ fn a_reflector_passes_client_routes_on_with_originator_and_cluster() {
         Some(Ipv4Addr::new(10, 0, 0, 2)),
         "next hop kept"
     );
+}
+
+#[test]
+fn next_hop_mode_self_applies_to_reflected_routes_too() {
+    let mut rib = two_ibgp_peers(Some(Ipv4Addr::new(224, 0, 0, 1)), true);
+    let mut three = peer(3, 64512, true);
+    three.next_hop_self = true;
+    rib.set_peer(PeerId(3), three);
+    rib.apply_update(
+        PeerId(2),
+        &announce("10.65.1.0/26", [10, 0, 0, 2], vec![]),
+        Instant::now(),
+        &ExportAll,
+    );
+    let (_, updates) = rib.commit(&ExportAll);
+    let to3 = sent_to(&updates, 3);
+    assert_eq!(to3.len(), 1);
+    assert_eq!(to3[0].attrs.next_hop, Some(Ipv4Addr::new(10, 0, 0, 1)));
+    assert_eq!(to3[0].attrs.originator_id, Some(Ipv4Addr::new(10, 0, 0, 2)));
 }
 
 #[test]
