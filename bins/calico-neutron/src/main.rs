@@ -9,7 +9,6 @@
 //! native call (an etcd round trip) would stall every green thread of the
 //! process; a crash of our side also cannot take neutron-server with it.
 
-mod config;
 mod serve;
 
 use std::io::{BufRead, Write};

@@ -14,7 +14,7 @@ use calico_openstack::PortExtras;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::config::Options;
+use calico_openstack::options::Options;
 
 #[derive(Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -157,7 +157,7 @@ impl Server {
     }
 
     fn init(&mut self, options: Options, elector_id: Option<String>) -> Result<Value, Failure> {
-        let fail = |e: anyhow::Error| Failure::Request(format!("{e:#}"));
+        let fail = Failure::Request;
         let cfg = options.translation().map_err(fail)?;
         let ds = options.datastore().map_err(fail)?;
         let store: Arc<dyn Datastore> = Arc::from(calico_datastore::connect(&ds)?);

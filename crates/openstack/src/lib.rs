@@ -62,6 +62,7 @@ pub mod felix;
 pub mod keys;
 pub mod names;
 pub mod neutron;
+pub mod options;
 pub mod policy;
 pub mod pyjson;
 pub mod qos;

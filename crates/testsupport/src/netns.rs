@@ -75,6 +75,24 @@ impl Proc {
         self.child.as_ref().map_or(0, |c| c.id())
     }
 
+    /// SIGTERM, up to `grace` for it to exit (so it can stop what it
+    /// started), then as `kill`.
+    pub fn terminate(&mut self, grace: std::time::Duration) {
+        if let Some(c) = &mut self.child {
+            // SAFETY: signalling our own child, not yet reaped.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let deadline = std::time::Instant::now() + grace;
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    self.child = None;
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+        self.kill();
+    }
+
     /// Kills and reaps it now.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
