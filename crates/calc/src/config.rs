@@ -181,7 +181,9 @@ fn host_config(spec: &FelixConfigurationSpec, warnings: &mut Vec<String>) -> Hos
             0
         }),
     };
+    let metadata = metadata(spec, &interface_prefixes, warnings);
     HostConfig {
+        metadata,
         interface_prefixes,
         default_endpoint_to_host_action,
         failsafe_inbound,
@@ -193,6 +195,41 @@ fn host_config(spec: &FelixConfigurationSpec, warnings: &mut Vec<String>) -> Hos
             .log_prefix
             .clone()
             .unwrap_or_else(|| DEFAULT_LOG_PREFIX.to_string()),
+    }
+}
+
+/// Felix's metadata DNAT: only when OpenStack is active (an
+/// `interfacePrefix` naming `tap`, as the Neutron driver sets it, or the
+/// address or port moved from their defaults 127.0.0.1 and 8775; our
+/// default prefixes include `tap` without meaning OpenStack) and the
+/// address is an IPv4 address; `none` turns it off. A host name is not
+/// resolved (as Felix): no DNAT, and a warning says so.
+fn metadata(
+    spec: &FelixConfigurationSpec,
+    prefixes: &[String],
+    warnings: &mut Vec<String>,
+) -> Option<(std::net::Ipv4Addr, u16)> {
+    let addr = spec.metadata_addr.as_deref().unwrap_or("127.0.0.1");
+    let port = spec.metadata_port.unwrap_or(8775);
+    let tap = spec.interface_prefix.is_some() && prefixes.iter().any(|p| p == "tap");
+    let active = tap || addr != "127.0.0.1" || port != 8775;
+    if !active || addr.is_empty() || addr.eq_ignore_ascii_case("none") {
+        return None;
+    }
+    let Ok(port) = u16::try_from(port) else {
+        warnings.push(format!(
+            "metadataPort {port} is out of range; no metadata DNAT"
+        ));
+        return None;
+    };
+    match addr.parse() {
+        Ok(a) => Some((a, port)),
+        Err(_) => {
+            warnings.push(format!(
+                "metadataAddr {addr:?} is not an IPv4 address (host names are not resolved); no metadata DNAT"
+            ));
+            None
+        }
     }
 }
 
@@ -219,6 +256,40 @@ pub(crate) fn pool(p: &IPPool) -> Option<Pool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metadata_follows_felixs_openstack_rules() {
+        let m = |spec: FelixConfigurationSpec| {
+            let mut w = Vec::new();
+            let got = host_config(&spec, &mut w).metadata;
+            (got.map(|(a, p)| format!("{a}:{p}")), w.len())
+        };
+        assert_eq!(m(Default::default()), (None, 0), "not OpenStack");
+        let tap = || FelixConfigurationSpec {
+            interface_prefix: Some("tap".into()),
+            ..Default::default()
+        };
+        assert_eq!(m(tap()), (Some("127.0.0.1:8775".into()), 0));
+        let moved = FelixConfigurationSpec {
+            metadata_addr: Some("10.0.0.1".into()),
+            metadata_port: Some(1234),
+            ..Default::default()
+        };
+        assert_eq!(m(moved), (Some("10.0.0.1:1234".into()), 0));
+        for (addr, warns) in [
+            ("none", 0),
+            ("NONE", 0),
+            ("", 0),
+            ("nova-api.example", 1),
+            ("fd00::1", 1),
+        ] {
+            let spec = FelixConfigurationSpec {
+                metadata_addr: Some(addr.into()),
+                ..tap()
+            };
+            assert_eq!(m(spec), (None, warns), "{addr:?}");
+        }
+    }
 
     #[test]
     fn defaults_then_default_then_node_then_env() {

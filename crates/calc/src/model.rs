@@ -235,6 +235,9 @@ pub struct HostConfig {
     /// 0 = compute from the host MTU.
     pub vxlan_mtu: u32,
     pub log_prefix: String,
+    /// OpenStack's metadata service (`metadataAddr`:`metadataPort`):
+    /// workloads' 169.254.169.254:80 is DNATed there and let in.
+    pub metadata: Option<(std::net::Ipv4Addr, u16)>,
 }
 
 /// The deltas the calculation emits, in dependency order within a flush:

@@ -172,6 +172,7 @@ mod tests {
                 vxlan_port: 4789,
                 vxlan_mtu: 0,
                 log_prefix: "calico-packet".into(),
+                metadata: None,
             }),
             Update::Pools(vec![
                 Pool {

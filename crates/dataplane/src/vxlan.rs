@@ -485,6 +485,7 @@ mod tests {
             vxlan_port: 4789,
             vxlan_mtu: mtu,
             log_prefix: "calico-packet".into(),
+            metadata: None,
         })
     }
 

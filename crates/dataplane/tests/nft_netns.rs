@@ -188,6 +188,8 @@ impl Lab {
             "-qw",
             &format!("net.ipv4.conf.{iface}.proxy_arp=1"),
             &format!("net.ipv4.neigh.{iface}.proxy_delay=0"),
+            // As calico-node sets it: metadata DNATed to 127.0.0.1 routes.
+            &format!("net.ipv4.conf.{iface}.route_localnet=1"),
         ]);
         sh(&["ip", "-n", &h, "link", "set", iface, "up"]);
         sh(&[
@@ -724,6 +726,46 @@ fn nat_outgoing_floating_ips_and_workload_to_host() {
         &[Update::Config(config(EndpointToHostAction::Accept))],
     );
     assert!(Lab::reach(&web, "192.0.2.1:9000", &[]));
+
+    // OpenStack metadata: 169.254.169.254:80 DNATed to metadataAddr:Port
+    // and let in although workloads may not reach the host otherwise; off,
+    // nothing answers there.
+    lab.serve(&host, "8775");
+    let metadata = "169.254.169.254:80";
+    feed(
+        &mut pm,
+        &[Update::Config(config(EndpointToHostAction::Drop))],
+    );
+    assert!(!Lab::reach(&web, metadata, &[]), "no metadata DNAT");
+    let mut with_metadata = config(EndpointToHostAction::Drop);
+    with_metadata.metadata = Some(("127.0.0.1".parse().unwrap(), 8775));
+    feed(&mut pm, &[Update::Config(with_metadata.clone())]);
+    assert!(
+        Lab::reach(&web, metadata, &[]),
+        "metadata on the host's loopback"
+    );
+    assert!(
+        !Lab::reach(&web, "192.0.2.1:9000", &[]),
+        "nothing else let in"
+    );
+    // A metadata server elsewhere (ext stands in for the controller, which
+    // routes to the workloads).
+    sh(&[
+        "ip",
+        "-n",
+        &ext,
+        "route",
+        "add",
+        "198.18.0.0/16",
+        "via",
+        "192.0.2.1",
+    ]);
+    with_metadata.metadata = Some(("192.0.2.2".parse().unwrap(), 7000));
+    feed(&mut pm, &[Update::Config(with_metadata)]);
+    assert!(
+        Lab::reach(&web, metadata, &[]),
+        "metadata on the controller"
+    );
 }
 
 /// Every rule feature the renderer emits is accepted by the real nft, and

@@ -360,6 +360,7 @@ fn config() -> Update {
         vxlan_port: 4789,
         vxlan_mtu: 0,
         log_prefix: "calico-packet".into(),
+        metadata: None,
     })
 }
 

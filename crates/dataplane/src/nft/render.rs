@@ -83,6 +83,8 @@ pub struct Settings {
     pub drop_ipip_from_wl: bool,
     /// OpenStack special cases (DHCP, DNS to the host): an interface prefix is `tap`.
     pub openstack: bool,
+    /// Where workloads' 169.254.169.254:80 goes (OpenStack metadata).
+    pub metadata: Option<(std::net::Ipv4Addr, u16)>,
 }
 
 impl Settings {
@@ -98,6 +100,7 @@ impl Settings {
                 .then_some(cfg.vxlan_port),
             drop_ipip_from_wl: pools.iter().any(|p| p.ipip != Encap::Never),
             openstack: cfg.interface_prefixes.iter().any(|p| p == "tap"),
+            metadata: cfg.metadata,
         }
     }
 }
@@ -134,6 +137,7 @@ pub fn default_host_config() -> HostConfig {
         vxlan_port: 4789,
         vxlan_mtu: 0,
         log_prefix: "calico-packet".into(),
+        metadata: None,
     }
 }
 
@@ -381,6 +385,13 @@ pub fn base_chains(s: &Settings) -> Vec<(&'static str, ChainSpec)> {
         wl_to_host.push(rc("udp dport 53 accept", "DNS (OpenStack)"));
         wl_to_host.push(rc("tcp dport 53 accept", "DNS (OpenStack)"));
     }
+    if let Some((addr, port)) = s.metadata {
+        // The DNATed metadata request, before the workload's egress policy.
+        wl_to_host.push(rc(
+            format!("ip daddr {addr} tcp dport {port} accept"),
+            "OpenStack metadata",
+        ));
+    }
     wl_to_host.push(rc(
         format!("iifname vmap @{MAP_FROM_WL}"),
         "endpoint egress policy",
@@ -391,6 +402,12 @@ pub fn base_chains(s: &Settings) -> Vec<(&'static str, ChainSpec)> {
         EndpointToHostAction::Accept => rc("accept", "defaultEndpointToHostAction Accept"),
     });
 
+    let metadata_dnat = s.metadata.map(|(addr, port)| {
+        rc(
+            format!("ip daddr 169.254.169.254 tcp dport 80 dnat ip to {addr}:{port}"),
+            "OpenStack metadata",
+        )
+    });
     let fip_dnat = || {
         vec![
             rc(
@@ -432,7 +449,12 @@ pub fn base_chains(s: &Settings) -> Vec<(&'static str, ChainSpec)> {
         (CHAIN_OUTPUT, base("filter", "output", 0, output)),
         (
             CHAIN_PREROUTING,
-            base("nat", "prerouting", -100, fip_dnat()),
+            base(
+                "nat",
+                "prerouting",
+                -100,
+                fip_dnat().into_iter().chain(metadata_dnat).collect(),
+            ),
         ),
         (CHAIN_NAT_OUTPUT, base("nat", "output", -100, fip_dnat())),
         (CHAIN_POSTROUTING, base("nat", "postrouting", 100, post)),
