@@ -443,7 +443,7 @@ pub fn down(dir: &Path) -> Result<()> {
         let mut pids: Vec<u32> = state
             .workloads
             .iter()
-            .filter_map(|w| w.server_pid)
+            .flat_map(|w| w.server_pid.into_iter().chain(w.client_pid))
             .collect();
         pids.extend(state.hosts.iter().filter_map(|h| h.agent_pid));
         if let Datastore::Etcd { pid: Some(pid), .. } = &state.datastore {

@@ -200,6 +200,12 @@ enum Cmd {
     /// (internal) exit 0 if GET http://ADDR PATH answers 200.
     #[command(hide = true)]
     InternalHttpOk { addr: String, path: String },
+    /// (internal) print the body of GET http://ADDR PATH (fails unless 200).
+    #[command(hide = true)]
+    InternalHttpGet { addr: String, path: String },
+    /// (internal) the stand-in for nova-api-metadata, listening on LISTEN.
+    #[command(hide = true)]
+    InternalMetadataServer { listen: String },
 }
 
 fn main() -> ExitCode {
@@ -219,7 +225,10 @@ fn main() -> ExitCode {
 fn require_root(cmd: &Cmd) -> Result<()> {
     let internal = matches!(
         cmd,
-        Cmd::InternalAssign { .. } | Cmd::InternalHttpOk { .. } | Cmd::Status
+        Cmd::InternalAssign { .. }
+            | Cmd::InternalHttpOk { .. }
+            | Cmd::InternalHttpGet { .. }
+            | Cmd::Status
     );
     let root = std::fs::read_to_string("/proc/self/status")
         .map(|s| {
@@ -384,6 +393,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::InternalAssign { host, handle, env } => {
             let ip = demo::assign_address(&host, &handle, &env)?;
             println!("{ip}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::InternalHttpGet { addr, path } => {
+            print!("{}", openstack::services::http_get(&addr, &path)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::InternalMetadataServer { listen } => {
+            openstack::services::serve_metadata(&cli.dir, &listen)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::InternalHttpOk { addr, path } => Ok(if http_ok(&addr, &path) {

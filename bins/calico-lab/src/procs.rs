@@ -18,9 +18,13 @@ static CHILDREN: Mutex<Vec<Child>> = Mutex::new(Vec::new());
 
 /// The programs the lab starts: a PID from the state file is signalled only
 /// if it still runs one of them (the PID may have been reused since).
-const LAB_PROGRAMS: [&str; 7] = [
+const LAB_PROGRAMS: [&str; 11] = [
     "calico-node",
     "calico-neutron",
+    "calico-dhcp-agent",
+    "calico-lab",
+    "dnsmasq",
+    "dhclient",
     "calico-probe",
     "etcd",
     "bird",

@@ -34,6 +34,12 @@ pub struct Workload {
     pub ip: Ipv4Addr,
     pub labels: std::collections::BTreeMap<String, String>,
     pub server_pid: Option<u32>,
+    /// A VM's DHCP client.
+    #[serde(default)]
+    pub client_pid: Option<u32>,
+    /// A VM's instance UUID (its port's device_id), for metadata.
+    #[serde(default)]
+    pub instance: Option<String>,
 }
 
 impl Workload {
@@ -180,5 +186,7 @@ pub fn plug(
         ip: addr,
         labels: Default::default(),
         server_pid: None,
+        client_pid: None,
+        instance: None,
     })
 }

@@ -34,6 +34,12 @@ pub struct Controller {
     pub db_pid: Option<u32>,
     /// neutron-server parents by API port.
     pub servers: Vec<(u16, u32)>,
+    /// calico-dhcp-agent per compute host (its dnsmasqs are its children).
+    #[serde(default)]
+    pub dhcp_agents: Vec<(String, u32)>,
+    /// The stand-in for nova-api-metadata.
+    #[serde(default)]
+    pub metadata_pid: Option<u32>,
 }
 
 impl Controller {
@@ -58,6 +64,12 @@ impl Controller {
             .iter()
             .flat_map(|(_, p)| procs::with_descendants(*p))
             .collect();
+        v.extend(
+            self.dhcp_agents
+                .iter()
+                .flat_map(|(_, p)| procs::with_descendants(*p)),
+        );
+        v.extend(self.metadata_pid);
         v.extend(self.db_pid);
         v
     }
@@ -78,9 +90,9 @@ vni_ranges = 1:10000
 enable_ipset = True
 ";
 
-fn neutron_conf(dir: &Path, state: &LabState, port: u16) -> Result<String> {
-    let d = dir.display();
-    let calico = match &state.datastore {
+/// The `[calico]` lines that point at the lab's datastore.
+pub fn calico_datastore_lines(state: &LabState) -> Result<String> {
+    Ok(match &state.datastore {
         Datastore::Local { path } => format!(
             "datastore_type = local\nlocal_datastore_path = {}\n",
             path.display()
@@ -90,7 +102,12 @@ fn neutron_conf(dir: &Path, state: &LabState, port: u16) -> Result<String> {
             let (host, p) = hostport.rsplit_once(':').context("etcd endpoint")?;
             format!("etcd_host = {host}\netcd_port = {p}\n")
         }
-    };
+    })
+}
+
+fn neutron_conf(dir: &Path, state: &LabState, port: u16) -> Result<String> {
+    let d = dir.display();
+    let calico = calico_datastore_lines(state)?;
     Ok(format!(
         "[DEFAULT]
 core_plugin = ml2

@@ -4,6 +4,7 @@
 
 pub mod controller;
 pub mod nova;
+pub mod services;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -15,6 +16,7 @@ use serde_json::Value;
 
 use crate::demo::{matrix_in, table, wait_programmed};
 use crate::lab::{self, calicoctl, say, StoreKind};
+
 use crate::state::LabState;
 pub use controller::{openstack, openstack_json};
 
@@ -31,6 +33,8 @@ pub fn up(dir: &Path, store: StoreKind) -> Result<LabState> {
     };
     let mut state = lab::up(dir, &opts)?;
     controller::start(&mut state)?;
+    services::start_dhcp_agents(&mut state)?;
+    services::start_metadata(&mut state)?;
     wait_agents(&state, Duration::from_secs(60))?;
     Ok(state)
 }
@@ -242,6 +246,106 @@ fn run_inner(dir: &Path, store: StoreKind) -> Result<()> {
         );
     }
     say("every probe agreed with the reference evaluator");
+    vm_services(&mut state)
+}
+
+/// DHCP leases, metadata, and a floating IP reached from outside, moved
+/// to another host.
+fn vm_services(state: &mut LabState) -> Result<()> {
+    say("each VM got its address, gateway, MTU and name by DHCP from its host's calico-dhcp-agent");
+    print!("{}", table(&services::leases_table(state)));
+    say("each VM reads its metadata at 169.254.169.254 (DNATed to the controller's metadata service)");
+    let mut rows = vec![["VM", "UUID", "NAME"].map(String::from).to_vec()];
+    for w in state
+        .workloads
+        .iter()
+        .filter(|w| w.namespace == nova::VM_NAMESPACE)
+    {
+        let m = services::fetch_metadata(&w.ns)?;
+        let field = |k: &str| m[k].as_str().unwrap_or("-").to_string();
+        rows.push(vec![w.name.clone(), field("uuid"), field("name")]);
+    }
+    print!("{}", table(&rows));
+
+    say("a floating IP: an external network and a router, as the article's service_plugins = router gives");
+    for args in [
+        &[
+            "network",
+            "create",
+            "public",
+            "--external",
+            "--provider-network-type",
+            "flat",
+            "--provider-physical-network",
+            "provider",
+        ][..],
+        &[
+            "subnet",
+            "create",
+            "public-subnet",
+            "--network",
+            "public",
+            "--subnet-range",
+            "203.0.113.0/24",
+            "--no-dhcp",
+        ],
+        &["router", "create", "router1"],
+        &["router", "set", "router1", "--external-gateway", "public"],
+        &["router", "add", "subnet", "router1", "demo-subnet"],
+    ] {
+        openstack(args)?;
+    }
+    let fip = openstack_json(&[
+        "floating",
+        "ip",
+        "create",
+        "public",
+        "--port",
+        "frontend-port",
+    ])?;
+    let addr = fip["floating_ip_address"]
+        .as_str()
+        .context("no floating IP address")?
+        .to_string();
+    let id = fip["id"].as_str().context("no floating IP id")?.to_string();
+    let ip_of =
+        |name: &str| -> Result<String> { Ok(state.host(name).context("lab host")?.ip.to_string()) };
+    let (host1, host2) = (ip_of("host1")?, ip_of("host2")?);
+    services::wait_fabric_route(&addr, &host1, Duration::from_secs(30))?;
+    println!(
+        "  {addr} -> frontend (host1): the fabric's route, learned by the ToR's BIRD, is via {}",
+        host1
+    );
+    let log = lab::serve_external(state, 7000)?;
+    let fabric = crate::topology::fabric_ns();
+    if !services::reaches(&fabric, &format!("{addr}:80")) {
+        bail!("the outside cannot reach {addr}:80 (frontend accepts HTTP from anywhere)");
+    }
+    println!("  outside -> {addr}:80: answered by frontend");
+    let seen = |vm: &str| -> Result<String> {
+        let w = state
+            .workloads
+            .iter()
+            .find(|w| w.name == vm)
+            .context("VM")?;
+        if !services::reaches(&w.ns, &format!("{}:7000", crate::topology::FABRIC_GW)) {
+            bail!("{vm} cannot reach the outside");
+        }
+        services::last_seen_from(&log).context("the outside saw no connection")
+    };
+    let from = seen("frontend")?;
+    println!("  frontend -> outside: the outside sees {from}");
+    if from != addr {
+        bail!("frontend's traffic left as {from}, not its floating IP {addr}");
+    }
+    say("the floating IP moves to database on host2: its route follows");
+    openstack(&["floating", "ip", "set", "--port", "database-port", &id])?;
+    services::wait_fabric_route(&addr, &host2, Duration::from_secs(30))?;
+    let from = seen("database")?;
+    println!("  {addr} -> database (host2): the fabric's route is via {}; database -> outside is seen as {from}", host2);
+    if from != addr {
+        bail!("database's traffic left as {from}, not the floating IP {addr}");
+    }
     Ok(())
 }
 
