@@ -622,3 +622,182 @@ fn resync_repairs_the_datastore_and_one_leader_is_elected() {
         assert_eq!(a["Alive"], true, "heartbeats from the new leader: {a}");
     }
 }
+
+/// The fabric's (the outside's) next hop for `addr`, if it has a route.
+fn fabric_next_hop(lab: &Lab, addr: &str) -> Option<String> {
+    let out = lab.in_fabric(&["ip", "route", "show", addr]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut words = text.split_whitespace();
+    words.find(|w| *w == "via")?;
+    words.next().map(str::to_string)
+}
+
+/// Whether the outside (the fabric) connects to `target` (ADDR:PORT).
+fn outside_reaches(lab: &Lab, target: &str) -> bool {
+    let probe = common::sibling("calico-probe");
+    let out = lab.in_fabric(&[
+        probe.to_str().unwrap(),
+        "tcp",
+        target,
+        "--timeout-ms",
+        "1000",
+    ]);
+    out.status.success()
+}
+
+/// What VM `vm` reads at 169.254.169.254, or why it could not.
+fn metadata(lab: &Lab, vm: &str) -> Result<Value, String> {
+    let me = common::sibling("calico-lab");
+    let out = lab.exec(
+        &format!("vm/{vm}"),
+        &[
+            me.to_str().unwrap(),
+            "internal-http-get",
+            "169.254.169.254:80",
+            "/openstack/latest/meta_data.json",
+        ],
+    );
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
+}
+
+#[test]
+fn vms_boot_by_dhcp_read_metadata_and_are_reached_by_floating_ip() {
+    if !require("vms_boot_by_dhcp_read_metadata_and_are_reached_by_floating_ip") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::openstack_up("vs", "local");
+    create_network(&lab);
+    lab.os_json(&["security", "group", "create", "public-web"]);
+    ingress_rule(&lab, "public-web", "--protocol tcp --dst-port 80");
+    let a_port = port_create(&lab, "a-port", "host1", "public-web");
+    let b_port = port_create(&lab, "b-port", "host2", "public-web");
+
+    // DHCP: `boot` plugs the VM and waits for its lease, which must be
+    // the port's address (it fails otherwise).
+    let a_ip = boot(&lab, "a", a_port["id"].as_str().unwrap());
+    assert_eq!(a_ip, a_port["fixed_ips"][0]["ip_address"].as_str().unwrap());
+    boot(&lab, "b", b_port["id"].as_str().unwrap());
+    let lease = std::fs::read_to_string(lab.dir.path().join("vm-a.dhcp")).unwrap();
+    let mtu = std::fs::read_to_string(lab.dir.path().join("host1/mtu")).unwrap();
+    for want in [
+        "new_routers=10.65.0.1".to_string(),
+        format!("new_interface_mtu={}", mtu.trim()),
+        format!("new_host_name=host-{}", a_ip.replace('.', "-")),
+        "new_domain_name=openstacklocal".to_string(),
+    ] {
+        assert!(lease.contains(&want), "{want} in the lease:\n{lease}");
+    }
+
+    // Metadata: the instance's own, through Felix's DNAT, once its port is
+    // programmed (Nova starts the VM after that); refused when
+    // FelixConfiguration turns it off.
+    for p in ["a-port", "b-port"] {
+        eventually(&format!("{p} ACTIVE"), Duration::from_secs(60), || {
+            port_status(&lab, p) == "ACTIVE"
+        });
+    }
+    let m = metadata(&lab, "a").unwrap();
+    assert_eq!(m["name"], "a", "{m}");
+    assert_eq!(m["uuid"], a_port["device_id"], "{m}");
+    lab.calicoctl(
+        &[
+            "patch",
+            "felixconfiguration",
+            "default",
+            "-p",
+            r#"{"spec":{"metadataAddr":"none"}}"#,
+        ],
+        "",
+    );
+    eventually("metadata refused when off", Duration::from_secs(20), || {
+        metadata(&lab, "a").is_err()
+    });
+
+    // A floating IP: announced by its VM's host, reached from outside,
+    // the VM's traffic leaves with it; moved, its route follows; deleted,
+    // it goes.
+    for args in [
+        &[
+            "network",
+            "create",
+            "ext",
+            "--external",
+            "--provider-network-type",
+            "flat",
+            "--provider-physical-network",
+            "provider",
+        ][..],
+        &[
+            "subnet",
+            "create",
+            "ext-sub",
+            "--network",
+            "ext",
+            "--subnet-range",
+            "203.0.113.0/24",
+            "--no-dhcp",
+        ],
+        &["router", "create", "r1"],
+    ] {
+        lab.os_json(args);
+    }
+    assert!(lab
+        .os(&["router", "set", "r1", "--external-gateway", "ext"])
+        .status
+        .success());
+    assert!(lab
+        .os(&["router", "add", "subnet", "r1", "sub1"])
+        .status
+        .success());
+    let fip = lab.os_json(&["floating", "ip", "create", "ext", "--port", "a-port"]);
+    let addr = fip["floating_ip_address"].as_str().unwrap().to_string();
+    let fip_id = fip["id"].as_str().unwrap().to_string();
+    eventually(
+        "the outside routes the floating IP to host1",
+        Duration::from_secs(30),
+        || fabric_next_hop(&lab, &addr).as_deref() == Some("192.0.2.11"),
+    );
+    assert!(
+        outside_reaches(&lab, &format!("{addr}:80")),
+        "outside -> {addr}:80 (VM a)"
+    );
+    let log = lab.ok(&["serve-external", "--port", "7000"]);
+    let log = log.trim().rsplit(' ').next().unwrap().to_string();
+    lab.expect_reach("vm/a", "192.0.2.1", 7000, true, "a reaches the outside");
+    let seen = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        seen.lines()
+            .any(|l| l.starts_with("CONN tcp from") && l.contains(&addr)),
+        "the outside sees a's floating IP {addr}:\n{seen}"
+    );
+    assert!(lab
+        .os(&["floating", "ip", "set", "--port", "b-port", &fip_id])
+        .status
+        .success());
+    eventually(
+        "the route follows to host2",
+        Duration::from_secs(30),
+        || fabric_next_hop(&lab, &addr).as_deref() == Some("192.0.2.12"),
+    );
+    assert!(
+        outside_reaches(&lab, &format!("{addr}:80")),
+        "outside -> {addr}:80 (VM b)"
+    );
+    assert!(lab
+        .os(&["floating", "ip", "delete", &fip_id])
+        .status
+        .success());
+    eventually(
+        "the floating IP's route gone",
+        Duration::from_secs(30),
+        || fabric_next_hop(&lab, &addr).is_none(),
+    );
+    assert!(
+        !outside_reaches(&lab, &format!("{addr}:80")),
+        "nothing answers at {addr}"
+    );
+}
