@@ -33,6 +33,8 @@ packages=(
   procps                     # kill and sysctl, used by the lab and the kernel tests
   bird2                      # birdc for the control-socket tests; BIRD as the ToR and interop peer
   frr                        # bgpd+zebra (and vtysh) as the second interop peer (crates/bgp/tests/interop_frr.rs)
+  dnsmasq-base               # dnsmasq, which calico-dhcp-agent runs (one per Neutron network)
+  isc-dhcp-client            # dhclient, the DHCP client of the lab's VMs and the DHCP agent's tests
   # --- the benchmarks and by hand
   iperf3                     # calico-bench pps (64-byte UDP packets per second)
   iptables ipset conntrack   # comparing with an iptables+ipset rendering; conntrack tables by hand

@@ -3,8 +3,10 @@
 //! 02:00:00:00:00:00, up, `<gateway>/<prefix>` per subnet, and the on-link
 //! subnet routes the addresses bring deleted (the subnet's addresses are
 //! routed one by one to their taps and hosts, not to this device). This
-//! kernel may lack dummy devices: then an empty bridge stands in, which
-//! holds addresses the same way.
+//! kernel may lack dummy devices: then a veth pair stands in (`ns-…` with
+//! an idle peer `nsp-…`, both up), which, unlike an empty bridge, has a
+//! carrier and so the link-local address dnsmasq sends router
+//! advertisements from (SLAAC failed over a bridge).
 
 use std::process::Command;
 
@@ -15,26 +17,24 @@ use ipnet::IpNet;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Dummy,
-    Bridge,
+    Veth,
 }
 
 impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Dummy => "dummy",
-            Kind::Bridge => "bridge",
-        }
-    }
-
-    /// Dummy if the kernel makes one, else bridge.
+    /// Dummy if the kernel makes one, else a veth pair.
     pub fn probe() -> Kind {
         let probe = "calico-dhcp-prb";
         if ip(&["link", "add", probe, "type", "dummy"]).is_ok() {
             let _ = ip(&["link", "del", probe]);
             return Kind::Dummy;
         }
-        Kind::Bridge
+        Kind::Veth
     }
+}
+
+/// The idle peer of a veth stand-in: `nsp-` and the same id (15 characters).
+fn peer_name(name: &str) -> String {
+    format!("nsp{}", name.strip_prefix("ns").unwrap_or(name))
 }
 
 fn ip(args: &[&str]) -> Result<String> {
@@ -52,8 +52,17 @@ fn ip(args: &[&str]) -> Result<String> {
 /// Makes the device exist, up, with exactly `addrs`.
 pub fn ensure(kind: Kind, name: &str, addrs: &[IpNet]) -> Result<()> {
     if ip(&["link", "show", "dev", name]).is_err() {
-        ip(&["link", "add", name, "type", kind.name()])?;
+        match kind {
+            Kind::Dummy => ip(&["link", "add", name, "type", "dummy"])?,
+            Kind::Veth => {
+                let peer = peer_name(name);
+                ip(&["link", "add", name, "type", "veth", "peer", "name", &peer])?
+            }
+        };
         ip(&["link", "set", "dev", name, "address", DEVICE_MAC])?;
+    }
+    if kind == Kind::Veth {
+        ip(&["link", "set", "dev", &peer_name(name), "up"])?;
     }
     ip(&["link", "set", "dev", name, "up"])?;
     let have = addresses(name)?;
@@ -91,9 +100,20 @@ fn addresses(name: &str) -> Result<Vec<IpNet>> {
         .collect())
 }
 
+/// Removes the device (a veth's peer goes with it).
 pub fn remove(name: &str) -> Result<()> {
     if ip(&["link", "show", "dev", name]).is_ok() {
         ip(&["link", "del", name])?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_veth_stand_ins_peer_name_fits_the_kernels_limit() {
+        let name = calico_dhcp::dnsmasq::device_name("0123456789abcdef");
+        assert_eq!(super::peer_name(&name), "nsp-0123456789a");
+        assert!(super::peer_name(&name).len() <= 15);
+    }
 }

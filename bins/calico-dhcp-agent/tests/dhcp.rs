@@ -374,8 +374,8 @@ fn vms_get_address_gateway_mtu_and_dns_and_follow_changes() {
 }
 
 #[test]
-fn dhcpv6_stateful_gives_the_ports_address() {
-    if !can_run("dhcpv6_stateful_gives_the_ports_address") {
+fn dhcpv6_stateful_and_slaac_give_the_ports_addresses() {
+    if !can_run("dhcpv6_stateful_and_slaac_give_the_ports_addresses") {
         return;
     }
     let mut lab = Lab::new("b");
@@ -384,7 +384,14 @@ fn dhcpv6_stateful_gives_the_ports_address() {
         json!({"network_id": NET, "cidr": "fd00:65::/64", "gateway_ip": "fd00:65::1",
                "host_routes": [], "dns_servers": ["fd00:65::53"]}),
     );
-    lab.port(1, &["fd00:65::5"]);
+    // And a SLAAC subnet (RA and address modes slaac): the address is the
+    // EUI-64 one Neutron gives the port, from router advertisements.
+    lab.subnet(
+        "sub6slaac",
+        json!({"network_id": NET, "cidr": "fd00:66::/64", "gateway_ip": "fd00:66::1",
+               "host_routes": [], "ipv6_ra_mode": "slaac", "ipv6_address_mode": "slaac"}),
+    );
+    lab.port(1, &["fd00:65::5", "fd00:66::f816:3eff:fe00:1"]);
     lab.vm(1);
     lab.host
         .ip(&["-6", "route", "replace", "fd00:65::5", "dev", &tap(1)]);
@@ -424,5 +431,15 @@ fn dhcpv6_stateful_gives_the_ports_address() {
             .contains("new_dhcp6_name_servers=fd00:65::53"),
         "{}",
         lab.told(1, true)
+    );
+    let vm = &lab.vms[0].0;
+    wait_for(
+        30,
+        "the SLAAC address from router advertisements",
+        || {
+            vm.ip(&["-6", "addr", "show", "dev", "eth0"])
+                .contains("fd00:66::f816:3eff:fe00:1/64")
+        },
+        || vm.ip(&["-6", "addr", "show", "dev", "eth0"]),
     );
 }

@@ -180,12 +180,16 @@ impl DhcpFiles {
         Ok(())
     }
 
-    /// The address of the first lease (BOUND), within `limit`.
+    /// The address of the first lease, within `limit`: BOUND, or REBOOT
+    /// when a VM booted again (on another host too) had its old lease
+    /// confirmed.
     fn wait_lease(&self, limit: Duration) -> Result<Ipv4Addr> {
         let deadline = Instant::now() + limit;
         loop {
             let text = std::fs::read_to_string(&self.record).unwrap_or_default();
-            let bound = text.split("\n\n").find(|b| b.contains("reason=BOUND"));
+            let bound = text
+                .split("\n\n")
+                .find(|b| b.contains("reason=BOUND") || b.contains("reason=REBOOT"));
             if let Some(addr) = bound.and_then(|b| {
                 b.lines()
                     .find_map(|l| l.strip_prefix("new_ip_address="))
