@@ -13,6 +13,7 @@
 //!   calico-bench openstack-resync [local|etcd]  the driver's resync of 3,000 ports, 100 groups
 //!   calico-bench openstack-latency   port create → ACTIVE through neutron-server (root)
 //!   calico-bench openstack-resync-full  calico-resync of 3,000 ports through neutron-server (root)
+//!   calico-bench openstack-dhcp      port bound → the VM's DHCP lease, 100 VMs on one host (root)
 //!
 //! Build in release mode first (`cargo build --release -p calicoctl -p calico-bench`).
 
@@ -68,7 +69,8 @@ fn main() -> Result<()> {
         Some("openstack-resync") => openstack::run(&args[1..]),
         Some("openstack-latency") => neutron::latency(&args[1..]),
         Some("openstack-resync-full") => neutron::resync_full(&args[1..]),
-        _ => bail!("usage: calico-bench selector | apply [local|etcd] | ipam [local|etcd] | calc | latency [local|etcd] | pps | conn-rate | bgp-receive | bgp-mesh | openstack-resync [local|etcd] | openstack-latency | openstack-resync-full"),
+        Some("openstack-dhcp") => neutron::dhcp_latency(&args[1..]),
+        _ => bail!("usage: calico-bench selector | apply [local|etcd] | ipam [local|etcd] | calc | latency [local|etcd] | pps | conn-rate | bgp-receive | bgp-mesh | openstack-resync [local|etcd] | openstack-latency | openstack-resync-full | openstack-dhcp"),
     }
 }
 

@@ -243,6 +243,71 @@ pub fn latency(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Port bound → the VM's DHCP lease, one port at a time on one host: the
+/// lab boots each VM by DHCP (ISC dhclient; calico-dhcp-agent restarts the
+/// network's dnsmasq with the new tap).
+pub fn dhcp_latency(args: &[String]) -> Result<()> {
+    let n = arg(args, "--ports", 100);
+    let dir = tempfile::tempdir()?;
+    let lab = Lab::up(dir.path())?;
+    crate::bgp::util::enter_netns(&format!("{PREFIX}fabric"))?;
+    let (net, sg, _) = tenant()?;
+    let (mut plug, mut dhcp, mut total) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..n {
+        let port = post(
+            "/v2.0/ports",
+            json!({"port": port_body(&net, &sg, "host1", i)}),
+        )?;
+        // The port is bound when the API call returns.
+        let bound = wall();
+        let id = port["port"]["id"].as_str().context("port id")?.to_string();
+        let vm = format!("d{i}");
+        let out = lab.cmd(&["boot", &vm, "--port", &id]).output()?;
+        if !out.status.success() {
+            bail!("boot: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let record = std::fs::read_to_string(dir.path().join(format!("vm-{vm}.dhcp")))?;
+        let at = |reason: &str| -> Result<f64> {
+            record
+                .split("\n\n")
+                .find(|b| b.contains(&format!("reason={reason}\n")))
+                .and_then(|b| b.lines().find_map(|l| l.strip_prefix("at=")))
+                .and_then(|t| t.trim().parse().ok())
+                .with_context(|| format!("no {reason} in {record}"))
+        };
+        let (start, lease) = (at("PREINIT")?, at("BOUND")?);
+        plug.push((start - bound) * 1e3);
+        dhcp.push((lease - start) * 1e3);
+        total.push((lease - bound) * 1e3);
+        eprint!("\r{} / {n} VMs", i + 1);
+    }
+    eprintln!();
+    println!("port bound → DHCP lease, {n} VMs one after another on one host (ms)");
+    println!("{:<44} {:>8} {:>8} {:>8}", "", "p50", "p99", "max");
+    for (name, mut v) in [
+        ("bound → DHCP client started (lab as Nova)", plug),
+        ("client started → lease", dhcp),
+        ("total", total),
+    ] {
+        v.sort_by(f64::total_cmp);
+        println!(
+            "{name:<44} {:>8.0} {:>8.0} {:>8.0}",
+            percentile(&v, 0.5),
+            percentile(&v, 0.99),
+            v.last().copied().unwrap_or(0.0)
+        );
+    }
+    Ok(())
+}
+
+/// Seconds since the epoch, as `date +%s.%N` prints them.
+fn wall() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
 type Row = (String, Duration, Duration, Duration, Duration);
 
 fn report_latency(lab: &Lab, rows: &[Row]) {

@@ -163,7 +163,7 @@ impl DhcpFiles {
     fn write_script(&self) -> Result<()> {
         let text = format!(
             "#!/bin/sh\n\
-             {{ echo \"reason=$reason\"; env | grep -E '^new_' | sort; echo; }} >> {record}\n\
+             {{ echo \"reason=$reason\"; echo \"at=$(date +%s.%N)\"; env | grep -E '^new_' | sort; echo; }} >> {record}\n\
              case \"$reason\" in\n\
              BOUND|RENEW|REBIND|REBOOT)\n\
              \x20 ip -4 addr flush dev \"$interface\"\n\
