@@ -91,35 +91,39 @@ def _ports_from_tables(context):
         pairs = rows("SELECT port_id, mac_address, ip_address"
                      " FROM allowedaddresspairs"
                      " ORDER BY port_id, mac_address, ip_address")
+    # Plain tuples, unpacked: attribute access on 12,000 rows shows.
     by_id = {}
-    for p in ports:
-        by_id[p.id] = {
-            "id": p.id, "name": p.name, "network_id": p.network_id,
-            "project_id": p.project_id, "tenant_id": p.project_id,
-            "mac_address": p.mac_address, "device_id": p.device_id,
-            "device_owner": p.device_owner, "status": p.status,
+    for (pid, name, net, project, mac, device, owner, status) in ports:
+        by_id[pid] = {
+            "id": pid, "name": name, "network_id": net,
+            "project_id": project, "tenant_id": project,
+            "mac_address": mac, "device_id": device,
+            "device_owner": owner, "status": status,
             "fixed_ips": [], "allowed_address_pairs": [],
             "security_groups": [], "binding:host_id": "",
             "binding:vif_type": "unbound", "binding:profile": {},
         }
-    for r in ips:
-        if r.port_id in by_id:
-            by_id[r.port_id]["fixed_ips"].append(
-                {"subnet_id": r.subnet_id, "ip_address": r.ip_address})
-    for r in bindings:
-        if r.port_id in by_id:
-            port = by_id[r.port_id]
-            port["binding:host_id"] = r.host
-            port["binding:vif_type"] = r.vif_type
-            port["binding:profile"] = json.loads(r.profile) if r.profile \
-                else {}
-    for r in groups:
-        if r.port_id in by_id:
-            by_id[r.port_id]["security_groups"].append(r.security_group_id)
-    for r in pairs:
-        if r.port_id in by_id:
-            by_id[r.port_id]["allowed_address_pairs"].append(
-                {"mac_address": r.mac_address, "ip_address": r.ip_address})
+    for (pid, ip, subnet) in ips:
+        port = by_id.get(pid)
+        if port is not None:
+            port["fixed_ips"].append({"subnet_id": subnet, "ip_address": ip})
+    for (pid, host, vif, profile) in bindings:
+        port = by_id.get(pid)
+        if port is not None:
+            port["binding:host_id"] = host
+            port["binding:vif_type"] = vif
+            port["binding:profile"] = (json.loads(profile)
+                                       if profile and profile != "{}"
+                                       else {})
+    for (pid, group) in groups:
+        port = by_id.get(pid)
+        if port is not None:
+            port["security_groups"].append(group)
+    for (pid, mac, ip) in pairs:
+        port = by_id.get(pid)
+        if port is not None:
+            port["allowed_address_pairs"].append(
+                {"mac_address": mac, "ip_address": ip})
     return list(by_id.values())
 
 
@@ -129,22 +133,61 @@ def snapshot_through_plugin(plugin, context):
     return _assemble(plugin, context, ports)
 
 
+# The group and rule columns the translation reads (what the plugin's dicts
+# carry of them).
+_RULE_COLUMNS = ("id", "security_group_id", "direction", "ethertype",
+                 "protocol", "port_range_min", "port_range_max",
+                 "remote_ip_prefix", "remote_group_id",
+                 "remote_address_group_id")
+
+
+def _security_groups(plugin, context):
+    """Every security group with its rules, from Neutron's tables in two
+    queries (the plugin builds each group and rule dict through the ORM:
+    a quarter of a second for 100 groups); through the plugin if the tables
+    are not as expected."""
+    def rows(sql):
+        return context.session.execute(sa.text(sql)).fetchall()
+
+    try:
+        with db_api.CONTEXT_READER.using(context):
+            groups = rows("SELECT id, name, project_id FROM securitygroups")
+            rules = rows("SELECT %s FROM securitygrouprules ORDER BY id"
+                         % ", ".join(_RULE_COLUMNS))
+    except Exception:  # noqa: BLE001 - another schema: the plugin knows it
+        LOG.info("calico: reading security groups through the plugin")
+        return plugin.get_security_groups(context)
+    by_id = {g.id: {"id": g.id, "name": g.name, "project_id": g.project_id,
+                    "tenant_id": g.project_id, "security_group_rules": []}
+             for g in groups}
+    for r in rules:
+        if r.security_group_id in by_id:
+            by_id[r.security_group_id]["security_group_rules"].append(
+                dict(zip(_RULE_COLUMNS, r)))
+    return list(by_id.values())
+
+
 def _assemble(plugin, context, ports):
-    """Each port with its extras, and the groups and subnets."""
+    """Each port with its extras, and the groups and subnets. A port's
+    extras carry what its translation reads of its groups and network (id
+    and name) and its subnets by id, not whole copies: 3,000 ports would
+    otherwise send 11 MB."""
     subnets = plugin.get_subnets(context)
-    groups = plugin.get_security_groups(context)
-    networks = {n["id"]: n for n in plugin.get_networks(context)}
+    groups = _security_groups(plugin, context)
+    networks = {n["id"]: {"id": n["id"], "name": n.get("name")}
+                for n in plugin.get_networks(context)}
     subnets_by_id = {s["id"]: s for s in subnets}
-    groups_by_id = {g["id"]: g for g in groups}
+    groups_by_id = {g["id"]: {"id": g["id"], "name": g.get("name")}
+                    for g in groups}
     fips = {}
     for fip in _floating_ips(context, [p["id"] for p in ports]):
         fips.setdefault(fip.get("port_id"), []).append(fip)
     entries = []
     for p in ports:
+        # Subnets by id: resolved from "subnets" on the Rust side.
+        subnet_ids = [ip["subnet_id"] for ip in p.get("fixed_ips") or []
+                      if ip["subnet_id"] in subnets_by_id]
         extras = {
-            "subnets": [subnets_by_id[ip["subnet_id"]]
-                        for ip in p.get("fixed_ips") or []
-                        if ip["subnet_id"] in subnets_by_id],
             "security_groups": [groups_by_id[g]
                                 for g in p.get("security_groups") or []
                                 if g in groups_by_id],
@@ -152,5 +195,6 @@ def _assemble(plugin, context, ports):
         }
         if p["network_id"] in networks:
             extras["network"] = networks[p["network_id"]]
-        entries.append({"port": p, "extras": extras})
+        entries.append({"port": p, "extras": extras,
+                        "subnet_ids": subnet_ids})
     return {"ports": entries, "security_groups": groups, "subnets": subnets}

@@ -37,10 +37,10 @@ def _print_table(report):
         for err in report[kind]["errors"]:
             print("error: %s" % err)
     print("read %d ports, %d security groups, %d subnets from Neutron in "
-          "%.3f s; datastore reconciled in %.3f s"
+          "%.3f s; datastore reconciled in %.3f s; %.3f s in all"
           % (report["ports"], report["security_groups"],
              report["subnets_read"], report["neutron_read_seconds"],
-             report["seconds"]))
+             report["seconds"], report["total_seconds"]))
 
 
 def main(argv=None):

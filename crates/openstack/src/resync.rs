@@ -33,6 +33,10 @@ pub struct Snapshot {
 pub struct PortWithExtras {
     pub port: Value,
     pub extras: PortExtras,
+    /// The port's subnets by id, found in the snapshot's `subnets`, instead
+    /// of a copy of each in `extras.subnets` (3,000 copies of the same
+    /// subnet are megabytes of JSON to write and read).
+    pub subnet_ids: Vec<String>,
 }
 
 /// Counts and timings of one kind.
@@ -95,7 +99,7 @@ pub fn resync(syncer: &Syncer, snapshot: &Snapshot) -> SyncResult<Report> {
     let mut report = Report {
         subnets: reconcile_subnets(syncer, &snapshot.subnets)?,
         policies: reconcile_policies(syncer, &snapshot.security_groups)?,
-        endpoints: reconcile_endpoints(syncer, &snapshot.ports)?,
+        endpoints: reconcile_endpoints(syncer, &snapshot.ports, &snapshot.subnets)?,
         ..Report::default()
     };
     let t = Instant::now();
@@ -145,12 +149,29 @@ fn reconcile_policies(syncer: &Syncer, groups: &[Value]) -> SyncResult<KindRepor
     reconcile(syncer, &[prefix], desired, &failed, errors)
 }
 
-fn reconcile_endpoints(syncer: &Syncer, ports: &[PortWithExtras]) -> SyncResult<KindReport> {
+fn reconcile_endpoints(
+    syncer: &Syncer,
+    ports: &[PortWithExtras],
+    subnets: &[Value],
+) -> SyncResult<KindReport> {
     let cfg = syncer.config();
     let mut desired = Vec::new();
     let mut failed = BTreeSet::new();
     let mut errors = Vec::new();
+    let by_id: std::collections::HashMap<&str, crate::neutron::Subnet> = subnets
+        .iter()
+        .filter_map(|s| Some((s.get("id")?.as_str()?, crate::neutron::Subnet::from_value(s).ok()?)))
+        .collect();
     for p in ports {
+        let resolved;
+        let extras = if p.subnet_ids.is_empty() {
+            &p.extras
+        } else {
+            let mut e = p.extras.clone();
+            e.subnets.extend(p.subnet_ids.iter().filter_map(|id| by_id.get(id.as_str()).cloned()));
+            resolved = e;
+            &resolved
+        };
         let port = match Port::from_value(&p.port) {
             Ok(port) => port,
             Err(e) => {
@@ -165,7 +186,7 @@ fn reconcile_endpoints(syncer: &Syncer, ports: &[PortWithExtras]) -> SyncResult<
             if !wep_desired_on(Some(&port), host) {
                 continue;
             }
-            let ep = Endpoint::translate(&port, host, &p.extras, cfg);
+            let ep = Endpoint::translate(&port, host, extras, cfg);
             match ep.and_then(|ep| ep.validate().map(|()| ep)) {
                 Ok(ep) => desired.push((ep.key(), Desired::Resource(ep.to_value()))),
                 Err(e) => {

@@ -252,6 +252,7 @@ fn snapshot(n: usize) -> Snapshot {
                 &format!("10.65.0.{}", 10 + i),
             ),
             extras: extras(),
+            subnet_ids: vec![],
         })
         .collect();
     Snapshot {
@@ -262,6 +263,32 @@ fn snapshot(n: usize) -> Snapshot {
                              "gateway_ip": "10.65.0.1", "enable_dhcp": true}),
         ],
     }
+}
+
+/// The shim sends each port's subnets by id (`subnet_ids`), found in the
+/// snapshot's subnets: the endpoints are the same as with copies.
+#[test]
+fn subnets_by_id_give_the_same_endpoints_as_copies() {
+    let (_d, s) = store();
+    let sync = Syncer::new(s.clone(), Config::default());
+    let copies = snapshot(4);
+    assert_eq!(resync(&sync, &copies).unwrap().endpoints.created, 4);
+    let mut by_id = copies.clone();
+    for p in &mut by_id.ports {
+        p.extras.subnets.clear();
+        p.subnet_ids = vec!["sub-1".into(), "unknown".into()];
+    }
+    let again = resync(&sync, &by_id).unwrap();
+    assert_eq!(
+        (again.endpoints.unchanged, again.endpoints.updated),
+        (4, 0),
+        "{again:?}"
+    );
+    // Without the subnet (neither copied nor known), the gateway is gone.
+    for p in &mut by_id.ports {
+        p.subnet_ids.clear();
+    }
+    assert_eq!(resync(&sync, &by_id).unwrap().endpoints.updated, 4);
 }
 
 #[test]
