@@ -54,11 +54,14 @@ fn snapshot() -> Snapshot {
                     "binding:host_id": format!("compute-{}", i % HOSTS),
                     "binding:vif_type": "tap",
                 }),
+                // As the shim sends them: groups as id and name, the
+                // subnet by id.
                 extras: PortExtras::from_value(&json!({
-                    "subnets": [subnet], "security_groups": [sg],
+                    "security_groups": [{"id": sg["id"], "name": sg["name"]}],
                     "network": {"id": "net-1", "name": "tenant"},
                 }))
                 .expect("valid extras"),
+                subnet_ids: vec!["sub-1".into()],
             }
         })
         .collect();

@@ -41,7 +41,7 @@ impl Lab {
     fn new(tag: &str) -> Lab {
         let dir = tempfile::tempdir().unwrap();
         let conf = format!(
-            "[DEFAULT]\nhost = {HOST}\ndhcp_confs = {d}/dhcp\ndhcp_renewal_time = 3\n\
+            "[DEFAULT]\nhost = {HOST}\ndhcp_confs = {d}/dhcp\ndhcp_renewal_time = 3\ndhcp_rebinding_time = 6\n\
              [calico]\ndatastore_type = local\nlocal_datastore_path = {d}/calico.db\n",
             d = dir.path().display()
         );
@@ -89,6 +89,11 @@ impl Lab {
 
     /// A port of VM `n` (tap `tap<n>port…`, MAC fa:16:3e:00:00:0n).
     fn port(&self, n: usize, ips: &[&str]) {
+        self.port_on(n, ips, NET);
+    }
+
+    /// A port of VM `n` on network `net`.
+    fn port_on(&self, n: usize, ips: &[&str], net: &str) {
         let port_id = format!("{n}port-aaaa-bbbb");
         let name = endpoint_name(HOST, &format!("vm{n}"), &port_id);
         let nets: Vec<String> = ips
@@ -101,7 +106,7 @@ impl Lab {
                 "kind": "WorkloadEndpoint",
                 "apiVersion": "projectcalico.org/v3",
                 "metadata": {"name": name, "namespace": "openstack",
-                             "annotations": {"openstack.projectcalico.org/network-id": NET}},
+                             "annotations": {"openstack.projectcalico.org/network-id": net}},
                 "spec": {"orchestrator": "openstack", "workload": format!("vm{n}"), "node": HOST,
                          "endpoint": port_id, "interfaceName": tap(n), "mac": mac(n),
                          "ipNetworks": nets, "allowedIps": []}
@@ -196,7 +201,11 @@ impl Lab {
     }
 
     fn dnsmasq_pid(&self) -> Option<u32> {
-        std::fs::read_to_string(self.confdir().join("pid"))
+        self.dnsmasq_pid_of(NET)
+    }
+
+    fn dnsmasq_pid_of(&self, net: &str) -> Option<u32> {
+        std::fs::read_to_string(self.dir.path().join("dhcp").join(net).join("pid"))
             .ok()?
             .trim()
             .parse()
@@ -441,5 +450,89 @@ fn dhcpv6_stateful_and_slaac_give_the_ports_addresses() {
                 .contains("fd00:66::f816:3eff:fe00:1/64")
         },
         || vm.ip(&["-6", "addr", "show", "dev", "eth0"]),
+    );
+}
+
+#[test]
+fn two_networks_on_one_host_are_served_apart_and_left_alone() {
+    if !can_run("two_networks_on_one_host_are_served_apart_and_left_alone") {
+        return;
+    }
+    const NET2: &str = "net2-abcdef012345";
+    let mut lab = Lab::new("c");
+    lab.subnet(
+        "sub4",
+        json!({"network_id": NET, "cidr": "10.65.0.0/24", "gateway_ip": "10.65.0.1"}),
+    );
+    lab.subnet(
+        "sub2",
+        json!({"network_id": NET2, "cidr": "10.70.0.0/24", "gateway_ip": "10.70.0.1"}),
+    );
+    lab.port(1, &["10.65.0.5"]);
+    lab.port_on(3, &["10.70.0.9"], NET2);
+    for (n, ip) in [(1, "10.65.0.5"), (3, "10.70.0.9")] {
+        lab.vm(n);
+        lab.route(n, ip);
+    }
+    // vm(3) is the second VM namespace: its dhclient is the second.
+    lab.start_agent();
+    wait_for(
+        10,
+        "two dnsmasqs",
+        || lab.dnsmasq_pid().is_some() && lab.dnsmasq_pid_of(NET2).is_some(),
+        String::new,
+    );
+    lab.dhclient(1, false);
+    lab.dhclient(2, false);
+    wait_for(
+        20,
+        "net1's lease",
+        || lab.told(1, false).contains("new_ip_address=10.65.0.5"),
+        || lab.told(1, false),
+    );
+    wait_for(
+        20,
+        "net2's lease",
+        || lab.told(2, false).contains("new_ip_address=10.70.0.9"),
+        || lab.told(2, false),
+    );
+    assert!(
+        lab.told(2, false).contains("new_routers=10.70.0.1"),
+        "{}",
+        lab.told(2, false)
+    );
+
+    // A port on net2 restarts net2's dnsmasq only; net1's VM keeps its
+    // lease. Its unicast renewals (T1, 3 s) may reach net2's dnsmasq (both
+    // listen on port 67 and the kernel picks one), which ignores them, as
+    // with upstream's agent; its broadcast rebinding (T2, 6 s) reaches
+    // every dnsmasq, and net1's answers.
+    let (pid1, pid2) = (lab.dnsmasq_pid(), lab.dnsmasq_pid_of(NET2));
+    lab.port_on(4, &["10.70.0.10"], NET2);
+    wait_for(
+        10,
+        "net2 restarted",
+        || lab.dnsmasq_pid_of(NET2).is_some_and(|p| Some(p) != pid2),
+        String::new,
+    );
+    assert_eq!(lab.dnsmasq_pid(), pid1, "net1's dnsmasq left alone");
+    let confirmed = |lab: &Lab| {
+        let t = lab.told(1, false);
+        t.matches("reason=RENEW").count() + t.matches("reason=REBIND").count()
+    };
+    let before = confirmed(&lab);
+    wait_for(
+        20,
+        "net1's lease confirmed again",
+        || confirmed(&lab) >= before + 2,
+        || lab.told(1, false),
+    );
+    let told = lab.told(1, false);
+    assert!(!told.contains("reason=EXPIRE"), "{told}");
+    assert!(
+        told.split("\n\n")
+            .filter(|b| b.contains("new_ip_address"))
+            .all(|b| b.contains("new_ip_address=10.65.0.5")),
+        "{told}"
     );
 }

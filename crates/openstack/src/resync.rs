@@ -160,7 +160,12 @@ fn reconcile_endpoints(
     let mut errors = Vec::new();
     let by_id: std::collections::HashMap<&str, crate::neutron::Subnet> = subnets
         .iter()
-        .filter_map(|s| Some((s.get("id")?.as_str()?, crate::neutron::Subnet::from_value(s).ok()?)))
+        .filter_map(|s| {
+            Some((
+                s.get("id")?.as_str()?,
+                crate::neutron::Subnet::from_value(s).ok()?,
+            ))
+        })
         .collect();
     for p in ports {
         let resolved;
@@ -168,7 +173,11 @@ fn reconcile_endpoints(
             &p.extras
         } else {
             let mut e = p.extras.clone();
-            e.subnets.extend(p.subnet_ids.iter().filter_map(|id| by_id.get(id.as_str()).cloned()));
+            e.subnets.extend(
+                p.subnet_ids
+                    .iter()
+                    .filter_map(|id| by_id.get(id.as_str()).cloned()),
+            );
             resolved = e;
             &resolved
         };
