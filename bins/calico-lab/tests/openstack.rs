@@ -61,6 +61,39 @@ fn create_network(lab: &Lab) -> Value {
     net
 }
 
+/// An external network `ext` (203.0.113.0/24) and a router `r1` with its
+/// gateway there and an interface on `sub1`: what floating IPs need.
+fn external_network(lab: &Lab) {
+    lab.os_json(&[
+        "network",
+        "create",
+        "ext",
+        "--external",
+        "--provider-network-type",
+        "flat",
+        "--provider-physical-network",
+        "provider",
+    ]);
+    lab.os_json(&[
+        "subnet",
+        "create",
+        "ext-sub",
+        "--network",
+        "ext",
+        "--subnet-range",
+        "203.0.113.0/24",
+        "--no-dhcp",
+    ]);
+    lab.os_json(&["router", "create", "r1"]);
+    for args in [
+        &["router", "set", "r1", "--external-gateway", "ext"][..],
+        &["router", "add", "subnet", "r1", "sub1"],
+    ] {
+        let o = lab.os(args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+}
+
 /// `openstack security group rule create SG --ingress ARGS...`.
 fn try_ingress_rule(lab: &Lab, sg: &str, args: &str) -> std::process::Output {
     let mut a = vec!["security", "group", "rule", "create", sg, "--ingress"];
@@ -222,35 +255,7 @@ fn neutron_binds_ports_and_security_groups_take_effect() {
     // A floating IP (an external network, a router as the article's
     // service_plugins = router gives) becomes the endpoint's ipNATs, and
     // goes with it.
-    lab.os_json(&[
-        "network",
-        "create",
-        "ext",
-        "--external",
-        "--provider-network-type",
-        "flat",
-        "--provider-physical-network",
-        "provider",
-    ]);
-    lab.os_json(&[
-        "subnet",
-        "create",
-        "ext-sub",
-        "--network",
-        "ext",
-        "--subnet-range",
-        "203.0.113.0/24",
-        "--no-dhcp",
-    ]);
-    lab.os_json(&["router", "create", "r1"]);
-    assert!(lab
-        .os(&["router", "set", "r1", "--external-gateway", "ext"])
-        .status
-        .success());
-    assert!(lab
-        .os(&["router", "add", "subnet", "r1", "sub1"])
-        .status
-        .success());
+    external_network(&lab);
     let fip = lab.os_json(&["floating", "ip", "create", "ext", "--port", "web-port"]);
     let fip_addr = fip["floating_ip_address"].as_str().unwrap().to_string();
     let nats = |lab: &Lab| {
@@ -720,39 +725,7 @@ fn vms_boot_by_dhcp_read_metadata_and_are_reached_by_floating_ip() {
     // A floating IP: announced by its VM's host, reached from outside,
     // the VM's traffic leaves with it; moved, its route follows; deleted,
     // it goes.
-    for args in [
-        &[
-            "network",
-            "create",
-            "ext",
-            "--external",
-            "--provider-network-type",
-            "flat",
-            "--provider-physical-network",
-            "provider",
-        ][..],
-        &[
-            "subnet",
-            "create",
-            "ext-sub",
-            "--network",
-            "ext",
-            "--subnet-range",
-            "203.0.113.0/24",
-            "--no-dhcp",
-        ],
-        &["router", "create", "r1"],
-    ] {
-        lab.os_json(args);
-    }
-    assert!(lab
-        .os(&["router", "set", "r1", "--external-gateway", "ext"])
-        .status
-        .success());
-    assert!(lab
-        .os(&["router", "add", "subnet", "r1", "sub1"])
-        .status
-        .success());
+    external_network(&lab);
     let fip = lab.os_json(&["floating", "ip", "create", "ext", "--port", "a-port"]);
     let addr = fip["floating_ip_address"].as_str().unwrap().to_string();
     let fip_id = fip["id"].as_str().unwrap().to_string();

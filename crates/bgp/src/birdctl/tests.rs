@@ -1039,8 +1039,16 @@ mod socket {
             .err()
             .expect("in use");
         assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
-        // A socket nobody answers on any more, as a crash leaves it.
-        drop(std::os::unix::net::UnixListener::bind(dir.path().join("stale.ctl")).unwrap());
+        // A socket nobody answers on any more, as a crash leaves it. Until
+        // a connect is refused: a process another test forks in the same
+        // instant holds a copy of the listener until it execs.
+        let stale_path = dir.path().join("stale.ctl");
+        drop(std::os::unix::net::UnixListener::bind(&stale_path).unwrap());
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::os::unix::net::UnixStream::connect(&stale_path).is_ok() {
+            assert!(std::time::Instant::now() < deadline, "nobody should answer");
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let stale = Server::start(&dir.path().join("stale.ctl"), Arc::new(lab_view)).unwrap();
         let (_s, mut r) = connect(stale.path());
         assert!(read_reply(&mut r).starts_with("0001 "));
