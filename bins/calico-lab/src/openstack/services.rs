@@ -124,9 +124,16 @@ pub fn serve_metadata(dir: &Path, listen: &str) -> Result<()> {
 fn answer(dir: &Path, mut conn: TcpStream) -> Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
     let from = conn.peer_addr()?.ip();
+    // The whole request head is read before answering: closing with
+    // unread bytes would reset the connection under the answer.
+    let mut reader = BufReader::new(&conn);
     let mut line = String::new();
-    BufReader::new(&conn).read_line(&mut line)?;
+    reader.read_line(&mut line)?;
     let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+    let mut header = String::new();
+    while reader.read_line(&mut header)? > 0 && header.trim_end() != "" {
+        header.clear();
+    }
     let vm = LabState::load(dir)?.and_then(|s| {
         s.workloads
             .into_iter()
