@@ -157,7 +157,7 @@ impl Runner {
                 r.retry_at = Some(now + r.retry_wait);
                 r.retry_wait = (r.retry_wait * 2).min(RETRY_MAX);
             }
-            if r.served.argv.is_empty() || r.retry_at.is_none_or(|t| t > now) {
+            if r.is_leftover() || r.retry_at.is_none_or(|t| t > now) {
                 continue;
             }
             let mut r = self.running.remove(&id).expect("listed");
@@ -180,6 +180,12 @@ impl Runner {
 }
 
 impl Running {
+    /// A network a previous run left (`adopt_leftovers`): nothing to start
+    /// until a plan replaces it (its command line is empty).
+    fn is_leftover(&self) -> bool {
+        self.served.argv.is_empty()
+    }
+
     fn idle(served: Served) -> Running {
         Running {
             served,

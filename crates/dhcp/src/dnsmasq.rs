@@ -7,7 +7,7 @@
 //!   not upstream's constant 1500, so the VM's MTU fits the encapsulation.
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::model::{Network, Subnet, V6Mode};
@@ -342,11 +342,6 @@ pub fn files(net: &Network, settings: &Settings) -> Vec<(&'static str, String)> 
         ("addn_hosts", addn_hosts_file(net, settings)),
         ("opts", opts_file(net, settings)),
     ]
-}
-
-/// The path of one of a network's files.
-pub fn path(settings: &Settings, network_id: &str, file: &str) -> PathBuf {
-    Path::new(&settings.conf_dir(network_id)).join(file)
 }
 
 #[cfg(test)]
