@@ -43,6 +43,9 @@ OPTS = [
                deprecated_for_removal=True, help="Ignored"),
     cfg.IntOpt("num_port_status_threads", default=4, help="Ignored: "
                "port status is written in order by the leader"),
+    cfg.IntOpt("project_name_cache_max", default=100,
+               help="Keystone projects cached for the project-name labels "
+                    "(the cache is emptied when it holds this many)"),
     # Ours.
     cfg.StrOpt("datastore_type", default="etcdv3",
                choices=["etcdv3", "local"],

@@ -21,6 +21,7 @@ from oslo_log import log
 
 from networking_calico_rs import config
 from networking_calico_rs import core as core_mod
+from networking_calico_rs import keystone
 from networking_calico_rs import neutron_data
 
 LOG = log.getLogger(__name__)
@@ -101,7 +102,8 @@ class CalicoMechanismDriver(mech_agent.SimpleAgentMechanismDriverBase):
                 original and neutron_data.is_endpoint_port(original)):
             return
         start = time.monotonic()
-        extras = neutron_data.port_extras(plugin, ctx, port)
+        extras = neutron_data.port_extras(
+            plugin, ctx, port, keystone.projects(cfg.CONF))
         try:
             written = self.core.call(
                 "sync_port", original=original, current=port,

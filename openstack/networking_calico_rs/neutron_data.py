@@ -32,8 +32,9 @@ def _floating_ips(context, port_ids):
     return l3.get_floatingips(context, filters={"port_id": list(port_ids)})
 
 
-def port_extras(plugin, context, port):
-    """Everything about one port the translation reads besides the port."""
+def port_extras(plugin, context, port, projects=None):
+    """Everything about one port the translation reads besides the port
+    (its project's name and parent from `projects`, a ProjectCache)."""
     subnet_ids = [ip["subnet_id"] for ip in port.get("fixed_ips") or []]
     sg_ids = port.get("security_groups") or []
     extras = {
@@ -48,7 +49,19 @@ def port_extras(plugin, context, port):
         extras["network"] = plugin.get_network(context, port["network_id"])
     except Exception:
         pass
+    _add_project(extras, port, projects, refresh=True)
     return extras
+
+
+def _add_project(extras, port, projects, refresh):
+    if projects is None:
+        return
+    project = projects.get(port.get("project_id") or port.get("tenant_id"),
+                           refresh=refresh)
+    if project is not None:
+        extras["project"] = project
+    elif projects.unavailable:
+        extras["project_unavailable"] = True
 
 
 # Extensions whose port fields are computed rather than stored (the DNS
@@ -57,7 +70,7 @@ COMPUTED_PORT_EXTENSIONS = {"dns-integration", "dns-domain-ports",
                             "dns-integration-domain-keywords"}
 
 
-def snapshot(plugin, context):
+def snapshot(plugin, context, projects=None):
     """Neutron's ports (with their extras), security groups and subnets.
 
     The ports come straight from Neutron's tables, in five bulk queries of
@@ -68,8 +81,8 @@ def snapshot(plugin, context):
     if aliases & COMPUTED_PORT_EXTENSIONS:
         LOG.info("calico: resync reads ports through the plugin (%s)",
                  ", ".join(sorted(aliases & COMPUTED_PORT_EXTENSIONS)))
-        return snapshot_through_plugin(plugin, context)
-    return _assemble(plugin, context, _ports_from_tables(context))
+        return snapshot_through_plugin(plugin, context, projects)
+    return _assemble(plugin, context, _ports_from_tables(context), projects)
 
 
 def _ports_from_tables(context):
@@ -127,10 +140,10 @@ def _ports_from_tables(context):
     return list(by_id.values())
 
 
-def snapshot_through_plugin(plugin, context):
+def snapshot_through_plugin(plugin, context, projects=None):
     """`snapshot`, with the ports read through the plugin."""
     ports = [p for p in plugin.get_ports(context) if is_endpoint_port(p)]
-    return _assemble(plugin, context, ports)
+    return _assemble(plugin, context, ports, projects)
 
 
 # The group and rule columns the translation reads (what the plugin's dicts
@@ -167,11 +180,12 @@ def _security_groups(plugin, context):
     return list(by_id.values())
 
 
-def _assemble(plugin, context, ports):
+def _assemble(plugin, context, ports, projects=None):
     """Each port with its extras, and the groups and subnets. A port's
     extras carry what its translation reads of its groups and network (id
     and name) and its subnets by id, not whole copies: 3,000 ports would
-    otherwise send 11 MB."""
+    otherwise send 11 MB. Keystone's projects are listed once, not once
+    per port whose project it does not know."""
     subnets = plugin.get_subnets(context)
     groups = _security_groups(plugin, context)
     networks = {n["id"]: {"id": n["id"], "name": n.get("name")}
@@ -179,6 +193,8 @@ def _assemble(plugin, context, ports):
     subnets_by_id = {s["id"]: s for s in subnets}
     groups_by_id = {g["id"]: {"id": g["id"], "name": g.get("name")}
                     for g in groups}
+    if projects is not None:
+        projects.refresh()
     fips = {}
     for fip in _floating_ips(context, [p["id"] for p in ports]):
         fips.setdefault(fip.get("port_id"), []).append(fip)
@@ -195,6 +211,7 @@ def _assemble(plugin, context, ports):
         }
         if p["network_id"] in networks:
             extras["network"] = networks[p["network_id"]]
+        _add_project(extras, p, projects, refresh=False)
         entries.append({"port": p, "extras": extras,
                         "subnet_ids": subnet_ids})
     return {"ports": entries, "security_groups": groups, "subnets": subnets}

@@ -17,6 +17,7 @@ from oslo_config import cfg
 from oslo_log import log
 
 from networking_calico_rs import core as core_mod
+from networking_calico_rs import keystone
 from networking_calico_rs import neutron_data
 
 LOG = log.getLogger(__name__)
@@ -129,7 +130,8 @@ def resync(core):
     gc.disable()
     try:
         plugin = directory.get_plugin()
-        snap = neutron_data.snapshot(plugin, n_context.get_admin_context())
+        snap = neutron_data.snapshot(plugin, n_context.get_admin_context(),
+                                     keystone.projects(cfg.CONF))
         read_secs = time.monotonic() - start
         report = core.call("resync", snapshot=snap)
     finally:

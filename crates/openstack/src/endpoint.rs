@@ -59,6 +59,10 @@ pub struct PortExtras {
     pub network: Option<Network>,
     /// The port's project, from Keystone.
     pub project: Option<Project>,
+    /// Keystone could not be asked about the port's project (and its name
+    /// was not cached): the endpoint keeps the project labels it is stored
+    /// with, so an outage never takes away labels a policy selects on.
+    pub project_unavailable: bool,
     /// The QoS policy that applies (the port's, else its network's).
     pub qos_policy: Option<QosPolicy>,
 }
@@ -312,4 +316,26 @@ fn annotations(port: &Port) -> BTreeMap<String, String> {
         a.insert(FQDN_ANNOTATION.to_string(), fqdn.to_string());
     }
     a
+}
+
+/// Gives `new` (an endpoint resource) the project name and parent labels
+/// of `stored` (the same endpoint as stored), or none if it has none.
+pub fn keep_project_labels(new: &mut Value, stored: &Value) {
+    // Label names hold a '/': looked up by key, not by JSON pointer.
+    let stored_labels = stored.pointer("/metadata/labels");
+    let kept: Vec<(&str, Value)> = [PROJECT_NAME_LABEL, PROJECT_PARENT_ID_LABEL]
+        .into_iter()
+        .filter_map(|k| Some((k, stored_labels?.get(k)?.clone())))
+        .collect();
+    let Some(labels) = new
+        .pointer_mut("/metadata/labels")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    labels.remove(PROJECT_NAME_LABEL);
+    labels.remove(PROJECT_PARENT_ID_LABEL);
+    for (k, v) in kept {
+        labels.insert(k.to_string(), v);
+    }
 }

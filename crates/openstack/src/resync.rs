@@ -15,7 +15,9 @@ use serde_json::Value;
 use crate::driver::wep_desired_on;
 use crate::endpoint::{is_endpoint_port, Endpoint};
 use crate::neutron::Port;
-use crate::sync::{render_resource, same_value, Outcome, SyncError, SyncResult, Syncer};
+use crate::sync::{
+    render_endpoint, render_resource, same_value, Outcome, SyncError, SyncResult, Syncer,
+};
 use crate::PortExtras;
 use calico_datastore::{Error as StoreError, Op};
 
@@ -89,6 +91,9 @@ impl Report {
 /// One desired entry: its key, and how to write it.
 enum Desired {
     Resource(Value),
+    /// A WorkloadEndpoint, and whether it keeps its stored project labels
+    /// (`PortExtras::project_unavailable`).
+    Endpoint(Value, bool),
     Bytes(Vec<u8>),
 }
 
@@ -197,7 +202,10 @@ fn reconcile_endpoints(
             }
             let ep = Endpoint::translate(&port, host, extras, cfg);
             match ep.and_then(|ep| ep.validate().map(|()| ep)) {
-                Ok(ep) => desired.push((ep.key(), Desired::Resource(ep.to_value()))),
+                Ok(ep) => desired.push((
+                    ep.key(),
+                    Desired::Endpoint(ep.to_value(), extras.project_unavailable),
+                )),
                 Err(e) => {
                     let name = crate::names::endpoint_name(host, &port.device_id, &port.id);
                     failed.insert(crate::keys::workload_endpoint_key(
@@ -245,6 +253,7 @@ fn reconcile(
         let known = stored.get(&key);
         let bytes = match &value {
             Desired::Resource(v) => render_resource(v, known),
+            Desired::Endpoint(v, keep) => render_endpoint(v, known, *keep),
             Desired::Bytes(b) => b.clone(),
         };
         wanted.insert(key.clone());
@@ -318,6 +327,7 @@ fn apply(syncer: &Syncer, plan: Vec<Planned>, report: &mut KindReport) -> SyncRe
                     let key = p.op.key();
                     let outcome = match &p.redo {
                         Some(Desired::Resource(v)) => syncer.put_resource(key, v),
+                        Some(Desired::Endpoint(v, keep)) => syncer.put_endpoint(key, v, *keep),
                         Some(Desired::Bytes(b)) => syncer.put_bytes(key, b),
                         None => syncer.remove(key),
                     };

@@ -73,6 +73,19 @@ impl Syncer {
         self.cas_write(key, |existing| render_resource(new, existing))
     }
 
+    /// Writes a WorkloadEndpoint; with `keep_project_labels` (Keystone could
+    /// not name its project) it keeps the project labels it is stored with.
+    pub fn put_endpoint(
+        &self,
+        key: &str,
+        new: &Value,
+        keep_project_labels: bool,
+    ) -> SyncResult<Outcome> {
+        self.cas_write(key, |existing| {
+            render_endpoint(new, existing, keep_project_labels)
+        })
+    }
+
     /// Writes `bytes` at `key` as they are (the DHCP agents' subnet data).
     pub fn put_bytes(&self, key: &str, bytes: &[u8]) -> SyncResult<Outcome> {
         self.cas_write(key, |_| bytes.to_vec())
@@ -162,7 +175,8 @@ impl Syncer {
                     crate::endpoint::Endpoint::translate(&current_port, &host, extras, &self.cfg)?;
                 ep.validate()?;
                 let key = ep.key();
-                let outcome = self.put_resource(&key, &ep.to_value())?;
+                let outcome =
+                    self.put_endpoint(&key, &ep.to_value(), extras.project_unavailable)?;
                 written.push(Written { key, outcome });
             } else {
                 let devices = [Some(&current_port), original_port.as_ref()];
@@ -324,6 +338,24 @@ pub(crate) fn render_resource(new: &Value, existing: Option<&KeyValue>) -> Vec<u
     let now = chrono::Utc::now().format(TIMESTAMP_FORMAT).to_string();
     let value = put_value(new, existing.map(|kv| kv.value.as_slice()), &uid, &now);
     serde_json::to_vec(&value).expect("JSON values always serialise")
+}
+
+/// `render_resource` for an endpoint, keeping the stored project labels
+/// when `keep_project_labels`.
+pub(crate) fn render_endpoint(
+    new: &Value,
+    existing: Option<&KeyValue>,
+    keep_project_labels: bool,
+) -> Vec<u8> {
+    if !keep_project_labels {
+        return render_resource(new, existing);
+    }
+    let stored = existing
+        .and_then(|kv| serde_json::from_slice::<Value>(&kv.value).ok())
+        .unwrap_or(Value::Null);
+    let mut new = new.clone();
+    crate::endpoint::keep_project_labels(&mut new, &stored);
+    render_resource(&new, existing)
 }
 
 /// Equal as JSON when both parse (key order and spacing aside), else as

@@ -392,3 +392,68 @@ fn felix_settings_are_provided_and_an_operators_are_kept() {
     let w = sync.provide_felix_config().unwrap();
     assert!(w.iter().all(|w| w.outcome == Outcome::Unchanged));
 }
+
+fn project_labels(s: &dyn Datastore, key: &str) -> (Value, Value) {
+    let labels = value(s, key)["metadata"]["labels"].clone();
+    (
+        labels["projectcalico.org/openstack-project-name"].clone(),
+        labels["projectcalico.org/openstack-project-parent-id"].clone(),
+    )
+}
+
+/// While Keystone cannot be asked (`project_unavailable`), a port written
+/// again keeps the project labels it has, by a port update and by a
+/// resync alike; once Keystone says the project is unknown, they go.
+#[test]
+fn project_labels_outlive_a_keystone_outage() {
+    let (_d, s) = store();
+    let sync = Syncer::new(s.clone(), Config::default());
+    let key = wep_key("h1", "p1");
+    let named = |name: &str| {
+        let mut e = extras();
+        e.project = Some(calico_openstack::neutron::Project {
+            name: Some(name.into()),
+            parent_id: Some("parent-1".into()),
+        });
+        e
+    };
+    let outage = PortExtras {
+        project_unavailable: true,
+        ..extras()
+    };
+    let p = port("p1", "h1", "10.65.0.5");
+    sync.sync_port(None, &p, &named("demo")).unwrap();
+    let demo = (json!("demo"), json!("parent-1"));
+    assert_eq!(project_labels(s.as_ref(), &key), demo);
+
+    // A changed address during the outage: written, labels kept.
+    let p2 = port("p1", "h1", "10.65.0.6");
+    let w = sync.sync_port(Some(&p), &p2, &outage).unwrap();
+    assert!(w
+        .iter()
+        .any(|w| w.key == key && w.outcome == Outcome::Updated));
+    assert_eq!(project_labels(s.as_ref(), &key), demo);
+    // Nothing else changed: nothing written.
+    let w = sync.sync_port(Some(&p2), &p2, &outage).unwrap();
+    assert!(w.iter().all(|w| w.outcome == Outcome::Unchanged), "{w:?}");
+
+    // A resync during the outage keeps them too (and writes nothing).
+    let mut snap = snapshot(0);
+    snap.ports.push(PortWithExtras {
+        port: p2.clone(),
+        extras: outage.clone(),
+        subnet_ids: vec![],
+    });
+    assert_eq!(resync(&sync, &snap).unwrap().endpoints.unchanged, 1);
+    assert_eq!(project_labels(s.as_ref(), &key), demo);
+
+    // Keystone back with a new name: relabelled; then unknown: no labels.
+    snap.ports[0].extras = named("demo-renamed");
+    assert_eq!(resync(&sync, &snap).unwrap().endpoints.updated, 1);
+    assert_eq!(project_labels(s.as_ref(), &key).0, json!("demo-renamed"));
+    sync.sync_port(Some(&p2), &p2, &extras()).unwrap();
+    assert_eq!(project_labels(s.as_ref(), &key), (Value::Null, Value::Null));
+    // An outage for an endpoint that never had them adds none.
+    sync.sync_port(Some(&p2), &p, &outage).unwrap();
+    assert_eq!(project_labels(s.as_ref(), &key), (Value::Null, Value::Null));
+}
