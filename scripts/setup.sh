@@ -45,6 +45,7 @@ if [ "$openstack" = 1 ]; then
     # --- OpenStack (the ML2 driver's end-to-end tests, `calico-lab openstack`)
     neutron-server neutron-common       # Debian's neutron (Zed): neutron-common has the monolithic neutron-server and ML2
     python3-openstackclient             # the `openstack` CLI
+    python3-keystone                    # Keystone (keystone-manage, its WSGI app) for the lab's controller
     mariadb-server mariadb-client       # Neutron's database (SQLite cannot run its migrations)
     python3-pip python3-setuptools      # installing the driver package into /usr/bin/python3
   )

@@ -64,7 +64,9 @@ class ProjectCache(object):
         for p in projects:
             pid, name, parent = (_field(p, "id"), _field(p, "name"),
                                  _field(p, "parent_id"))
-            if pid and name and pid not in self._projects:
+            # Every listing refreshes what it names: a renamed project is
+            # renamed on the next miss or resync.
+            if pid and name:
                 self._projects[pid] = {"name": name, "parent_id": parent}
 
 

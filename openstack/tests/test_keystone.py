@@ -43,6 +43,15 @@ class ProjectCacheTest(unittest.TestCase):
         self.assertEqual(ks.lists, 2)
         self.assertFalse(cache.unavailable)
 
+    def test_a_listing_renames(self):
+        ks = FakeKeystone([project("p1", "demo")])
+        cache = keystone.ProjectCache(ks.list, 100)
+        cache.get("p1")
+        ks.projects = [project("p1", "renamed", "p0")]
+        cache.refresh()
+        self.assertEqual(cache.get("p1"),
+                         {"name": "renamed", "parent_id": "p0"})
+
     def test_without_refresh_only_the_cache_answers(self):
         ks = FakeKeystone([project("p1", "demo")])
         cache = keystone.ProjectCache(ks.list, 100)

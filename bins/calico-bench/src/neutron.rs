@@ -13,7 +13,8 @@
 //!       after half the endpoints were deleted.
 //!
 //! The bench talks HTTP to neutron-server from inside the lab's fabric
-//! namespace (its API listens on that namespace's loopback).
+//! namespace (its API listens on that namespace's loopback), with a token
+//! of the lab's admin from the lab's Keystone.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -26,6 +27,9 @@ use serde_json::{json, Value};
 
 const PREFIX: &str = "bos-";
 const API: &str = "127.0.0.1:9696";
+
+/// The admin's Keystone token, taken once the lab is up.
+static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// A lab with a controller; `calico-lab down` on drop.
 struct Lab {
@@ -48,6 +52,17 @@ impl Lab {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+        let out = lab
+            .cmd(&["os", "token", "issue", "-f", "value", "-c", "id"])
+            .output()?;
+        let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !out.status.success() || token.is_empty() {
+            bail!(
+                "no Keystone token: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let _ = TOKEN.set(token);
         Ok(lab)
     }
 
@@ -78,10 +93,11 @@ fn http(method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Value)> 
     let mut s = TcpStream::connect(API)?;
     s.set_read_timeout(Some(Duration::from_secs(120)))?;
     let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let token = TOKEN.get().map(String::as_str).unwrap_or_default();
     write!(
         s,
         "{method} {path} HTTP/1.1\r\nHost: {API}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+         X-Auth-Token: {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )?;
     let mut raw = Vec::new();

@@ -264,7 +264,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Os { api_port, args } => {
             let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-            print!("{}", openstack::controller::openstack_at(api_port, &refs)?);
+            print!(
+                "{}",
+                openstack::controller::openstack_at(&cli.dir, api_port, &refs)?
+            );
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Boot {
@@ -445,7 +448,8 @@ fn http_ok(addr: &str, path: &str) -> bool {
     }
     let mut buf = String::new();
     let _ = s.read_to_string(&mut buf);
-    buf.starts_with("HTTP/1.1 200")
+    // HTTP/1.0 from Python's wsgiref (Keystone's server), 1.1 elsewhere.
+    buf.starts_with("HTTP/1.1 200") || buf.starts_with("HTTP/1.0 200")
 }
 
 /// `2/3 Established` from what the host's agent publishes, or `-`.

@@ -1,5 +1,5 @@
 //! The Neutron ML2 driver `calico` end to end: Debian's neutron-server
-//! (with MariaDB, no Keystone, no message bus) and the `openstack` CLI
+//! (with MariaDB and Keystone, no message bus) and the `openstack` CLI
 //! driving the lab's hosts, whose calico-node programs VMs the lab boots as
 //! Nova would. Root only; the lab (controller included) is torn down by a
 //! guard, even when an assertion fails.
@@ -19,6 +19,7 @@ fn require(test: &str) -> bool {
                 ("neutron-server", "neutron-server"),
                 ("openstack", "python3-openstackclient"),
                 ("mariadbd", "mariadb-server"),
+                ("keystone-manage", "python3-keystone"),
             ],
         )
 }
@@ -404,6 +405,92 @@ fn neutron_binds_ports_and_security_groups_take_effect() {
 
 /// The driver's data as compared across a resync: names, labels and specs
 /// (revisions and timestamps aside).
+/// `calico-resync --json` with the first server's configuration.
+fn calico_resync(lab: &Lab) -> Value {
+    let dir = lab.dir.path().join("openstack");
+    let shim = concat!(env!("CARGO_MANIFEST_DIR"), "/../../openstack");
+    let o = lab.in_fabric(&[
+        "env",
+        &format!("PYTHONPATH={shim}"),
+        "calico-resync",
+        "--json",
+        "--config-file",
+        dir.join("neutron-9696.conf").to_str().unwrap(),
+        "--config-file",
+        dir.join("ml2_conf.ini").to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "calico-resync: {stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap()
+}
+
+/// The project labels of the endpoint of the VM `device`.
+fn project_labels(lab: &Lab, device: &str) -> Option<(Value, Value, Value)> {
+    let wep = weps(lab)
+        .into_iter()
+        .find(|w| w["spec"]["workload"] == device)?;
+    let label =
+        |k: &str| wep["metadata"]["labels"][format!("projectcalico.org/openstack-{k}")].clone();
+    Some((
+        label("project-id"),
+        label("project-name"),
+        label("project-parent-id"),
+    ))
+}
+
+/// Keystone's names, through the driver's `[keystone_authtoken]` (as
+/// upstream): a port of a project within a project is labelled with the
+/// project's name and its parent's id; a renamed project gets its new
+/// (sanitised) name at the next resync.
+fn keystone_projects_name_endpoints(lab: &Lab) {
+    let demo = lab.os_json(&["project", "create", "demo"]);
+    let web = lab.os_json(&["project", "create", "--parent", "demo", "demo-web"]);
+    lab.os_json(&[
+        "port",
+        "create",
+        "pd",
+        "--network",
+        "net1",
+        "--project",
+        "demo-web",
+        "--host",
+        "host2",
+        "--device-owner",
+        "compute:nova",
+        "--device",
+        "vm-pd",
+    ]);
+    let expected = |name: &str| Some((web["id"].clone(), json!(name), demo["id"].clone()));
+    eventually(
+        "the endpoint names its project",
+        Duration::from_secs(20),
+        || project_labels(lab, "vm-pd") == expected("demo-web"),
+    );
+    // The other endpoints are the admin's, a top-level project (parent:
+    // the domain).
+    let admin = weps(lab)
+        .into_iter()
+        .find(|w| w["spec"]["workload"] == "vm-p0")
+        .expect("p0's endpoint");
+    assert_eq!(
+        admin["metadata"]["labels"]["projectcalico.org/openstack-project-name"],
+        "admin"
+    );
+    assert_eq!(
+        admin["metadata"]["labels"]["projectcalico.org/openstack-project-parent-id"],
+        "default"
+    );
+
+    lab.ok(&["os", "project", "set", "--name", "demo web!", "demo-web"]);
+    let report = calico_resync(lab);
+    assert_eq!(report["endpoints"]["updated"], 1, "{report}");
+    assert_eq!(project_labels(lab, "vm-pd"), expected("demo_web"));
+}
+
 fn driver_data(lab: &Lab) -> Vec<Value> {
     let mut out = Vec::new();
     for kind in ["workloadendpoints", "networkpolicies"] {
@@ -550,31 +637,15 @@ fn resync_repairs_the_datastore_and_one_leader_is_elected() {
     );
     assert_ne!(driver_data(&lab), before);
 
-    let dir = lab.dir.path().join("openstack");
-    let shim = concat!(env!("CARGO_MANIFEST_DIR"), "/../../openstack");
-    let o = lab.in_fabric(&[
-        "env",
-        &format!("PYTHONPATH={shim}"),
-        "calico-resync",
-        "--json",
-        "--config-file",
-        dir.join("neutron-9696.conf").to_str().unwrap(),
-        "--config-file",
-        dir.join("ml2_conf.ini").to_str().unwrap(),
-    ]);
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "calico-resync: {stdout}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let report = calico_resync(&lab);
     assert_eq!(report["endpoints"]["created"], 3, "{report}");
     assert_eq!(report["policies"]["updated"], 1, "{report}");
     assert_eq!(report["endpoints"]["updated"], 0, "{report}");
     assert_eq!(report["ports"], 7);
     assert_eq!(driver_data(&lab), before, "everything is back as it was");
     assert_eq!(operator_rv(&lab), rv, "the operator's policy is untouched");
+
+    keystone_projects_name_endpoints(&lab);
 
     // Two neutron-servers on one datastore: one leader; when it stops, the
     // other takes over, and keeps the agents alive in Neutron.

@@ -3,8 +3,8 @@
 //! the lab's etcd there, and its ports never touch the machine's own
 //! loopback). Configured as the article says (`core_plugin = ml2`,
 //! `service_plugins = router`, the article's `ml2_conf.ini`), plus the
-//! lines a lab needs: no Keystone (`noauth`), no message bus (`fake://`),
-//! and `[calico]` pointing at the lab's datastore.
+//! lines a lab needs: Keystone on the same loopback (`keystone`), no
+//! message bus (`fake://`), and `[calico]` pointing at the lab's datastore.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,6 +18,8 @@ use crate::netns::{exec, exec_ok, ip, spawn};
 use crate::procs::{self, Until};
 use crate::state::{Datastore, LabState};
 use crate::topology::fabric_ns;
+
+use super::keystone;
 
 /// MariaDB's port on the fabric namespace's loopback.
 pub const DB_PORT: u16 = 13306;
@@ -40,6 +42,8 @@ pub struct Controller {
     /// The stand-in for nova-api-metadata.
     #[serde(default)]
     pub metadata_pid: Option<u32>,
+    #[serde(default)]
+    pub keystone_pid: Option<u32>,
 }
 
 impl Controller {
@@ -53,6 +57,11 @@ impl Controller {
 
     pub fn ml2_conf(&self) -> PathBuf {
         self.dir.join("ml2_conf.ini")
+    }
+
+    /// The admin's clouds.yaml (cloud `calico-lab-<port>` per server).
+    pub fn clouds_yaml(&self) -> PathBuf {
+        self.dir.join("clouds.yaml")
     }
 
     /// Every process of the controller: the servers with their forked
@@ -70,6 +79,7 @@ impl Controller {
                 .flat_map(|(_, p)| procs::with_descendants(*p)),
         );
         v.extend(self.metadata_pid);
+        v.extend(self.keystone_pid);
         v.extend(self.db_pid);
         v
     }
@@ -113,7 +123,7 @@ fn neutron_conf(dir: &Path, state: &LabState, port: u16) -> Result<String> {
 core_plugin = ml2
 service_plugins = router
 allow_overlapping_ips = True
-auth_strategy = noauth
+auth_strategy = keystone
 transport_url = fake://
 bind_host = 127.0.0.1
 bind_port = {port}
@@ -139,11 +149,12 @@ quota_security_group = -1
 quota_security_group_rule = -1
 quota_router = -1
 quota_floatingip = -1
-[calico]
+{authtoken}[calico]
 {calico}calico_neutron_path = {}
 status_poll_secs = 2
 ",
-        sibling("calico-neutron")?.display()
+        sibling("calico-neutron")?.display(),
+        authtoken = keystone::authtoken_section(),
     ))
 }
 
@@ -161,9 +172,10 @@ fn check_installed() -> Result<()> {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
-    if !ok || which("neutron-server").is_none() || which("mariadbd").is_none() {
+    let tools = ["neutron-server", "mariadbd", "keystone-manage"];
+    if !ok || tools.iter().any(|t| which(t).is_none()) {
         bail!(
-            "neutron-server, MariaDB or the calico driver is not installed: \
+            "neutron-server, MariaDB, Keystone or the calico driver is not installed: \
              run `bash scripts/setup.sh --openstack` first"
         );
     }
@@ -193,8 +205,13 @@ pub fn start(state: &mut LabState) -> Result<()> {
         ..Controller::default()
     });
     state.save()?;
-    say("starting MariaDB and neutron-server (ML2, mechanism_drivers = calico) in the fabric");
+    say("starting MariaDB, Keystone and neutron-server (ML2, mechanism_drivers = calico) in the fabric");
     start_db(state, &dir)?;
+    let pid = keystone::start(&dir, &Controller::endpoint(API_PORT))?;
+    if let Some(c) = state.openstack.as_mut() {
+        c.keystone_pid = Some(pid);
+    }
+    state.save()?;
     std::fs::write(dir.join("ml2_conf.ini"), ML2_CONF)?;
     std::fs::write(
         dir.join("neutron.conf"),
@@ -267,11 +284,15 @@ fn start_db(state: &mut LabState, dir: &Path) -> Result<()> {
         )
     };
     wait_for("MariaDB", Duration::from_secs(30), || client("SELECT 1"))?;
-    let setup = "CREATE DATABASE neutron; \
-                 CREATE USER 'neutron'@'127.0.0.1' IDENTIFIED BY 'neutron'; \
-                 GRANT ALL ON neutron.* TO 'neutron'@'127.0.0.1';";
-    if !client(setup) {
-        bail!("cannot create the neutron database");
+    for service in ["neutron", "keystone"] {
+        let setup = format!(
+            "CREATE DATABASE {service}; \
+             CREATE USER '{service}'@'127.0.0.1' IDENTIFIED BY '{service}'; \
+             GRANT ALL ON {service}.* TO '{service}'@'127.0.0.1';"
+        );
+        if !client(&setup) {
+            bail!("cannot create the {service} database");
+        }
     }
     Ok(())
 }
@@ -303,6 +324,8 @@ pub fn start_server(state: &mut LabState, port: u16) -> Result<()> {
     )?;
     if let Some(c) = state.openstack.as_mut() {
         c.servers.push((port, pid));
+        let ports: Vec<u16> = c.servers.iter().map(|(p, _)| *p).collect();
+        std::fs::write(c.clouds_yaml(), keystone::clouds_yaml(&ports))?;
     }
     state.save()?;
     let me = sibling("calico-lab")?.display().to_string();
@@ -310,7 +333,8 @@ pub fn start_server(state: &mut LabState, port: u16) -> Result<()> {
     wait_for("neutron-server", Duration::from_secs(90), || {
         exec_ok(
             &fabric_ns(),
-            &[&me, "internal-http-ok", &addr, "/v2.0/networks"],
+            // The version list: the one resource that needs no token.
+            &[&me, "internal-http-ok", &addr, "/"],
         )
     })
     .with_context(|| format!("see {}", ctl.dir.join("log").display()))
@@ -333,7 +357,7 @@ pub fn stop_server(state: &mut LabState, port: u16) -> Result<()> {
     state.save()
 }
 
-fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Result<()> {
+pub(super) fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Result<()> {
     let deadline = Instant::now() + limit;
     while !ok() {
         if Instant::now() > deadline {
@@ -344,17 +368,30 @@ fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Result
     Ok(())
 }
 
-/// Runs the `openstack` CLI against the first neutron-server (no Keystone:
-/// `--os-auth-type none`), inside the fabric namespace; returns stdout.
+/// Runs the `openstack` CLI as the lab's admin against the first
+/// neutron-server, inside the fabric namespace; returns stdout.
 pub fn openstack(args: &[&str]) -> Result<String> {
-    openstack_at(API_PORT, args)
+    run_openstack(&keystone::cli_env(), args)
 }
 
-pub fn openstack_at(port: u16, args: &[&str]) -> Result<String> {
-    let endpoint = Controller::endpoint(port);
+/// The same against the neutron-server on `port` of the lab in `dir` (the
+/// catalog names only the first one: its clouds.yaml names each).
+pub fn openstack_at(dir: &Path, port: u16, args: &[&str]) -> Result<String> {
+    let env = [
+        (
+            "OS_CLIENT_CONFIG_FILE",
+            dir.join("openstack/clouds.yaml").display().to_string(),
+        ),
+        ("OS_CLOUD", format!("calico-lab-{port}")),
+    ];
+    run_openstack(&env, args)
+}
+
+fn run_openstack(env: &[(&str, String)], args: &[&str]) -> Result<String> {
     let out = Command::new("ip")
         .args(["netns", "exec", &fabric_ns(), "openstack"])
-        .args(["--os-auth-type", "none", "--os-endpoint", &endpoint])
+        .env_remove("OS_CLOUD")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .args(args)
         .output()
         .context("cannot run the openstack CLI (apt-get install python3-openstackclient)")?;

@@ -3,6 +3,7 @@
 //! and `calico-lab openstack`, the article's OpenStack steps end to end.
 
 pub mod controller;
+pub mod keystone;
 pub mod nova;
 pub mod services;
 
