@@ -11,22 +11,30 @@ be asked, a port whose project is not cached keeps the labels it has (the
 co-process is told ``project_unavailable``): an outage never takes away
 labels a policy selects on. A Neutron request never fails for them."""
 
+import time
+
 from oslo_log import log
 
 LOG = log.getLogger(__name__)
 
 GROUP = "keystone_authtoken"
+# A request to Keystone gives up after this long, and after a failure
+# Keystone is not asked again for this long: port writes go on meanwhile.
+TIMEOUT_SECS = 10
+RETRY_SECS = 30
 
 
 class ProjectCache(object):
     """Project id -> {"name", "parent_id"}, filled by `list_projects`
     (a callable returning objects or dicts with id, name and parent_id)."""
 
-    def __init__(self, list_projects, max_size):
+    def __init__(self, list_projects, max_size, clock=time.monotonic):
         self._list_projects = list_projects
         self._max_size = max_size
+        self._clock = clock
         self._projects = {}
         self._failing = False
+        self._retry_at = 0.0
 
     def get(self, project_id, refresh=True):
         """The project's name and parent, listing Keystone's projects on a
@@ -46,14 +54,17 @@ class ProjectCache(object):
         return self._failing
 
     def refresh(self):
+        if self._failing and self._clock() < self._retry_at:
+            return
         try:
             projects = list(self._list_projects())
         except Exception as e:
             # Logged once per outage, not once per port.
             if not self._failing:
                 LOG.warning("calico: cannot list Keystone's projects (ports "
-                            "are written without project names): %s", e)
+                            "keep the project labels they have): %s", e)
             self._failing = True
+            self._retry_at = self._clock() + RETRY_SECS
             return
         if self._failing:
             LOG.info("calico: Keystone answers again")
@@ -91,7 +102,8 @@ def lister_from_conf(conf):
     auth = loading.load_auth_from_conf_options(conf, GROUP)
     if auth is None:
         return None
-    sess = session.Session(auth=auth, verify=_verify(conf))
+    sess = session.Session(auth=auth, verify=_verify(conf),
+                           timeout=TIMEOUT_SECS)
     keystone = client.Client(session=sess)
     return keystone.projects.list
 

@@ -72,18 +72,26 @@ class ProjectCacheTest(unittest.TestCase):
 
     def test_names_survive_an_outage_which_is_reported(self):
         ks = FakeKeystone([project("p1", "demo")])
-        cache = keystone.ProjectCache(ks.list, 1)
+        now = [100.0]
+        cache = keystone.ProjectCache(ks.list, 1, clock=lambda: now[0])
         cache.get("p1")
         ks.down = True
         with self.assertLogs(keystone.LOG.logger, "WARNING") as logs:
             self.assertIsNone(cache.get("p2"))
+            now[0] += keystone.RETRY_SECS - 1
             self.assertIsNone(cache.get("p3"))
         self.assertEqual(len(logs.output), 1, logs.output)
+        # Not asked again before the retry time: ports are not held up.
+        self.assertEqual(ks.lists, 2)
         self.assertTrue(cache.unavailable)
         # Full, but not emptied: Keystone did not answer.
         self.assertEqual(cache.get("p1")["name"], "demo")
         ks.down = False
         self.assertIsNone(cache.get("p2"))
+        self.assertTrue(cache.unavailable)
+        now[0] += 1
+        self.assertIsNone(cache.get("p2"))
+        self.assertEqual(ks.lists, 3)
         self.assertFalse(cache.unavailable)
 
     def test_projects_without_a_name_are_not_cached(self):
