@@ -184,8 +184,8 @@ def _assemble(plugin, context, ports, projects=None):
     """Each port with its extras, and the groups and subnets. A port's
     extras carry what its translation reads of its groups and network (id
     and name) and its subnets by id, not whole copies: 3,000 ports would
-    otherwise send 11 MB. Keystone's projects are listed once, not once
-    per port whose project it does not know."""
+    otherwise send 11 MB. Projects come from what `projects` holds (the
+    caller lists Keystone's once, not once per port it does not know)."""
     subnets = plugin.get_subnets(context)
     groups = _security_groups(plugin, context)
     networks = {n["id"]: {"id": n["id"], "name": n.get("name")}
@@ -193,8 +193,6 @@ def _assemble(plugin, context, ports, projects=None):
     subnets_by_id = {s["id"]: s for s in subnets}
     groups_by_id = {g["id"]: {"id": g["id"], "name": g.get("name")}
                     for g in groups}
-    if projects is not None:
-        projects.refresh()
     fips = {}
     for fip in _floating_ips(context, [p["id"] for p in ports]):
         fips.setdefault(fip.get("port_id"), []).append(fip)
