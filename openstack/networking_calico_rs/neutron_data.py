@@ -70,7 +70,7 @@ COMPUTED_PORT_EXTENSIONS = {"dns-integration", "dns-domain-ports",
                             "dns-integration-domain-keywords"}
 
 
-def snapshot(plugin, context, projects=None):
+def snapshot(plugin, context):
     """Neutron's ports (with their extras), security groups and subnets.
 
     The ports come straight from Neutron's tables, in five bulk queries of
@@ -81,8 +81,8 @@ def snapshot(plugin, context, projects=None):
     if aliases & COMPUTED_PORT_EXTENSIONS:
         LOG.info("calico: resync reads ports through the plugin (%s)",
                  ", ".join(sorted(aliases & COMPUTED_PORT_EXTENSIONS)))
-        return snapshot_through_plugin(plugin, context, projects)
-    return _assemble(plugin, context, _ports_from_tables(context), projects)
+        return snapshot_through_plugin(plugin, context)
+    return _assemble(plugin, context, _ports_from_tables(context))
 
 
 def _ports_from_tables(context):
@@ -140,10 +140,17 @@ def _ports_from_tables(context):
     return list(by_id.values())
 
 
-def snapshot_through_plugin(plugin, context, projects=None):
+def snapshot_through_plugin(plugin, context):
     """`snapshot`, with the ports read through the plugin."""
     ports = [p for p in plugin.get_ports(context) if is_endpoint_port(p)]
-    return _assemble(plugin, context, ports, projects)
+    return _assemble(plugin, context, ports)
+
+
+def add_projects(snap, projects):
+    """Each port's project from what `projects` (a ProjectCache) holds: the
+    caller listed Keystone's once, not once per port it does not know."""
+    for entry in snap["ports"]:
+        _add_project(entry["extras"], entry["port"], projects, refresh=False)
 
 
 # The group and rule columns the translation reads (what the plugin's dicts
@@ -180,12 +187,11 @@ def _security_groups(plugin, context):
     return list(by_id.values())
 
 
-def _assemble(plugin, context, ports, projects=None):
+def _assemble(plugin, context, ports):
     """Each port with its extras, and the groups and subnets. A port's
     extras carry what its translation reads of its groups and network (id
     and name) and its subnets by id, not whole copies: 3,000 ports would
-    otherwise send 11 MB. Projects come from what `projects` holds (the
-    caller lists Keystone's once, not once per port it does not know)."""
+    otherwise send 11 MB."""
     subnets = plugin.get_subnets(context)
     groups = _security_groups(plugin, context)
     networks = {n["id"]: {"id": n["id"], "name": n.get("name")}
@@ -209,7 +215,6 @@ def _assemble(plugin, context, ports, projects=None):
         }
         if p["network_id"] in networks:
             extras["network"] = networks[p["network_id"]]
-        _add_project(extras, p, projects, refresh=False)
         entries.append({"port": p, "extras": extras,
                         "subnet_ids": subnet_ids})
     return {"ports": entries, "security_groups": groups, "subnets": subnets}

@@ -5,6 +5,7 @@ rows are written straight to Neutron's database, as the RPC handler of a
 real agent's ``report_state`` would, so no message bus is needed."""
 
 import gc
+import threading
 import time
 
 import eventlet
@@ -122,28 +123,39 @@ def resync(core):
     time of the whole: Keystone's project list, the read, the hand-over and
     the datastore's part.
 
+    Keystone's projects are listed while Neutron's database is read (a
+    thread; a green one in neutron-server): a cold listing is four
+    requests (discovery, token, discovery, list), 0.15-0.3 s measured.
+
     Python's cyclic garbage collector is off meanwhile: the snapshot makes
     tens of thousands of small dicts and lists, which set off full
     collections that took as long as the read itself (none of them is
     garbage; the collector runs again afterwards)."""
     start = time.monotonic()
     projects = keystone.projects(cfg.CONF)
-    projects.refresh()
-    keystone_secs = time.monotonic() - start
+    timing = {}
+
+    def list_projects():
+        projects.refresh()
+        timing["keystone"] = time.monotonic() - start
+
+    listing = threading.Thread(target=list_projects, daemon=True)
+    listing.start()
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         plugin = directory.get_plugin()
-        snap = neutron_data.snapshot(plugin, n_context.get_admin_context(),
-                                     projects)
-        read_secs = time.monotonic() - start - keystone_secs
+        snap = neutron_data.snapshot(plugin, n_context.get_admin_context())
+        read_secs = time.monotonic() - start
+        listing.join()
+        neutron_data.add_projects(snap, projects)
         report = core.call("resync", snapshot=snap)
     finally:
         if was_enabled:
             gc.enable()
     report["total_seconds"] = round(time.monotonic() - start, 3)
     report["neutron_read_seconds"] = round(read_secs, 3)
-    report["keystone_seconds"] = round(keystone_secs, 3)
+    report["keystone_seconds"] = round(timing.get("keystone", 0.0), 3)
     report["ports"] = len(snap["ports"])
     report["security_groups"] = len(snap["security_groups"])
     report["subnets_read"] = len(snap["subnets"])
