@@ -52,7 +52,10 @@
 //!   (upstream writes a name from which Felix reads different IDs, so the
 //!   port never goes ACTIVE);
 //! - a Keystone project without a parent gets an empty parent label
-//!   (upstream writes `null`).
+//!   (upstream writes `null`);
+//! - while Keystone cannot be asked, an endpoint keeps the project labels
+//!   it is stored with (`PortExtras::project_unavailable`; upstream drops
+//!   them, so a policy selecting on a project name stops applying).
 
 pub mod driver;
 pub mod election;
