@@ -46,6 +46,7 @@ if [ "$openstack" = 1 ]; then
     neutron-server neutron-common       # Debian's neutron (Zed): neutron-common has the monolithic neutron-server and ML2
     python3-openstackclient             # the `openstack` CLI
     python3-keystone                    # Keystone (keystone-manage, its WSGI app) for the lab's controller
+    rabbitmq-server                     # the article's message bus (`calico-lab openstack-up --message-bus rabbitmq`)
     mariadb-server mariadb-client       # Neutron's database (SQLite cannot run its migrations)
     python3-pip python3-setuptools      # installing the driver package into /usr/bin/python3
   )
@@ -59,7 +60,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  # Without systemd, the packages' init scripts would start MariaDB and neutron at once:
+  # Without systemd, the packages' init scripts would start MariaDB, RabbitMQ and neutron at once:
   # deny that while installing (a policy-rc.d already in place is left as it is).
   added_policy=0
   if [ ! -e /usr/sbin/policy-rc.d ]; then

@@ -94,6 +94,9 @@ enum Cmd {
     Openstack {
         #[arg(long, value_enum, default_value = "local")]
         datastore: Store,
+        /// neutron-server's message bus (the driver needs none).
+        #[arg(long, value_enum, default_value = "none")]
+        message_bus: openstack::controller::MessageBus,
         /// Leave the lab and controller running afterwards.
         #[arg(long)]
         keep: bool,
@@ -102,6 +105,9 @@ enum Cmd {
     OpenstackUp {
         #[arg(long, value_enum, default_value = "local")]
         datastore: Store,
+        /// neutron-server's message bus (the driver needs none).
+        #[arg(long, value_enum, default_value = "none")]
+        message_bus: openstack::controller::MessageBus,
     },
     /// Run the `openstack` CLI against the lab's neutron-server.
     Os {
@@ -252,13 +258,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             demo::run(&cli.dir, datastore.into(), route_reflectors, keep).map(|_| ExitCode::SUCCESS)
         }
-        Cmd::Openstack { datastore, keep } => {
-            openstack::run(&cli.dir, datastore.into(), keep).map(|_| ExitCode::SUCCESS)
+        Cmd::Openstack {
+            datastore,
+            message_bus,
+            keep,
+        } => {
+            openstack::run(&cli.dir, datastore.into(), message_bus, keep).map(|_| ExitCode::SUCCESS)
         }
-        Cmd::OpenstackUp { datastore } => {
-            let state = openstack::up(&cli.dir, datastore.into()).inspect_err(|_| {
-                let _ = lab::down(&cli.dir);
-            })?;
+        Cmd::OpenstackUp {
+            datastore,
+            message_bus,
+        } => {
+            let state =
+                openstack::up(&cli.dir, datastore.into(), message_bus).inspect_err(|_| {
+                    let _ = lab::down(&cli.dir);
+                })?;
             print_status(&state);
             Ok(ExitCode::SUCCESS)
         }

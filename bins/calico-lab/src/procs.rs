@@ -18,7 +18,7 @@ static CHILDREN: Mutex<Vec<Child>> = Mutex::new(Vec::new());
 
 /// The programs the lab starts: a PID from the state file is signalled only
 /// if it still runs one of them (the PID may have been reused since).
-const LAB_PROGRAMS: [&str; 11] = [
+const LAB_PROGRAMS: [&str; 18] = [
     "calico-node",
     "calico-neutron",
     "calico-dhcp-agent",
@@ -30,6 +30,14 @@ const LAB_PROGRAMS: [&str; 11] = [
     "bird",
     "mariadbd",
     "neutron-server",
+    "keystone-wsgi-public",
+    // RabbitMQ: its script, the Erlang VM and the VM's helpers.
+    "rabbitmq-server",
+    "epmd",
+    "beam.smp",
+    "erl_child_setup",
+    "inet_gethost",
+    "rabbit_disk_monitor",
 ];
 
 /// How long a process gets to exit on SIGTERM before SIGKILL.
@@ -117,8 +125,9 @@ fn is_lab_process(pid: u32) -> bool {
     };
     match args.next() {
         Some(a) if program(&a) => true,
-        // `ip netns exec <ns> <program>`, or `python3 <script>` (neutron-server).
-        Some(a) if matches!(a.rsplit('/').next(), Some("ip" | "python3")) => {
+        // `ip netns exec <ns> <program>`, `python3 <script>` (neutron-server,
+        // Keystone) or `sh <script>` (RabbitMQ).
+        Some(a) if matches!(a.rsplit('/').next(), Some("ip" | "python3" | "sh")) => {
             args.any(|a| program(&a))
         }
         _ => false,

@@ -1,5 +1,6 @@
 //! The Neutron ML2 driver `calico` end to end: Debian's neutron-server
-//! (with MariaDB and Keystone, no message bus) and the `openstack` CLI
+//! (with MariaDB and Keystone; RabbitMQ in one test, no message bus in the
+//! others) and the `openstack` CLI
 //! driving the lab's hosts, whose calico-node programs VMs the lab boots as
 //! Nova would. Root only; the lab (controller included) is torn down by a
 //! guard, even when an assertion fails.
@@ -20,6 +21,7 @@ fn require(test: &str) -> bool {
                 ("openstack", "python3-openstackclient"),
                 ("mariadbd", "mariadb-server"),
                 ("keystone-manage", "python3-keystone"),
+                ("epmd", "rabbitmq-server"),
             ],
         )
 }
@@ -160,7 +162,18 @@ fn neutron_binds_ports_and_security_groups_take_effect() {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let lab = Lab::openstack_up("os", "local");
+    // With the article's message bus, RabbitMQ (the other tests run
+    // without one): the driver needs none, and a bus changes nothing.
+    let lab = Lab::openstack_up_with("os", "local", &["--message-bus", "rabbitmq"]);
+    let rabbit_log = lab.dir.path().join("openstack/log/rabbit@localhost.log");
+    eventually(
+        "neutron-server on RabbitMQ",
+        Duration::from_secs(10),
+        || {
+            std::fs::read_to_string(&rabbit_log)
+                .is_ok_and(|t| t.contains("accepting AMQP connection"))
+        },
+    );
 
     // Every host's agent is a live Neutron agent.
     assert_eq!(agent_alive(&lab, "host1"), Some(true));
@@ -401,10 +414,28 @@ fn neutron_binds_ports_and_security_groups_take_effect() {
     });
     let bound = port_create(&lab, "later-port", "host1", "web");
     assert_eq!(bound["binding_vif_type"], "tap", "{bound}");
+
+    // `down` leaves no process of the controller behind (Keystone,
+    // RabbitMQ and its Erlang VM included).
+    let fabric = format!("{}fabric", lab.prefix);
+    let out = std::process::Command::new("ip")
+        .args(["netns", "pids", &fabric])
+        .output()
+        .unwrap();
+    let pids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    assert!(pids.len() > 5, "the controller's processes: {pids:?}");
+    lab.ok(&["down"]);
+    let left: Vec<String> = pids
+        .iter()
+        .filter_map(|p| std::fs::read(format!("/proc/{p}/cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .collect();
+    assert!(left.is_empty(), "left running after down: {left:?}");
 }
 
-/// The driver's data as compared across a resync: names, labels and specs
-/// (revisions and timestamps aside).
 /// `calico-resync --json` with the first server's configuration.
 fn calico_resync(lab: &Lab) -> Value {
     let dir = lab.dir.path().join("openstack");
@@ -491,6 +522,8 @@ fn keystone_projects_name_endpoints(lab: &Lab) {
     assert_eq!(project_labels(lab, "vm-pd"), expected("demo_web"));
 }
 
+/// The driver's data as compared across a resync: names, labels and specs
+/// (revisions and timestamps aside).
 fn driver_data(lab: &Lab) -> Vec<Value> {
     let mut out = Vec::new();
     for kind in ["workloadendpoints", "networkpolicies"] {

@@ -4,7 +4,8 @@
 //! loopback). Configured as the article says (`core_plugin = ml2`,
 //! `service_plugins = router`, the article's `ml2_conf.ini`), plus the
 //! lines a lab needs: Keystone on the same loopback (`keystone`), no
-//! message bus (`fake://`), and `[calico]` pointing at the lab's datastore.
+//! message bus (`fake://`) unless RabbitMQ is asked for, and `[calico]`
+//! pointing at the lab's datastore.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,7 +20,16 @@ use crate::procs::{self, Until};
 use crate::state::{Datastore, LabState};
 use crate::topology::fabric_ns;
 
-use super::keystone;
+use super::{keystone, rabbitmq};
+
+/// neutron-server's message bus: none (the driver needs none), or RabbitMQ
+/// as the article configures it.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, clap::ValueEnum)]
+pub enum MessageBus {
+    #[default]
+    None,
+    Rabbitmq,
+}
 
 /// MariaDB's port on the fabric namespace's loopback.
 pub const DB_PORT: u16 = 13306;
@@ -44,6 +54,11 @@ pub struct Controller {
     pub metadata_pid: Option<u32>,
     #[serde(default)]
     pub keystone_pid: Option<u32>,
+    #[serde(default)]
+    pub message_bus: MessageBus,
+    /// RabbitMQ and its epmd, when `message_bus` is RabbitMQ.
+    #[serde(default)]
+    pub bus_pids: Vec<u32>,
 }
 
 impl Controller {
@@ -80,6 +95,11 @@ impl Controller {
         );
         v.extend(self.metadata_pid);
         v.extend(self.keystone_pid);
+        v.extend(
+            self.bus_pids
+                .iter()
+                .flat_map(|p| procs::with_descendants(*p)),
+        );
         v.extend(self.db_pid);
         v
     }
@@ -118,13 +138,18 @@ pub fn calico_datastore_lines(state: &LabState) -> Result<String> {
 fn neutron_conf(dir: &Path, state: &LabState, port: u16) -> Result<String> {
     let d = dir.display();
     let calico = calico_datastore_lines(state)?;
+    let bus = state.openstack.as_ref().map(|c| c.message_bus);
+    let transport_url = match bus.unwrap_or_default() {
+        MessageBus::None => "fake://".to_string(),
+        MessageBus::Rabbitmq => rabbitmq::transport_url(),
+    };
     Ok(format!(
         "[DEFAULT]
 core_plugin = ml2
 service_plugins = router
 allow_overlapping_ips = True
 auth_strategy = keystone
-transport_url = fake://
+transport_url = {transport_url}
 bind_host = 127.0.0.1
 bind_port = {port}
 api_workers = 1
@@ -191,7 +216,7 @@ fn which(prog: &str) -> Option<PathBuf> {
 }
 
 /// Starts MariaDB and one neutron-server; records both in the lab state.
-pub fn start(state: &mut LabState) -> Result<()> {
+pub fn start(state: &mut LabState, bus: MessageBus) -> Result<()> {
     check_installed()?;
     let dir = state.dir.join("openstack");
     let _ = std::fs::remove_dir_all(&dir);
@@ -202,11 +227,19 @@ pub fn start(state: &mut LabState) -> Result<()> {
     ip(&["-n", &fabric, "link", "set", "lo", "up"])?;
     state.openstack = Some(Controller {
         dir: dir.clone(),
+        message_bus: bus,
         ..Controller::default()
     });
     state.save()?;
     say("starting MariaDB, Keystone and neutron-server (ML2, mechanism_drivers = calico) in the fabric");
     start_db(state, &dir)?;
+    if bus == MessageBus::Rabbitmq {
+        let pids = rabbitmq::start(&dir)?;
+        if let Some(c) = state.openstack.as_mut() {
+            c.bus_pids = pids;
+        }
+        state.save()?;
+    }
     let pid = keystone::start(&dir, &Controller::endpoint(API_PORT))?;
     if let Some(c) = state.openstack.as_mut() {
         c.keystone_pid = Some(pid);

@@ -5,6 +5,7 @@
 pub mod controller;
 pub mod keystone;
 pub mod nova;
+pub mod rabbitmq;
 pub mod services;
 
 use std::path::Path;
@@ -25,7 +26,7 @@ pub use controller::{openstack, openstack_json};
 const PORTS: [u16; 3] = [22, 80, 5432];
 
 /// A lab with two compute hosts and a running controller.
-pub fn up(dir: &Path, store: StoreKind) -> Result<LabState> {
+pub fn up(dir: &Path, store: StoreKind, bus: controller::MessageBus) -> Result<LabState> {
     let opts = lab::LabOptions {
         hosts: 2,
         store,
@@ -33,7 +34,7 @@ pub fn up(dir: &Path, store: StoreKind) -> Result<LabState> {
         route_reflectors: 0,
     };
     let mut state = lab::up(dir, &opts)?;
-    controller::start(&mut state)?;
+    controller::start(&mut state, bus)?;
     services::start_dhcp_agents(&mut state)?;
     services::start_metadata(&mut state)?;
     wait_agents(&state, Duration::from_secs(60))?;
@@ -133,8 +134,8 @@ pub fn world_from_datastore(state: &LabState) -> Result<World> {
     Ok(world)
 }
 
-pub fn run(dir: &Path, store: StoreKind, keep: bool) -> Result<()> {
-    let result = run_inner(dir, store);
+pub fn run(dir: &Path, store: StoreKind, bus: controller::MessageBus, keep: bool) -> Result<()> {
+    let result = run_inner(dir, store, bus);
     if !keep || result.is_err() {
         say("tearing the lab down");
         lab::down(dir)?;
@@ -142,8 +143,8 @@ pub fn run(dir: &Path, store: StoreKind, keep: bool) -> Result<()> {
     result
 }
 
-fn run_inner(dir: &Path, store: StoreKind) -> Result<()> {
-    let mut state = up(dir, store)?;
+fn run_inner(dir: &Path, store: StoreKind, bus: controller::MessageBus) -> Result<()> {
+    let mut state = up(dir, store, bus)?;
     say("openstack network agent list: every compute host's Calico agent is alive");
     print!("{}", openstack(&["network", "agent", "list"])?);
     say("a tenant network and subnet (the article's ml2_conf.ini makes it vxlan; Calico routes it at L3)");

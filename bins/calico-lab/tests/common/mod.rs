@@ -56,6 +56,11 @@ impl Lab {
     /// `calico-lab openstack-up`: two hosts and a neutron-server with the
     /// calico driver.
     pub fn openstack_up(name: &str, datastore: &str) -> Lab {
+        Lab::openstack_up_with(name, datastore, &[])
+    }
+
+    /// `openstack_up` with further flags of `openstack-up`.
+    pub fn openstack_up_with(name: &str, datastore: &str, flags: &[&str]) -> Lab {
         for b in ["calico-node", "calicoctl", "calico-probe", "calico-neutron"] {
             sibling(b);
         }
@@ -64,7 +69,9 @@ impl Lab {
             prefix: format!("e2{name}-"),
         };
         let _ = lab.run(&["down"]);
-        lab.ok(&["openstack-up", "--datastore", datastore]);
+        let mut args = vec!["openstack-up", "--datastore", datastore];
+        args.extend_from_slice(flags);
+        lab.ok(&args);
         lab
     }
 
