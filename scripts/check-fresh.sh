@@ -5,8 +5,9 @@
 # it; then, with CI=true so that a missing tool fails instead of skipping, the
 # tests that use the packages: the datastore's (etcd, etcdctl, openssl) and the
 # dataplane's kernel tests (ip, bridge, ping, nft, sysctl) in namespaces of
-# their own; and `calico-lab openstack` (neutron-server, MariaDB, the openstack
-# CLI and our driver, all from `setup.sh --openstack`). Root only. Each step
+# their own; and `calico-lab openstack` (neutron-server, MariaDB, Keystone,
+# RabbitMQ, the openstack CLI and our driver, all from `setup.sh --openstack`).
+# Root only. Each step
 # is timed. The root, its mounts and anything
 # still running in it are removed on exit, also on failure.
 #
@@ -115,8 +116,9 @@ say "build: every test target"
 inside bash -c 'cd /src/calico-rs && cargo test -q --workspace --no-run --locked'
 say "tests: datastore and dataplane, CI=true"
 inside bash -c 'cd /src/calico-rs && CI=true cargo test -q --locked -p calico-datastore -p calico-dataplane'
-say "OpenStack: calico-lab openstack (neutron-server with the driver, VMs on two hosts)"
-inside bash -c 'cd /src/calico-rs && target/debug/calico-lab --dir /tmp/fresh-lab --prefix cf- openstack >/tmp/fresh-openstack.log 2>&1' ||
+say "OpenStack: calico-lab openstack (neutron-server with the driver on RabbitMQ, VMs on two hosts)"
+inside bash -c 'cd /src/calico-rs && target/debug/calico-lab --dir /tmp/fresh-lab --prefix cf- openstack --message-bus rabbitmq >/tmp/fresh-openstack.log 2>&1' ||
   { tail -40 "$root/tmp/fresh-openstack.log" >&2; exit 1; }
 grep -q 'every probe agreed' "$root/tmp/fresh-openstack.log"
+grep -q 'accepting AMQP connection' "$root/tmp/fresh-lab/openstack/log/rabbit@localhost.log"
 say "ok: setup.sh installs all the build, these tests and the OpenStack lab need"

@@ -231,7 +231,13 @@ pub fn start(state: &mut LabState, bus: MessageBus) -> Result<()> {
         ..Controller::default()
     });
     state.save()?;
-    say("starting MariaDB, Keystone and neutron-server (ML2, mechanism_drivers = calico) in the fabric");
+    let services = match bus {
+        MessageBus::None => "MariaDB, Keystone and neutron-server",
+        MessageBus::Rabbitmq => "MariaDB, Keystone, RabbitMQ and neutron-server",
+    };
+    say(&format!(
+        "starting {services} (ML2, mechanism_drivers = calico) in the fabric"
+    ));
     start_db(state, &dir)?;
     if bus == MessageBus::Rabbitmq {
         let pids = rabbitmq::start(&dir)?;
