@@ -81,7 +81,8 @@ impl Controller {
 
     /// Every process of the controller: the servers with their forked
     /// workers and co-processes (a worker outliving its parent would keep
-    /// serving), and MariaDB.
+    /// serving), the DHCP agents, the metadata stand-in, Keystone, the
+    /// message bus and MariaDB.
     pub fn pids(&self) -> Vec<u32> {
         let mut v: Vec<u32> = self
             .servers
@@ -215,7 +216,8 @@ fn which(prog: &str) -> Option<PathBuf> {
     })
 }
 
-/// Starts MariaDB and one neutron-server; records both in the lab state.
+/// Starts MariaDB, Keystone, the message bus if any and one
+/// neutron-server; records them in the lab state.
 pub fn start(state: &mut LabState, bus: MessageBus) -> Result<()> {
     check_installed()?;
     let dir = state.dir.join("openstack");
